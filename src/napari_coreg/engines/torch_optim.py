@@ -1,0 +1,221 @@
+"""Batched optimisers over transform parameters at one pyramid level.
+
+Each optimiser is a generator: it yields the per-frame loss after every
+iteration (so callers can report progress and cancel) and returns the best
+parameters with the reason it stopped. Frames converge independently; a
+converged frame is no longer evaluated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..metrics import gauss_newton_system, loss
+from ..models import ParamModel
+from ..options import Metric
+from .torch_levels import LevelData, point_jacobian, sample
+
+__all__ = ['Objective', 'adam', 'bfgs', 'gauss_newton']
+
+Steps = Generator[Tensor, None, tuple[Tensor, str]]
+
+
+@dataclass(frozen=True, eq=False)
+class Objective:
+    """The loss of a batch of frames at one level, and its derivatives."""
+
+    data: LevelData
+    model: ParamModel
+    base: Tensor        # (B, D+1, D+1): starting normalised matrices, CPU float64
+    metric: Metric
+    bins: int
+
+    def _fixed(self, frames: Tensor) -> Tensor:
+        values = self.data.fixed_values
+        return values if values.shape[0] == 1 else values[frames.to(values.device)]
+
+    def _sample(self, params: Tensor, frames: Tensor):
+        return sample(self.data, self.model.matrices(params, self.base[frames]), frames)
+
+    def loss(self, params: Tensor, frames: Tensor) -> Tensor:
+        """Loss per frame, ``(b,)``."""
+        s = self._sample(params, frames)
+        value = loss(self.metric, s.values, self._fixed(frames), s.weights, self.bins)
+        return value.double().cpu()
+
+    def gauss_newton(self, params: Tensor, frames: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Loss, Gauss-Newton matrix and gradient (least-squares metrics)."""
+        s = self._sample(params, frames)
+        jac = point_jacobian(s, self.model.jacobians(params, self.base[frames]))
+        value, hessian, gradient = gauss_newton_system(
+            self.metric, s.values, self._fixed(frames), s.weights, jac
+        )
+        return value.double().cpu(), hessian.double().cpu(), gradient.double().cpu()
+
+    def gradient(self, params: Tensor, frames: Tensor) -> tuple[Tensor, Tensor]:
+        """Loss and its gradient with respect to the parameters."""
+        s = self._sample(params, frames)
+        values = s.values.detach().requires_grad_(True)
+        value = loss(self.metric, values, self._fixed(frames), s.weights, self.bins)
+        (dvalues,) = torch.autograd.grad(value.sum(), values)
+        jac = point_jacobian(s, self.model.jacobians(params, self.base[frames]))
+        grad = (jac.transpose(1, 2) @ dvalues[..., None])[..., 0]
+        return value.detach().double().cpu(), grad.double().cpu()
+
+    def displacement(self, old: Tensor, new: Tensor, frames: Tensor) -> Tensor:
+        """Largest move of the level's corner points between two parameter sets,
+        in moving level pixels, ``(b,)``."""
+        base = self.base[frames]
+        moved = []
+        for params in (old, new):
+            homog = self.data.corners @ self.model.matrices(params, base).transpose(1, 2)
+            mapped = homog[..., :-1] / homog[..., -1:]
+            moved.append(mapped @ self.data.px_linear.T)
+        return (moved[1] - moved[0]).norm(dim=-1).amax(dim=-1).double()
+
+
+def gauss_newton(
+    objective: Objective, params: Tensor, iterations: int, tolerance: float
+) -> Steps:
+    """Levenberg-Marquardt on least-squares metrics (l1, mse, ncc).
+
+    A step that raises the loss is rejected and the damping raised; an
+    accepted one lowers it. A frame stops when its step moves no corner by
+    more than ``tolerance`` level pixels.
+    """
+    n = params.shape[0]
+    best = params.clone()
+    best_loss = torch.full((n,), torch.inf, dtype=torch.float64, device=params.device)
+    hessian = gradient = None
+    damping = torch.full_like(best_loss, 1e-3)
+    active = torch.ones(n, dtype=torch.bool, device=params.device)
+    trial = params.clone()
+    for _ in range(iterations):
+        frames = torch.nonzero(active)[:, 0]
+        value, h, g = objective.gauss_newton(trial[frames], frames)
+        if hessian is None:
+            hessian, gradient = h.clone(), g.clone()
+        accept = value <= best_loss[frames]
+        done = frames[accept]
+        best[done], best_loss[done] = trial[frames][accept], value[accept]
+        hessian[done], gradient[done] = h[accept], g[accept]
+        damping[done] = (damping[done] / 4).clamp_min(1e-9)
+        damping[frames[~accept]] *= 8
+        yield best_loss.clone()
+
+        h = hessian[frames]
+        diag = torch.diagonal(h, dim1=1, dim2=2)
+        floor = 1e-9 * diag.amax(-1, keepdim=True).clamp_min(1e-30)
+        damped = h + torch.diag_embed(damping[frames, None] * diag + floor)
+        step = -torch.linalg.solve(damped, gradient[frames][..., None])[..., 0]
+        trial[frames] = best[frames] + step.to(best)
+        moved = objective.displacement(best[frames], trial[frames], frames)
+        stuck = damping[frames] > 1e8
+        active[frames[(moved < tolerance) | stuck]] = False
+        if not active.any():
+            return best, 'converged'
+    return best, 'max_iterations'
+
+
+def bfgs(
+    objective: Objective, params: Tensor, iterations: int, tolerance: float
+) -> Steps:
+    """Quasi-Newton (BFGS) with a backtracking line search, for any metric.
+
+    The first step moves the points by about one level pixel along the
+    steepest descent; a frame stops when a step moves no corner by more
+    than ``tolerance`` level pixels.
+    """
+    n, n_params = params.shape
+    device = params.device
+    frames = torch.arange(n, device=device)
+    value, grad = objective.gradient(params, frames)
+    eye = torch.eye(n_params, dtype=torch.float64, device=device)
+    unit = objective.displacement(
+        params, params + grad.to(params) / grad.norm(dim=1, keepdim=True).clamp_min(1e-30).to(params), frames
+    ).clamp_min(1e-12)
+    inverse = eye / (unit * grad.norm(dim=1).clamp_min(1e-30))[:, None, None]
+    initial = inverse.clone()
+    best = params.clone()
+    active = torch.ones(n, dtype=torch.bool, device=device)
+    for _ in range(iterations):
+        frames = torch.nonzero(active)[:, 0]
+        g = grad[frames]
+        direction = -(inverse[frames] @ g[..., None])[..., 0]
+        slope = (direction * g).sum(1)
+        uphill = slope >= 0
+        if uphill.any():
+            inverse[frames[uphill]] = initial[frames[uphill]]
+            direction[uphill] = -(initial[frames[uphill]] @ g[uphill][..., None])[..., 0]
+            slope = (direction * g).sum(1)
+        step = torch.ones_like(slope)
+        pending = torch.ones_like(slope, dtype=torch.bool)
+        new_value, new_grad = value[frames].clone(), g.clone()
+        for _ in range(20):
+            idx = torch.nonzero(pending)[:, 0]
+            trial = best[frames[idx]] + (step[idx, None] * direction[idx]).to(best)
+            v, gr = objective.gradient(trial, frames[idx])
+            ok = v <= value[frames[idx]] + 1e-4 * step[idx] * slope[idx]
+            new_value[idx[ok]], new_grad[idx[ok]] = v[ok], gr[ok]
+            pending[idx[ok]] = False
+            step[idx[~ok]] /= 2
+            if not pending.any():
+                break
+        moved_ok = ~pending
+        s = (step[:, None] * direction) * moved_ok[:, None]
+        y = new_grad - g
+        sy = (s * y).sum(1)
+        update = moved_ok & (sy > 1e-12)
+        if update.any():
+            rho = 1 / sy[update]
+            ss = s[update][:, :, None] @ s[update][:, None, :]
+            left = eye - rho[:, None, None] * (s[update][:, :, None] @ y[update][:, None, :])
+            inverse[frames[update]] = left @ inverse[frames[update]] @ left.transpose(1, 2) + rho[:, None, None] * ss
+        old = best[frames].clone()
+        best[frames] = best[frames] + s.to(best)
+        value[frames], grad[frames] = new_value, new_grad
+        yield value.clone()
+        moved = objective.displacement(old, best[frames], frames)
+        active[frames[(moved < tolerance) | pending]] = False
+        if not active.any():
+            return best, 'converged'
+    return best, 'max_iterations'
+
+
+def adam(
+    objective: Objective, params: Tensor, iterations: int, tolerance: float,
+    learning_rate: float,
+) -> Steps:
+    """Adam (the method of kornia's registration tutorial), for any metric.
+
+    Stops when the mean loss has not improved by more than ``tolerance``
+    (relative) over 20 iterations.
+    """
+    n = params.shape[0]
+    frames = torch.arange(n, device=params.device)
+    current = params.clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([current], lr=learning_rate)
+    best, best_loss = params.clone(), torch.full((n,), torch.inf, dtype=torch.float64)
+    history: list[float] = []
+    for _ in range(iterations):
+        value, grad = objective.gradient(current.detach(), frames)
+        better = value < best_loss
+        best[better], best_loss[better] = current.detach()[better], value[better]
+        current.grad = grad.to(current)
+        optimiser.step()
+        history.append(float(value.mean()))
+        yield best_loss.clone()
+        if len(history) > 20 and history[-21] - min(history[-20:]) < tolerance * abs(history[-21]):
+            return best, 'converged'
+    return best, 'max_iterations'
+
+
+OPTIMISERS: dict[str, Callable[..., Steps]] = {
+    'gauss-newton': gauss_newton,
+    'bfgs': bfgs,
+    'adam': adam,
+}
