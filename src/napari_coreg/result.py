@@ -71,8 +71,9 @@ class RegistrationResult:
         What was run.
     metric_before, metric_after : float
         The registration metric in its natural form (NCC and MI: higher is
-        better; L1 and MSE: lower is better) at the initial and final
-        transform, on the finest level, over the overlap.
+        better; L1 and MSE: lower is better) over the overlap on the finest
+        level: before = the images as given (identity in physical space),
+        after = at the result.
     levels : tuple of LevelReport
         Per level: shape, iterations, time, stop reason and loss history.
     elapsed : float
@@ -141,13 +142,14 @@ class RegistrationResult:
     def quality(self) -> dict[str, dict[str, float]]:
         """MSE, NCC and SSIM over the overlap, ``{'before': ..., 'after': ...}``.
 
-        Intensities are rescaled to [0, 1] by the fixed image's range first.
+        Before = the images as given (identity in physical space). Intensities
+        are rescaled to [0, 1] by the fixed image's range first.
         """
         from .quality import overlap_quality
 
         return overlap_quality(
             self._fixed, self._moving, self.moving_from_fixed, self.fixed_grid,
-            self.moving_grid, self.settings.get('initial_moving_from_fixed'),
+            self.moving_grid,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -173,7 +173,7 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
     model = param_model(problem.model, problem.ndim, corners)
 
     initial = _initial(problem, device)
-    base = start = torch.as_tensor(norm @ initial @ np.linalg.inv(norm))
+    base = torch.as_tensor(norm @ initial @ np.linalg.inv(norm))
     params = torch.zeros(problem.batch, model.n_params, dtype=torch.float64)
     total = sum(level.iterations for level in problem.schedule)
     n_levels = len(problem.schedule)
@@ -210,7 +210,7 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
     return Outcome(
         moving_from_fixed=_physical(base, norm),
         initial=initial,
-        metric_before=_natural(problem, data, start),
+        metric_before=_natural(problem, data, torch.eye(problem.ndim + 1).expand_as(base)),
         metric_after=_natural(problem, data, base),
         levels=tuple(reports),
     )
