@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..metrics import natural
-from ..models import param_model
-from ..options import Init, Model
+from ..models import ParamModel, param_model
+from ..options import Metric, Model
 from ..problem import Outcome, Problem
+from ..pyramid import shrink_per_axis
 from ..result import LevelReport, Progress
-from ..transforms import apply_matrix, homogeneous
-from .torch_levels import LevelData, build_level, normalised_frame, sample
+from ..transforms import apply_matrix, grid_points
+from .torch_init import starting_points
+from .torch_levels import LevelData, build_level, level_grid_matrix, normalised_frame, sample
 from .torch_optim import OPTIMISERS, Objective
 
 __all__ = ['pick_device', 'run']
@@ -28,10 +31,14 @@ __all__ = ['pick_device', 'run']
 TOLERANCE_PX = 1e-3
 #: Default Adam step in normalised units (half-diagonal = 1), per level shrink.
 ADAM_RATE = 1e-3
-#: Rotations tried by ``init='auto'`` for models that rotate (2D), degrees.
-ROTATION_SEARCH = (0.0, -10.0, 10.0, -20.0, 20.0, -30.0, 30.0)
-#: Most points mutual information evaluates per level (regular subset).
+#: Progress events carry the current matrix at most this often (seconds).
+PREVIEW_SECONDS = 0.2
+#: Most points a level evaluates: least-squares metrics, mutual information.
+MAX_POINTS = 1 << 20
 MI_POINTS = 1 << 17
+#: A multi-start candidate whose overlap is below this fraction of the
+#: largest candidate overlap cannot win (small overlaps match by chance).
+MIN_OVERLAP_RATIO = 0.5
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
@@ -40,7 +47,8 @@ def pick_device(device: str | torch.device | None) -> torch.device:
         return torch.device(device)
     if torch.cuda.is_available():
         return torch.device('cuda')
-    if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available():
+    mps = getattr(torch.backends, 'mps', None)
+    if mps is not None and mps.is_available():
         return torch.device('mps')
     return torch.device('cpu')
 
@@ -48,13 +56,13 @@ def pick_device(device: str | torch.device | None) -> torch.device:
 def _optimiser_name(problem: Problem) -> str:
     name = problem.settings.optimizer
     if name == 'auto':
-        return 'bfgs' if problem.metric.value == 'mi' else 'gauss-newton'
+        return 'bfgs' if problem.metric is Metric.MI else 'gauss-newton'
     if name not in OPTIMISERS:
         raise ValueError(
             f"unknown torch optimizer {name!r}: choose 'auto', "
             + ', '.join(repr(k) for k in OPTIMISERS)
         )
-    if name == 'gauss-newton' and problem.metric.value == 'mi':
+    if name == 'gauss-newton' and problem.metric is Metric.MI:
         raise ValueError(
             "mutual information is not a least-squares metric: use "
             "optimizer='bfgs' or 'adam' (or 'auto')"
@@ -63,15 +71,15 @@ def _optimiser_name(problem: Problem) -> str:
 
 
 def _level(problem: Problem, index: int, device: torch.device, full: bool = False) -> LevelData:
-    mi = problem.metric.value == 'mi'
-    sampling = problem.settings.sampling
+    """Level ``index`` of the problem; ``full`` ignores masks and point limits."""
     n_fixed = int(np.prod(problem.fixed_grid.shape))
+    sampling = problem.settings.sampling
     if full:
         limit, seed = n_fixed, None
     elif sampling is not None:
         limit, seed = max(64, int(sampling * n_fixed)), problem.settings.seed
     else:
-        limit, seed = (MI_POINTS if mi else 1 << 20), None
+        limit, seed = (MI_POINTS if problem.metric is Metric.MI else MAX_POINTS), None
     return build_level(
         problem.fixed, problem.moving, problem.fixed_grid, problem.moving_grid,
         None if full else problem.fixed_mask, None if full else problem.moving_mask,
@@ -80,143 +88,162 @@ def _level(problem: Problem, index: int, device: torch.device, full: bool = Fals
     )
 
 
-def _centre_alignment(problem: Problem) -> np.ndarray:
-    offset = problem.moving_grid.center - problem.fixed_grid.center
-    return homogeneous(np.eye(problem.ndim), offset)
+def _models(problem: Problem, norm: np.ndarray) -> tuple[ParamModel, ParamModel | None]:
+    """The model, and the similarity that warms it up at the coarsest level.
+
+    Affine and homography start with a similarity at the coarsest level:
+    their extra freedoms can otherwise shrink the overlap onto a patch that
+    matches by chance before the gross alignment is found.
+    """
+    corners = None
+    if problem.model is Model.HOMOGRAPHY:
+        corners_phys = apply_matrix(
+            problem.fixed_grid.phys_from_px, grid_points(problem.fixed_grid.shape)[:-1]
+        )
+        corners = torch.as_tensor(apply_matrix(norm, corners_phys))
+    model = param_model(problem.model, problem.ndim, corners)
+    warm = None
+    if problem.model in (Model.AFFINE, Model.HOMOGRAPHY):
+        warm = param_model(Model.SIMILARITY, problem.ndim)
+    return model, warm
 
 
-def _rotation_about(angle_deg: float, centre: np.ndarray) -> np.ndarray:
-    a = np.deg2rad(angle_deg)
-    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    return homogeneous(rot, centre - rot @ centre)
+def _physical(matrices: torch.Tensor, norm: np.ndarray) -> np.ndarray:
+    return np.linalg.inv(norm) @ matrices.numpy() @ norm
 
 
-def _phase_shift(data: LevelData, frame_matrix: np.ndarray, frame: int,
-                 norm_from_phys: np.ndarray, phys_from_px: np.ndarray) -> np.ndarray:
-    """Refine a candidate by the phase-correlation translation (physical)."""
-    from skimage.registration import phase_cross_correlation
+@dataclass
+class _Run:
+    """What one registration carries from stage to stage.
 
-    matrix = torch.as_tensor(norm_from_phys @ frame_matrix @ np.linalg.inv(norm_from_phys))
-    s = sample(data, matrix[None], torch.tensor([frame]))
-    moved = (s.values * s.weights)[0].reshape(data.fixed_shape).cpu().numpy()
-    values = data.fixed_values
-    fixed = values[0 if values.shape[0] == 1 else frame].reshape(data.fixed_shape).cpu().numpy()
-    shift, _, _ = phase_cross_correlation(fixed, moved, upsample_factor=4, normalization=None)
-    offset = phys_from_px[:-1, :-1] @ -np.asarray(shift)
-    return frame_matrix @ homogeneous(np.eye(len(shift)), offset)
+    ``base`` holds one normalised matrix per row; a row is a frame, or a
+    (frame, starting point) pair during the coarsest level's multi-start,
+    and ``frame_of`` says which frame each row belongs to.
+    """
+
+    problem: Problem
+    optimiser: str
+    tolerance: float
+    norm: np.ndarray
+    base: torch.Tensor
+    frame_of: torch.Tensor
+    total: int
+    step: int = 0
+    last_matrix_time: float = 0.0
+
+    def objective(self, model: ParamModel, data: LevelData) -> Objective:
+        return Objective(
+            data, model, self.base, self.problem.metric,
+            self.problem.settings.mi_bins, self.frame_of,
+        )
+
+    def keep_best_start(self, data: LevelData) -> None:
+        """Reduce the multi-start rows to the best row per frame."""
+        objective = self.objective(param_model(Model.TRANSLATION, self.problem.ndim), data)
+        rows = torch.arange(self.base.shape[0])
+        losses, overlaps = objective.loss_and_overlap(
+            torch.zeros(rows.numel(), self.problem.ndim, dtype=torch.float64), rows
+        )
+        best = []
+        for frame in range(self.problem.batch):
+            mine = torch.nonzero(self.frame_of == frame)[:, 0]
+            eligible = overlaps[mine] >= MIN_OVERLAP_RATIO * overlaps[mine].max()
+            score = torch.where(eligible, losses[mine], torch.inf)
+            best.append(int(mine[torch.argmin(score)]))
+        self.base = self.base[best]
+        self.frame_of = self.frame_of[best]
 
 
-def _initial(problem: Problem, device: torch.device) -> np.ndarray:
-    """Starting ``moving_from_fixed`` per frame (physical), ``(B, D+1, D+1)``."""
-    if problem.initial is not None:
-        return np.broadcast_to(problem.initial, (problem.batch, *problem.initial.shape[1:])).copy()
-    init = problem.settings.init
-    centre = _centre_alignment(problem)
-    if init is Init.IDENTITY:
-        return np.repeat(np.eye(problem.ndim + 1)[None], problem.batch, 0)
-    if init is Init.CENTER:
-        return np.repeat(centre[None], problem.batch, 0)
-
-    data = _level(problem, 0, device, full=True)
-    norm = normalised_frame(problem.fixed_grid)
-    from .torch_levels import _level_grid_matrix
-    from ..pyramid import shrink_per_axis
-    phys_from_px = _level_grid_matrix(
-        problem.fixed_grid, shrink_per_axis(problem.fixed_grid.shape, problem.schedule[0].factor)
+def _stage(
+    run_: _Run, model: ParamModel, data: LevelData, level_index: int,
+    losses: list[float],
+) -> Generator[Progress, None, str]:
+    """Optimise ``model`` on one level from ``run_.base``; fold the result in."""
+    problem = run_.problem
+    level = problem.schedule[level_index]
+    kwargs = {}
+    if run_.optimiser == 'adam':
+        kwargs['learning_rate'] = (problem.settings.learning_rate or ADAM_RATE) * level.factor
+    params = torch.zeros(run_.base.shape[0], model.n_params, dtype=torch.float64)
+    steps = OPTIMISERS[run_.optimiser](
+        run_.objective(model, data), params, level.iterations, run_.tolerance, **kwargs
     )
-    rotates = problem.ndim == 2 and problem.model is not Model.TRANSLATION
-    angles = ROTATION_SEARCH if (init is Init.AUTO and rotates) else (0.0,)
-    fixed_centre = problem.fixed_grid.center
-    chosen = []
-    for frame in range(problem.batch):
-        candidates = [centre] if init is Init.AUTO else []
-        for angle in angles:
-            start = centre @ _rotation_about(angle, fixed_centre) if problem.ndim == 2 else centre
-            candidates.append(_phase_shift(data, start, frame, norm, phys_from_px))
-        if len(candidates) == 1:
-            chosen.append(candidates[0])
-            continue
-        stacked = np.stack(candidates)
-        normalised = torch.as_tensor(norm @ stacked @ np.linalg.inv(norm))
-        frames = torch.full((len(candidates),), frame, dtype=torch.long)
-        s = sample(data, normalised, frames)
-        fixed = data.fixed_values[0 if data.fixed_values.shape[0] == 1 else frame][None]
-        losses = -natural(_ranking_metric(problem), s.values, fixed, s.weights, problem.settings.mi_bins)
-        chosen.append(candidates[int(torch.argmin(losses.cpu()))])
-    return np.stack(chosen)
+    while True:
+        try:
+            row_losses, params = next(steps)
+        except StopIteration as done:
+            params, reason = done.value
+            break
+        losses.append(float(row_losses.mean()))
+        now = time.perf_counter()
+        matrix = None
+        if now - run_.last_matrix_time > PREVIEW_SECONDS:
+            matrix = _physical(model.matrices(params, run_.base), run_.norm)
+            run_.last_matrix_time = now
+        yield Progress(
+            step=run_.step, total=run_.total, level=level_index,
+            n_levels=len(problem.schedule), iteration=len(losses) - 1,
+            loss=losses[-1], matrix=matrix,
+        )
+        run_.step += 1
+    run_.base = model.matrices(params, run_.base)
+    return reason
 
 
-def _ranking_metric(problem: Problem):
-    """Rank starting points by NCC, or by MI when the metric is MI."""
-    from ..options import Metric
-
-    return Metric.MI if problem.metric is Metric.MI else Metric.NCC
-
-
-def _physical(model_matrices: torch.Tensor, norm: np.ndarray) -> np.ndarray:
-    return np.linalg.inv(norm) @ model_matrices.numpy() @ norm
+def _start(problem: Problem, device: torch.device, norm: np.ndarray) -> np.ndarray:
+    """Starting points per frame, ``(B, K, D+1, D+1)``, best first."""
+    data = _level(problem, 0, device, full=True)
+    shrink = shrink_per_axis(problem.fixed_grid.shape, problem.schedule[0].factor)
+    return starting_points(
+        problem, data, norm, level_grid_matrix(problem.fixed_grid, shrink)
+    )
 
 
 def run(problem: Problem) -> Generator[Progress, None, Outcome]:
     """Register a (batched) problem, yielding progress after every iteration."""
     device = pick_device(problem.settings.device)
-    optimiser_name = _optimiser_name(problem)
-    optimiser = OPTIMISERS[optimiser_name]
-    tolerance = problem.settings.tolerance or TOLERANCE_PX
     norm = normalised_frame(problem.fixed_grid)
-    corners = None
-    if problem.model is Model.HOMOGRAPHY:
-        from ..transforms import grid_points
-
-        corners_phys = apply_matrix(problem.fixed_grid.phys_from_px, grid_points(problem.fixed_grid.shape)[:-1])
-        corners = torch.as_tensor(apply_matrix(norm, corners_phys))
-    model = param_model(problem.model, problem.ndim, corners)
-
-    initial = _initial(problem, device)
-    base = torch.as_tensor(norm @ initial @ np.linalg.inv(norm))
-    params = torch.zeros(problem.batch, model.n_params, dtype=torch.float64)
-    total = sum(level.iterations for level in problem.schedule)
-    n_levels = len(problem.schedule)
-    reports, step = [], 0
-    for index, level in enumerate(problem.schedule):
+    model, warm = _models(problem, norm)
+    starts = _start(problem, device, norm)
+    batch, n_starts = starts.shape[:2]
+    first = problem.schedule[0].iterations
+    run_ = _Run(
+        problem=problem,
+        optimiser=_optimiser_name(problem),
+        tolerance=problem.settings.tolerance or TOLERANCE_PX,
+        norm=norm,
+        base=torch.as_tensor(norm @ starts.reshape(-1, *starts.shape[2:]) @ np.linalg.inv(norm)),
+        frame_of=torch.arange(batch).repeat_interleave(n_starts),
+        total=sum(level.iterations for level in problem.schedule) + (first if warm else 0),
+    )
+    reports = []
+    for index in range(len(problem.schedule)):
         started = time.perf_counter()
         data = _level(problem, index, device)
-        objective = Objective(data, model, base, problem.metric, problem.settings.mi_bins)
-        kwargs = {}
-        if optimiser_name == 'adam':
-            kwargs['learning_rate'] = (problem.settings.learning_rate or ADAM_RATE) * level.factor
-        steps = optimiser(objective, params, level.iterations, tolerance, **kwargs)
         losses: list[float] = []
-        while True:
-            try:
-                frame_losses = next(steps)
-            except StopIteration as done:
-                params, reason = done.value
-                break
-            losses.append(float(frame_losses.mean()))
-            yield Progress(
-                step=step, total=total, level=index, n_levels=n_levels,
-                iteration=len(losses) - 1, loss=losses[-1],
-            )
-            step += 1
-        # fold the level's result into the base so the next level starts at zero
-        base = model.matrices(params, base)
-        params = torch.zeros_like(params)
+        if index == 0 and warm is not None:
+            yield from _stage(run_, warm, data, index, losses)
+        reason = yield from _stage(run_, model, data, index, losses)
+        if n_starts > 1 and index == 0:
+            run_.keep_best_start(data)
         reports.append(LevelReport(
             shape=data.fixed_shape, iterations=len(losses),
             seconds=time.perf_counter() - started, stop_reason=reason,
             losses=tuple(losses),
         ))
+    identity = torch.eye(problem.ndim + 1, dtype=torch.float64).expand_as(run_.base)
     return Outcome(
-        moving_from_fixed=_physical(base, norm),
-        initial=initial,
-        metric_before=_natural(problem, data, torch.eye(problem.ndim + 1).expand_as(base)),
-        metric_after=_natural(problem, data, base),
+        moving_from_fixed=_physical(run_.base, norm),
+        initial=starts[:, 0],
+        metric_before=_natural(problem, data, identity),
+        metric_after=_natural(problem, data, run_.base),
         levels=tuple(reports),
     )
 
 
 def _natural(problem: Problem, data: LevelData, base: torch.Tensor) -> np.ndarray:
     s = sample(data, base)
-    values = natural(problem.metric, s.values, data.fixed_values, s.weights, problem.settings.mi_bins)
+    values = natural(
+        problem.metric, s.values, data.fixed_values, s.weights, problem.settings.mi_bins
+    )
     return values.double().cpu().numpy()

@@ -18,7 +18,10 @@ from torch import Tensor
 from ..pyramid import Level, shrink_per_axis
 from ..transforms import Grid, grid_points, homogeneous
 
-__all__ = ['LevelData', 'Sample', 'build_level', 'normalised_frame', 'sample']
+__all__ = [
+    'LevelData', 'Sample', 'build_level', 'level_grid_matrix', 'normalised_frame',
+    'point_jacobian', 'sample',
+]
 
 #: Most fixed points a level evaluates; larger levels take a regular subset,
 #: which bounds memory and time for very large images.
@@ -78,7 +81,7 @@ def _shrink(image: Tensor, shrink: tuple[int, ...]) -> Tensor:
     return pool(image[tuple(crop)], kernel_size=shrink, stride=shrink)
 
 
-def _level_grid_matrix(grid: Grid, shrink: tuple[int, ...]) -> np.ndarray:
+def level_grid_matrix(grid: Grid, shrink: tuple[int, ...]) -> np.ndarray:
     """``phys_from_level_px``: level pixel i is the centre of block i."""
     full_from_level = homogeneous(np.diag(shrink), (np.array(shrink) - 1) / 2)
     return grid.phys_from_px @ full_from_level
@@ -187,7 +190,7 @@ def build_level(
     if chosen is not None:
         index = index[chosen]
     norm_from_px = torch.as_tensor(
-        norm_from_phys @ _level_grid_matrix(fixed_grid, f_shrink)
+        norm_from_phys @ level_grid_matrix(fixed_grid, f_shrink)
     )
     points = torch.cat([px[index], torch.ones(index.numel(), 1, dtype=torch.float64)], 1)
     points = points @ norm_from_px.T
@@ -195,7 +198,7 @@ def build_level(
 
     # moving: image, gradient in normalised coordinates, mask
     px_from_norm = np.linalg.inv(
-        norm_from_phys @ _level_grid_matrix(moving_grid, m_shrink)
+        norm_from_phys @ level_grid_matrix(moving_grid, m_shrink)
     )
     gradient = torch.stack(torch.gradient(moving_l[:, 0], dim=tuple(range(1, ndim + 1))), 1)
     linear = torch.as_tensor(px_from_norm[:ndim, :ndim], dtype=gradient.dtype, device=device)
@@ -245,11 +248,15 @@ def sample(data: LevelData, matrices: Tensor, frames: Tensor | None = None) -> S
     matrices : Tensor, (B, D + 1, D + 1)
         Normalised ``moving_from_fixed`` per frame.
     frames : Tensor of int, optional
-        Which moving frames of ``data`` the matrices belong to (default all).
+        Which moving frame of ``data`` each matrix belongs to (default: the
+        i-th matrix to the i-th frame).
     """
     ndim = data.ndim
     stack = data.moving_stack
-    if frames is not None and frames.numel() != stack.shape[0]:
+    if frames is not None and not (
+        frames.numel() == stack.shape[0]
+        and torch.equal(frames.cpu(), torch.arange(stack.shape[0]))
+    ):
         stack = stack[frames.to(stack.device)]
     matrices = matrices.to(device=stack.device, dtype=stack.dtype)
     points = data.fixed_points.expand(matrices.shape[0], -1, -1)
@@ -278,15 +285,22 @@ def sample(data: LevelData, matrices: Tensor, frames: Tensor | None = None) -> S
     )
 
 
-def point_jacobian(s: Sample, dmatrix_dparams: Tensor) -> Tensor:
+def point_jacobian(s: Sample, dmatrix_dparams: Tensor, projective: bool) -> Tensor:
     """``d values / d params``, (B, N, P), from ``d matrix / d params`` (B, (D+1)^2, P).
 
     For ``x' = proj(T z)``: ``d x'_i / d T_jk = (delta_ij - x'_i delta_Dj) z_k / w``.
+    Without a projective part (``projective=False``) the matrix's last row is
+    constant and ``w = 1``, which saves a third of the work.
     """
     ndim = s.mapped.shape[-1]
-    along = torch.cat(
-        [s.gradient, -(s.gradient * s.mapped).sum(-1, keepdim=True)], dim=-1
-    )
-    outer = along[..., :, None] * (s.points / s.depth[..., None])[..., None, :]
-    flat = outer.reshape(*outer.shape[:2], (ndim + 1) ** 2)
-    return flat @ dmatrix_dparams.to(device=flat.device, dtype=flat.dtype)
+    dmatrix = dmatrix_dparams.to(device=s.points.device, dtype=s.points.dtype)
+    dmatrix = dmatrix.reshape(dmatrix.shape[0], ndim + 1, ndim + 1, -1)
+    if projective:
+        along = torch.cat(
+            [s.gradient, -(s.gradient * s.mapped).sum(-1, keepdim=True)], dim=-1
+        )
+        points = s.points / s.depth[..., None]
+    else:
+        along, points, dmatrix = s.gradient, s.points, dmatrix[:, :ndim]
+    outer = along[..., :, None] * points[..., None, :]
+    return outer.flatten(2) @ dmatrix.flatten(1, 2)

@@ -1,9 +1,9 @@
 """Batched optimisers over transform parameters at one pyramid level.
 
-Each optimiser is a generator: it yields the per-frame loss after every
-iteration (so callers can report progress and cancel) and returns the best
-parameters with the reason it stopped. Frames converge independently; a
-converged frame is no longer evaluated.
+Each optimiser is a generator: it yields the per-frame loss and the best
+parameters so far after every iteration (so callers can report progress and
+cancel) and returns the best parameters with the reason it stopped. Rows
+(frames) converge independently; a converged row is no longer evaluated.
 """
 
 from __future__ import annotations
@@ -16,60 +16,73 @@ from torch import Tensor
 
 from ..metrics import gauss_newton_system, loss
 from ..models import ParamModel
-from ..options import Metric
+from ..options import Metric, Model
 from .torch_levels import LevelData, point_jacobian, sample
 
 __all__ = ['Objective', 'adam', 'bfgs', 'gauss_newton']
 
-Steps = Generator[Tensor, None, tuple[Tensor, str]]
+Steps = Generator[tuple[Tensor, Tensor], None, tuple[Tensor, str]]
 
 
 @dataclass(frozen=True, eq=False)
 class Objective:
-    """The loss of a batch of frames at one level, and its derivatives."""
+    """The loss of a batch of rows at one level, and its derivatives.
+
+    A row is one parameter vector; ``frame_of[row]`` is the moving frame it
+    registers (rows may share a frame: multi-start). Methods take ``rows``,
+    the indices of the rows being evaluated.
+    """
 
     data: LevelData
     model: ParamModel
-    base: Tensor        # (B, D+1, D+1): starting normalised matrices, CPU float64
+    base: Tensor        # (R, D+1, D+1): starting normalised matrices, CPU float64
     metric: Metric
     bins: int
+    frame_of: Tensor    # (R,): frame of each row
 
-    def _fixed(self, frames: Tensor) -> Tensor:
+    def _fixed(self, rows: Tensor) -> Tensor:
         values = self.data.fixed_values
-        return values if values.shape[0] == 1 else values[frames.to(values.device)]
+        if values.shape[0] == 1:
+            return values
+        return values[self.frame_of[rows].to(values.device)]
 
-    def _sample(self, params: Tensor, frames: Tensor):
-        return sample(self.data, self.model.matrices(params, self.base[frames]), frames)
+    def _sample(self, params: Tensor, rows: Tensor):
+        matrices = self.model.matrices(params, self.base[rows])
+        return sample(self.data, matrices, self.frame_of[rows])
 
-    def loss(self, params: Tensor, frames: Tensor) -> Tensor:
-        """Loss per frame, ``(b,)``."""
-        s = self._sample(params, frames)
-        value = loss(self.metric, s.values, self._fixed(frames), s.weights, self.bins)
-        return value.double().cpu()
+    def loss_and_overlap(self, params: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """Loss per row and the number of overlapping points."""
+        s = self._sample(params, rows)
+        value = loss(self.metric, s.values, self._fixed(rows), s.weights, self.bins)
+        return value.double().cpu(), s.weights.sum(dim=1).double().cpu()
 
-    def gauss_newton(self, params: Tensor, frames: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _jacobian(self, s, params: Tensor, rows: Tensor) -> Tensor:
+        projective = self.model.model is Model.HOMOGRAPHY
+        return point_jacobian(s, self.model.jacobians(params, self.base[rows]), projective)
+
+    def gauss_newton(self, params: Tensor, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Loss, Gauss-Newton matrix and gradient (least-squares metrics)."""
-        s = self._sample(params, frames)
-        jac = point_jacobian(s, self.model.jacobians(params, self.base[frames]))
+        s = self._sample(params, rows)
+        jac = self._jacobian(s, params, rows)
         value, hessian, gradient = gauss_newton_system(
-            self.metric, s.values, self._fixed(frames), s.weights, jac
+            self.metric, s.values, self._fixed(rows), s.weights, jac
         )
         return value.double().cpu(), hessian.double().cpu(), gradient.double().cpu()
 
-    def gradient(self, params: Tensor, frames: Tensor) -> tuple[Tensor, Tensor]:
+    def gradient(self, params: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
         """Loss and its gradient with respect to the parameters."""
-        s = self._sample(params, frames)
+        s = self._sample(params, rows)
         values = s.values.detach().requires_grad_(True)
-        value = loss(self.metric, values, self._fixed(frames), s.weights, self.bins)
+        value = loss(self.metric, values, self._fixed(rows), s.weights, self.bins)
         (dvalues,) = torch.autograd.grad(value.sum(), values)
-        jac = point_jacobian(s, self.model.jacobians(params, self.base[frames]))
+        jac = self._jacobian(s, params, rows)
         grad = (jac.transpose(1, 2) @ dvalues[..., None])[..., 0]
         return value.detach().double().cpu(), grad.double().cpu()
 
-    def displacement(self, old: Tensor, new: Tensor, frames: Tensor) -> Tensor:
+    def displacement(self, old: Tensor, new: Tensor, rows: Tensor) -> Tensor:
         """Largest move of the level's corner points between two parameter sets,
         in moving level pixels, ``(b,)``."""
-        base = self.base[frames]
+        base = self.base[rows]
         moved = []
         for params in (old, new):
             homog = self.data.corners @ self.model.matrices(params, base).transpose(1, 2)
@@ -95,27 +108,27 @@ def gauss_newton(
     active = torch.ones(n, dtype=torch.bool, device=params.device)
     trial = params.clone()
     for _ in range(iterations):
-        frames = torch.nonzero(active)[:, 0]
-        value, h, g = objective.gauss_newton(trial[frames], frames)
+        rows = torch.nonzero(active)[:, 0]
+        value, h, g = objective.gauss_newton(trial[rows], rows)
         if hessian is None:
             hessian, gradient = h.clone(), g.clone()
-        accept = value <= best_loss[frames]
-        done = frames[accept]
-        best[done], best_loss[done] = trial[frames][accept], value[accept]
+        accept = value <= best_loss[rows]
+        done = rows[accept]
+        best[done], best_loss[done] = trial[rows][accept], value[accept]
         hessian[done], gradient[done] = h[accept], g[accept]
         damping[done] = (damping[done] / 4).clamp_min(1e-9)
-        damping[frames[~accept]] *= 8
-        yield best_loss.clone()
+        damping[rows[~accept]] *= 8
+        yield best_loss.clone(), best
 
-        h = hessian[frames]
+        h = hessian[rows]
         diag = torch.diagonal(h, dim1=1, dim2=2)
         floor = 1e-9 * diag.amax(-1, keepdim=True).clamp_min(1e-30)
-        damped = h + torch.diag_embed(damping[frames, None] * diag + floor)
-        step = -torch.linalg.solve(damped, gradient[frames][..., None])[..., 0]
-        trial[frames] = best[frames] + step.to(best)
-        moved = objective.displacement(best[frames], trial[frames], frames)
-        stuck = damping[frames] > 1e8
-        active[frames[(moved < tolerance) | stuck]] = False
+        damped = h + torch.diag_embed(damping[rows, None] * diag + floor)
+        step = -torch.linalg.solve(damped, gradient[rows][..., None])[..., 0]
+        trial[rows] = best[rows] + step.to(best)
+        moved = objective.displacement(best[rows], trial[rows], rows)
+        stuck = damping[rows] > 1e8
+        active[rows[(moved < tolerance) | stuck]] = False
         if not active.any():
             return best, 'converged'
     return best, 'max_iterations'
@@ -132,34 +145,34 @@ def bfgs(
     """
     n, n_params = params.shape
     device = params.device
-    frames = torch.arange(n, device=device)
-    value, grad = objective.gradient(params, frames)
+    rows = torch.arange(n, device=device)
+    value, grad = objective.gradient(params, rows)
     eye = torch.eye(n_params, dtype=torch.float64, device=device)
     unit = objective.displacement(
-        params, params + grad.to(params) / grad.norm(dim=1, keepdim=True).clamp_min(1e-30).to(params), frames
+        params, params + grad.to(params) / grad.norm(dim=1, keepdim=True).clamp_min(1e-30).to(params), rows
     ).clamp_min(1e-12)
     inverse = eye / (unit * grad.norm(dim=1).clamp_min(1e-30))[:, None, None]
     initial = inverse.clone()
     best = params.clone()
     active = torch.ones(n, dtype=torch.bool, device=device)
     for _ in range(iterations):
-        frames = torch.nonzero(active)[:, 0]
-        g = grad[frames]
-        direction = -(inverse[frames] @ g[..., None])[..., 0]
+        rows = torch.nonzero(active)[:, 0]
+        g = grad[rows]
+        direction = -(inverse[rows] @ g[..., None])[..., 0]
         slope = (direction * g).sum(1)
         uphill = slope >= 0
         if uphill.any():
-            inverse[frames[uphill]] = initial[frames[uphill]]
-            direction[uphill] = -(initial[frames[uphill]] @ g[uphill][..., None])[..., 0]
+            inverse[rows[uphill]] = initial[rows[uphill]]
+            direction[uphill] = -(initial[rows[uphill]] @ g[uphill][..., None])[..., 0]
             slope = (direction * g).sum(1)
         step = torch.ones_like(slope)
         pending = torch.ones_like(slope, dtype=torch.bool)
-        new_value, new_grad = value[frames].clone(), g.clone()
+        new_value, new_grad = value[rows].clone(), g.clone()
         for _ in range(20):
             idx = torch.nonzero(pending)[:, 0]
-            trial = best[frames[idx]] + (step[idx, None] * direction[idx]).to(best)
-            v, gr = objective.gradient(trial, frames[idx])
-            ok = v <= value[frames[idx]] + 1e-4 * step[idx] * slope[idx]
+            trial = best[rows[idx]] + (step[idx, None] * direction[idx]).to(best)
+            v, gr = objective.gradient(trial, rows[idx])
+            ok = v <= value[rows[idx]] + 1e-4 * step[idx] * slope[idx]
             new_value[idx[ok]], new_grad[idx[ok]] = v[ok], gr[ok]
             pending[idx[ok]] = False
             step[idx[~ok]] /= 2
@@ -174,13 +187,13 @@ def bfgs(
             rho = 1 / sy[update]
             ss = s[update][:, :, None] @ s[update][:, None, :]
             left = eye - rho[:, None, None] * (s[update][:, :, None] @ y[update][:, None, :])
-            inverse[frames[update]] = left @ inverse[frames[update]] @ left.transpose(1, 2) + rho[:, None, None] * ss
-        old = best[frames].clone()
-        best[frames] = best[frames] + s.to(best)
-        value[frames], grad[frames] = new_value, new_grad
-        yield value.clone()
-        moved = objective.displacement(old, best[frames], frames)
-        active[frames[(moved < tolerance) | pending]] = False
+            inverse[rows[update]] = left @ inverse[rows[update]] @ left.transpose(1, 2) + rho[:, None, None] * ss
+        old = best[rows].clone()
+        best[rows] = best[rows] + s.to(best)
+        value[rows], grad[rows] = new_value, new_grad
+        yield value.clone(), best
+        moved = objective.displacement(old, best[rows], rows)
+        active[rows[(moved < tolerance) | pending]] = False
         if not active.any():
             return best, 'converged'
     return best, 'max_iterations'
@@ -196,19 +209,19 @@ def adam(
     (relative) over 20 iterations.
     """
     n = params.shape[0]
-    frames = torch.arange(n, device=params.device)
+    rows = torch.arange(n, device=params.device)
     current = params.clone().requires_grad_(True)
     optimiser = torch.optim.Adam([current], lr=learning_rate)
     best, best_loss = params.clone(), torch.full((n,), torch.inf, dtype=torch.float64)
     history: list[float] = []
     for _ in range(iterations):
-        value, grad = objective.gradient(current.detach(), frames)
+        value, grad = objective.gradient(current.detach(), rows)
         better = value < best_loss
         best[better], best_loss[better] = current.detach()[better], value[better]
         current.grad = grad.to(current)
         optimiser.step()
         history.append(float(value.mean()))
-        yield best_loss.clone()
+        yield best_loss.clone(), best
         if len(history) > 20 and history[-21] - min(history[-20:]) < tolerance * abs(history[-21]):
             return best, 'converged'
     return best, 'max_iterations'
