@@ -22,8 +22,8 @@ Solver = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 BATCH_SIZES = (1, 64, 4096, 65536)
 SOLVERS: dict[str, Solver] = {
-    'napari-coreg': homography_from_four_points,
-    'kornia': get_perspective_transform,
+    "napari-coreg": homography_from_four_points,
+    "kornia": get_perspective_transform,
 }
 THREADS = 2
 REPEATS = 7
@@ -92,11 +92,11 @@ def _throughputs(batch: int, backward: bool) -> list[float]:
 
 def _row(batch: int) -> str:
     """Return one markdown table row: throughputs and speed-ups for a batch size."""
-    cells = [f'{batch}']
+    cells = [f"{batch}"]
     for backward in (False, True):
         ours, theirs = _throughputs(batch, backward)
-        cells += [f'{ours:,.0f}', f'{theirs:,.0f}', f'{ours / theirs:.2f}x']
-    return '| ' + ' | '.join(cells) + ' |'
+        cells += [f"{ours:,.0f}", f"{theirs:,.0f}", f"{ours / theirs:.2f}x"]
+    return "| " + " | ".join(cells) + " |"
 
 
 def run() -> str:
@@ -119,24 +119,24 @@ def run() -> str:
     finally:
         torch.set_num_threads(previous_threads)
     header = [
-        'batch',
-        'napari-coreg fwd (H/s)',
-        'kornia fwd (H/s)',
-        'fwd speed-up',
-        'napari-coreg fwd+bwd (H/s)',
-        'kornia fwd+bwd (H/s)',
-        'fwd+bwd speed-up',
+        "batch",
+        "napari-coreg fwd (H/s)",
+        "kornia fwd (H/s)",
+        "fwd speed-up",
+        "napari-coreg fwd+bwd (H/s)",
+        "kornia fwd+bwd (H/s)",
+        "fwd+bwd speed-up",
     ]
     lines = [
-        f'Four-point homography solvers, CPU, {THREADS} threads, float32, '
-        f'torch {torch.__version__}; median of {REPEATS} runs.',
-        '',
-        '| ' + ' | '.join(header) + ' |',
-        '|' + '---:|' * len(header),
+        f"Four-point homography solvers, CPU, {THREADS} threads, float32, "
+        f"torch {torch.__version__}; median of {REPEATS} runs.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---:|" * len(header),
         *rows,
     ]
-    return '\n'.join(lines)
+    return "\n".join(lines)
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     print(run())
