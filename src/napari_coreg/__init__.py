@@ -32,3 +32,14 @@ __all__ = [
     'register',
     'reverse_axes',
 ]
+
+
+def __getattr__(name: str):
+    # register_layers lives in the napari plugin: imported on first use only,
+    # so that `import napari_coreg` stays free of napari and Qt (and it is
+    # left out of __all__ so that `from napari_coreg import *` stays light)
+    if name == 'register_layers':
+        from ._napari._scripting import register_layers
+
+        return register_layers
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -1,0 +1,233 @@
+"""Save, load and apply transforms: small widgets and the functions behind them.
+
+A registration stores its transform on the moving layer
+(``layer.metadata['napari_coreg']``). From there it can be saved to a file,
+or applied to other layers - other channels, labels, points, shapes, vectors
+drawn on the moving image - through their ``affine`` or, for a homography or
+on request, by resampling (images linear, labels nearest neighbour) or by
+mapping coordinates (points, shapes, vectors) into a new layer.
+
+Files: ``.json`` (lossless: matrix, direction, axes, units, model, settings,
+metrics, version; the format of ``RegistrationResult.to_dict()``) and, when
+the core ``napari_coreg.io`` module provides it, ITK ``.tfm``.
+"""
+
+# no `from __future__ import annotations`: magicgui resolves the widget
+# annotations at run time (STYLE B6)
+import json
+from pathlib import Path
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui import magic_factory
+from napari.layers import Image, Layer
+
+from ._writeback import (
+    apply_record,
+    layer_record,
+    record_from_dict,
+)
+
+__all__ = [
+    'apply_transform_widget',
+    'load_transform',
+    'load_transform_widget',
+    'save_layer_transform',
+    'save_transform_widget',
+]
+
+_FILTER = 'Transform (*.json *.tfm)'
+_MODES = ['affine', 'resample']
+
+
+def _core_io():
+    """The core ``napari_coreg.io`` module, or ``None`` while it is absent."""
+    try:
+        from .. import io
+    except ImportError:
+        return None
+    return io
+
+
+def save_layer_transform(layer, path: str | Path) -> Path:
+    """Save the transform stored on ``layer`` by a registration.
+
+    Parameters
+    ----------
+    layer : napari layer
+        A registered moving layer (or any layer a transform was applied to).
+    path : str or Path
+        ``.json``; ``.tfm`` (ITK) when the core ``io`` module supports it.
+
+    Raises
+    ------
+    ValueError
+        If the layer holds no transform.
+    """
+    record = layer_record(layer)
+    if record is None:
+        raise ValueError(
+            f'layer {layer.name!r} holds no transform: register it first (or '
+            'choose the registered moving layer)'
+        )
+    path = Path(path)
+    transform = dict(record['transform'])
+    io = _core_io()
+    if path.suffix.lower() != '.json':
+        if io is None or not hasattr(io, 'save_transform'):
+            raise ValueError(f'cannot write {path.suffix!r} files yet: use .json')
+        io.save_transform(path, transform)
+        return path
+    transform['napari'] = {
+        key: record.get(key)
+        for key in ('fixed_layer', 'moving_layer', 'ndim', 'world_from_fixed_reg',
+                    'moving_reg_from_physical', 'fixed_grid', 'write_back')
+    }
+    path.write_text(json.dumps(transform, indent=2, default=_jsonable))
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def load_transform(path: str | Path) -> dict[str, Any]:
+    """Read a transform file into a dict with at least ``moving_from_fixed``."""
+    path = Path(path)
+    if path.suffix.lower() == '.json':
+        data = json.loads(path.read_text())
+    else:
+        io = _core_io()
+        if io is None or not hasattr(io, 'load_transform'):
+            raise ValueError(f'cannot read {path.suffix!r} files yet: use .json')
+        loaded = io.load_transform(path)
+        data = loaded if isinstance(loaded, dict) else _as_dict(loaded)
+    if 'moving_from_fixed' not in data:
+        raise ValueError(
+            f'{path} holds no moving_from_fixed matrix: is it a napari-coreg '
+            'transform file?'
+        )
+    return data
+
+
+def _as_dict(loaded: Any) -> dict[str, Any]:
+    if hasattr(loaded, 'to_dict'):
+        return loaded.to_dict()
+    matrix = getattr(loaded, 'moving_from_fixed', loaded)
+    return {'moving_from_fixed': np.asarray(matrix, dtype=np.float64).tolist()}
+
+
+def _file_record(data: dict, reference=None, target=None) -> dict:
+    extra = data.get('napari') or {}
+    record = record_from_dict(data, reference=reference, target=target)
+    if reference is None and extra.get('world_from_fixed_reg') is not None:
+        # the fixed layer's placement when the file was saved
+        record['world_from_fixed_reg'] = extra['world_from_fixed_reg']
+    return record
+
+
+@magic_factory(
+    call_button='Save',
+    layer={'label': 'Registered layer'},
+    path={'label': 'File', 'mode': 'w', 'filter': _FILTER},
+)
+def save_transform_widget(layer: Layer, path: Path = Path('transform.json')) -> None:
+    """Save the transform of a registered layer.
+
+    Parameters
+    ----------
+    layer : napari.layers.Layer
+        The moving layer of a registration.
+    path : Path
+        Where to write (.json).
+    """
+    from napari.utils.notifications import show_info
+
+    written = save_layer_transform(layer, path)
+    show_info(f'Saved the transform of {layer.name!r} to {written}')
+
+
+@magic_factory(
+    call_button='Load and apply',
+    path={'label': 'File', 'mode': 'r', 'filter': _FILTER},
+    target={'label': 'Apply to'},
+    reference={'label': 'Fixed (reference)'},
+    mode={'label': 'As', 'choices': _MODES},
+)
+def load_transform_widget(
+    viewer: napari.viewer.Viewer,
+    path: Path = Path('transform.json'),
+    target: Layer | None = None,
+    reference: Image | None = None,
+    mode: str = 'affine',
+) -> None:
+    """Load a transform file and apply it to a layer.
+
+    Parameters
+    ----------
+    path : Path
+        A transform file (.json).
+    target : napari.layers.Layer
+        Layer in the moving image's frame (image, labels, points, shapes, ...).
+    reference : napari.layers.Image, optional
+        The fixed image: its placement in the world (and grid, for
+        resampling). Empty: the file's own record.
+    mode : str
+        'affine' moves the layer; 'resample' adds a new layer on the fixed grid.
+    """
+    from napari.utils.notifications import show_info
+
+    if target is None:
+        raise ValueError('choose a layer to apply the transform to')
+    record = _file_record(load_transform(path), reference=reference, target=target)
+    output = apply_record(viewer.layers, record, target, mode, fixed_layer=reference)
+    show_info(f'Applied {Path(path).name} to {target.name!r} -> {output.name!r}')
+
+
+@magic_factory(
+    call_button='Apply',
+    source={'label': 'Transform of'},
+    target={'label': 'Apply to'},
+    mode={'label': 'As', 'choices': _MODES},
+)
+def apply_transform_widget(
+    viewer: napari.viewer.Viewer,
+    source: Layer | None = None,
+    target: Layer | None = None,
+    mode: str = 'affine',
+) -> None:
+    """Apply the transform of a registered layer to another layer.
+
+    Parameters
+    ----------
+    source : napari.layers.Layer
+        The registered moving layer that holds the transform.
+    target : napari.layers.Layer
+        A layer in the moving image's frame: another channel, labels, points,
+        shapes or vectors drawn on it.
+    mode : str
+        'affine' moves the layer (not for homographies); 'resample' adds a new
+        layer on the fixed grid (labels nearest neighbour, points mapped).
+    """
+    from napari.utils.notifications import show_info
+
+    if source is None or target is None:
+        raise ValueError('choose the registered layer and the layer to apply it to')
+    record = layer_record(source)
+    if record is None:
+        raise ValueError(f'layer {source.name!r} holds no transform: register it first')
+    fixed_layer = _find(viewer.layers, record.get('fixed_layer'))
+    output = apply_record(viewer.layers, record, target, mode, fixed_layer=fixed_layer)
+    show_info(f'Applied the transform of {source.name!r} to {target.name!r} -> {output.name!r}')
+
+
+def _find(layers, name):
+    for layer in layers:
+        if layer.name == name:
+            return layer
+    return None
