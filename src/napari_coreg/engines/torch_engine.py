@@ -35,7 +35,7 @@ ADAM_RATE = 1e-3
 PREVIEW_SECONDS = 0.2
 #: Most points a level evaluates: least-squares metrics, mutual information.
 MAX_POINTS = 1 << 20
-MI_POINTS = 1 << 17
+MI_POINTS = 1 << 15
 #: A multi-start candidate whose overlap is below this fraction of the
 #: largest candidate overlap cannot win (small overlaps match by chance).
 MIN_OVERLAP_RATIO = 0.5

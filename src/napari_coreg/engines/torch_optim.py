@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..metrics import gauss_newton_system, loss
+from ..metrics import gauss_newton_system, loss, loss_and_gradient
 from ..models import ParamModel
 from ..options import Metric, Model
 from .torch_levels import LevelData, point_jacobian, sample
@@ -72,12 +72,12 @@ class Objective:
     def gradient(self, params: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
         """Loss and its gradient with respect to the parameters."""
         s = self._sample(params, rows)
-        values = s.values.detach().requires_grad_(True)
-        value = loss(self.metric, values, self._fixed(rows), s.weights, self.bins)
-        (dvalues,) = torch.autograd.grad(value.sum(), values)
+        value, dvalues = loss_and_gradient(
+            self.metric, s.values, self._fixed(rows), s.weights, self.bins
+        )
         jac = self._jacobian(s, params, rows)
         grad = (jac.transpose(1, 2) @ dvalues[..., None])[..., 0]
-        return value.detach().double().cpu(), grad.double().cpu()
+        return value.double().cpu(), grad.double().cpu()
 
     def displacement(self, old: Tensor, new: Tensor, rows: Tensor) -> Tensor:
         """Largest move of the level's corner points between two parameter sets,

@@ -1,0 +1,593 @@
+"""The SimpleITK backend: ``ImageRegistrationMethod``, one ``Execute`` per level.
+
+What it does, level by level (coarse to fine):
+
+1. Builds the level's images itself, exactly like the torch backend: a
+   block average by :func:`napari_coreg.pyramid.shrink_per_axis` (per-axis
+   factors, which ``SetShrinkFactorsPerLevel`` cannot express) with
+   ``BinShrink``, then a Gaussian of ``level.sigma`` level pixels, converted
+   to physical units per axis. ``Execute`` then runs with shrink 1, sigma 0.
+2. Runs ``Execute`` in a helper thread and streams its iteration events
+   (loss per iteration) through the generator while it runs.
+3. Keeps the optimised transform in place, so the next level continues
+   from it.
+
+Cancelling: closing the generator (or a napari worker's ``quit()``, which
+stops iterating it) sets a flag that the iteration callback reads. The
+ITKv4-native optimisers (regular-step and plain gradient descent, the
+line-search ones, one-plus-one evolutionary) then stop at their next
+iteration through ``StopRegistration()``. The vnl-based ones (L-BFGS-B,
+L-BFGS2, Amoeba) ignore ``StopRegistration()`` and ``Abort()``; for them the
+callback raises, which makes ``Execute`` return at once with an error that
+is discarded. ``ProcessObject.Abort()`` is not honoured by
+``ImageRegistrationMethod`` (checked in ``tests/core/test_sitk_engine.py``).
+
+Batches (``B > 1``) run frame after frame.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from .._sitk import (
+    empty_transform,
+    fits_model,
+    image_from_array,
+    matrix_from_transform,
+    set_transform_matrix,
+)
+from ..options import Init, Metric, Model
+from ..problem import Outcome, Problem
+from ..pyramid import Level, shrink_per_axis
+from ..result import LevelReport, Progress
+from ..transforms import Grid, homogeneous
+
+__all__ = ['CANCEL_WITHIN_LEVEL', 'OPTIMIZERS', 'run']
+
+#: Rotations tried by ``init='auto'`` for 2D models that rotate (degrees),
+#: as the torch backend does.
+ROTATION_SEARCH = (0.0, -10.0, 10.0, -20.0, 20.0, -30.0, 30.0)
+#: Default first step of the gradient optimisers, in pixels of the level.
+STEP_PX = 1.0
+#: Default smallest step (regular-step gradient descent), in level pixels.
+TOLERANCE_PX = 1e-3
+
+
+def _regular_step(method, lr, min_step, iterations, seed):
+    method.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=lr, minStep=min_step, numberOfIterations=iterations,
+        relaxationFactor=0.5, gradientMagnitudeTolerance=1e-12,
+    )
+
+
+def _plain_gradient(method, lr, min_step, iterations, seed):
+    method.SetOptimizerAsGradientDescent(
+        learningRate=1.0, numberOfIterations=iterations,
+        convergenceMinimumValue=1e-6, convergenceWindowSize=10,
+        estimateLearningRate=method.EachIteration,
+        maximumStepSizeInPhysicalUnits=lr,
+    )
+
+
+def _line_search(method, lr, min_step, iterations, seed):
+    method.SetOptimizerAsGradientDescentLineSearch(
+        learningRate=1.0, numberOfIterations=iterations,
+        convergenceMinimumValue=1e-6, convergenceWindowSize=10,
+        estimateLearningRate=method.Once, maximumStepSizeInPhysicalUnits=lr,
+    )
+
+
+def _conjugate_gradient(method, lr, min_step, iterations, seed):
+    method.SetOptimizerAsConjugateGradientLineSearch(
+        learningRate=1.0, numberOfIterations=iterations,
+        convergenceMinimumValue=1e-6, convergenceWindowSize=10,
+        estimateLearningRate=method.Once, maximumStepSizeInPhysicalUnits=lr,
+    )
+
+
+def _lbfgs2(method, lr, min_step, iterations, seed):
+    method.SetOptimizerAsLBFGS2(
+        solutionAccuracy=1e-5, numberOfIterations=iterations,
+    )
+
+
+def _lbfgsb(method, lr, min_step, iterations, seed):
+    method.SetOptimizerAsLBFGSB(
+        gradientConvergenceTolerance=1e-5, numberOfIterations=iterations,
+        maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=2000,
+        costFunctionConvergenceFactor=1e7,
+    )
+
+
+def _amoeba(method, lr, min_step, iterations, seed):
+    method.SetOptimizerAsAmoeba(
+        simplexDelta=lr, numberOfIterations=iterations,
+        parametersConvergenceTolerance=min_step,
+        functionConvergenceTolerance=1e-6,
+    )
+
+
+def _evolutionary(method, lr, min_step, iterations, seed):
+    method.SetOptimizerAsOnePlusOneEvolutionary(
+        numberOfIterations=iterations, epsilon=min_step, initialRadius=lr,
+        seed=seed,
+    )
+
+
+#: SimpleITK optimisers by name: (configure, honours StopRegistration()).
+#: ``configure(method, step, min_step, iterations, seed)``; ``step`` and
+#: ``min_step`` are physical lengths of the level.
+OPTIMIZERS: dict[str, tuple[Callable, bool]] = {
+    'gradient-descent': (_regular_step, True),
+    'plain-gradient-descent': (_plain_gradient, True),
+    'gradient-descent-line-search': (_line_search, True),
+    'conjugate-gradient': (_conjugate_gradient, True),
+    'lbfgs2': (_lbfgs2, False),
+    'lbfgsb': (_lbfgsb, False),
+    'amoeba': (_amoeba, False),
+    'evolutionary': (_evolutionary, True),
+}
+#: Optimisers that stop within a level when cancelled without raising.
+CANCEL_WITHIN_LEVEL = frozenset(n for n, (_, stops) in OPTIMIZERS.items() if stops)
+
+
+def optimizer_name(name: str) -> str:
+    """Validate a SimpleITK optimiser name (``'auto'`` = regular-step GD)."""
+    name = str(name).lower()
+    if name == 'auto':
+        return 'gradient-descent'
+    if name not in OPTIMIZERS:
+        raise ValueError(
+            f"unknown SimpleITK optimizer {name!r}: choose 'auto', "
+            + ', '.join(repr(k) for k in OPTIMIZERS)
+            + " (the torch optimizers 'gauss-newton', 'bfgs' and 'adam' need "
+            "backend='torch')"
+        )
+    return name
+
+
+# --------------------------------------------------------------------------
+# images and levels
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """One level of one frame: fixed and moving SimpleITK images."""
+
+    fixed: sitk.Image
+    moving: sitk.Image
+    shape: tuple[int, ...]       # fixed level shape, numpy order
+    pixel: float                 # mean fixed level spacing (physical)
+
+
+def _level_image(image: sitk.Image, shape: tuple[int, ...], level: Level) -> sitk.Image:
+    shrink = shrink_per_axis(shape, level.factor)
+    if any(s > 1 for s in shrink):
+        image = sitk.BinShrink(image, [int(s) for s in shrink[::-1]])
+    if level.sigma > 0:
+        variance = [(level.sigma * sp) ** 2 for sp in image.GetSpacing()]
+        image = sitk.DiscreteGaussian(
+            image, variance=variance, maximumKernelWidth=128,
+            maximumError=0.01, useImageSpacing=True,
+        )
+    return image
+
+
+def _level_pair(fixed: sitk.Image, moving: sitk.Image, problem: Problem, level: Level) -> _Pair:
+    fixed_l = _level_image(fixed, problem.fixed_grid.shape, level)
+    moving_l = _level_image(moving, problem.moving_grid.shape, level)
+    return _Pair(
+        fixed=fixed_l, moving=moving_l, shape=tuple(fixed_l.GetSize()[::-1]),
+        pixel=float(np.mean(fixed_l.GetSpacing())),
+    )
+
+
+def _mask(mask: np.ndarray | None, grid: Grid) -> sitk.Image | None:
+    if mask is None:
+        return None
+    return image_from_array(mask.astype(np.uint8), grid)
+
+
+# --------------------------------------------------------------------------
+# metric values
+
+
+def _method(problem: Problem, masks, sampling: float | None = None) -> sitk.ImageRegistrationMethod:
+    method = sitk.ImageRegistrationMethod()
+    if problem.metric is Metric.MSE:
+        method.SetMetricAsMeanSquares()
+    elif problem.metric is Metric.NCC:
+        method.SetMetricAsCorrelation()
+    else:
+        method.SetMetricAsMattesMutualInformation(
+            numberOfHistogramBins=problem.settings.mi_bins
+        )
+    method.SetInterpolator(sitk.sitkLinear)
+    fixed_mask, moving_mask = masks
+    if fixed_mask is not None:
+        method.SetMetricFixedMask(fixed_mask)
+    if moving_mask is not None:
+        method.SetMetricMovingMask(moving_mask)
+    if sampling is None:
+        method.SetMetricSamplingStrategy(method.NONE)
+    else:
+        method.SetMetricSamplingStrategy(method.RANDOM)
+        method.SetMetricSamplingPercentage(float(sampling), int(problem.settings.seed))
+    method.SetShrinkFactorsPerLevel([1])
+    method.SetSmoothingSigmasPerLevel([0.0])
+    return method
+
+
+def _affine(matrix: np.ndarray) -> sitk.Transform:
+    ndim = matrix.shape[0] - 1
+    transform = sitk.AffineTransform(ndim)
+    set_transform_matrix(transform, matrix)
+    return transform
+
+
+def _overlap_ncc(pair: _Pair, matrix: np.ndarray, masks) -> float:
+    """Pearson correlation over the overlap (and masks), fixed level grid."""
+    transform = _affine(matrix)
+    moved = sitk.Resample(pair.moving, pair.fixed, transform, sitk.sitkLinear, 0.0)
+    ones = sitk.Image(pair.moving.GetSize(), sitk.sitkFloat32) + 1.0
+    ones.CopyInformation(pair.moving)
+    inside = sitk.Resample(ones, pair.fixed, transform, sitk.sitkLinear, 0.0)
+    valid = sitk.GetArrayViewFromImage(inside) > 0.999
+    fixed_mask, moving_mask = masks
+    if fixed_mask is not None:
+        on_fixed = sitk.Resample(
+            fixed_mask, pair.fixed, sitk.Transform(), sitk.sitkNearestNeighbor, 0
+        )
+        valid &= sitk.GetArrayViewFromImage(on_fixed) > 0
+    if moving_mask is not None:
+        on_moving = sitk.Resample(
+            moving_mask, pair.fixed, transform, sitk.sitkNearestNeighbor, 0
+        )
+        valid &= sitk.GetArrayViewFromImage(on_moving) > 0
+    f = sitk.GetArrayViewFromImage(pair.fixed)[valid].astype(np.float64)
+    m = sitk.GetArrayViewFromImage(moved)[valid].astype(np.float64)
+    if f.size < 2:
+        return 0.0
+    f, m = f - f.mean(), m - m.mean()
+    denom = np.sqrt((f * f).sum() * (m * m).sum())
+    return float((f * m).sum() / denom) if denom > 0 else 0.0
+
+
+def _natural(problem: Problem, metric: Metric, pair: _Pair, matrix: np.ndarray, masks) -> float:
+    """The metric as users read it (NCC in [-1, 1], MI in nats, MSE)."""
+    if metric is Metric.NCC:
+        return _overlap_ncc(pair, matrix, masks)
+    method = _method(problem, masks)
+    if metric is Metric.MSE:
+        method.SetMetricAsMeanSquares()
+    else:
+        method.SetMetricAsMattesMutualInformation(
+            numberOfHistogramBins=problem.settings.mi_bins
+        )
+    method.SetInitialTransform(_affine(matrix))
+    try:
+        value = method.MetricEvaluate(pair.fixed, pair.moving)
+    except RuntimeError:  # no overlap at all
+        return float('nan')
+    return -value if metric is Metric.MI else value
+
+
+def _loss(metric: Metric, value: float) -> float:
+    """SimpleITK's metric value as a lower-is-better loss like torch's.
+
+    Correlation returns ``-ncc**2`` (so the loss is ``1 - ncc**2``); Mattes
+    returns ``-MI``; MeanSquares the MSE.
+    """
+    return 1.0 + value if metric is Metric.NCC else value
+
+
+# --------------------------------------------------------------------------
+# initialisation
+
+
+def _centred(fixed: sitk.Image, moving: sitk.Image, mode) -> np.ndarray:
+    vehicle = sitk.AffineTransform(fixed.GetDimension())
+    start = sitk.CenteredTransformInitializer(fixed, moving, vehicle, mode)
+    return matrix_from_transform(start)
+
+
+def _phase(pair: _Pair, matrix: np.ndarray) -> np.ndarray:
+    """Refine ``matrix`` by the phase-correlation translation on the level."""
+    from skimage.registration import phase_cross_correlation
+
+    moved = sitk.Resample(pair.moving, pair.fixed, _affine(matrix), sitk.sitkLinear, 0.0)
+    shift, _, _ = phase_cross_correlation(
+        sitk.GetArrayViewFromImage(pair.fixed), sitk.GetArrayViewFromImage(moved),
+        upsample_factor=4, normalization=None,
+    )
+    grid_linear = _grid_of(pair.fixed).phys_from_px[:-1, :-1]
+    return matrix @ homogeneous(np.eye(len(shift)), grid_linear @ -np.asarray(shift))
+
+
+def _grid_of(image: sitk.Image) -> Grid:
+    ndim = image.GetDimension()
+    direction = np.array(image.GetDirection()).reshape(ndim, ndim)[::-1, ::-1]
+    return Grid(
+        tuple(image.GetSize()[::-1]), image.GetSpacing()[::-1],
+        image.GetOrigin()[::-1], direction,
+    )
+
+
+def _rotation_about(angle_deg: float, centre: np.ndarray) -> np.ndarray:
+    a = np.deg2rad(angle_deg)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    return homogeneous(rot, centre - rot @ centre)
+
+
+def _initial(problem: Problem, frame: int, full: tuple[sitk.Image, sitk.Image],
+             coarse: _Pair, masks) -> np.ndarray:
+    """Starting ``moving_from_fixed`` (physical, numpy order) of one frame."""
+    ndim = problem.ndim
+    if problem.initial is not None:
+        return problem.initial[min(frame, problem.initial.shape[0] - 1)].copy()
+    init = problem.settings.init
+    if init is Init.IDENTITY:
+        return np.eye(ndim + 1)
+    geometry = _centred(*full, sitk.CenteredTransformInitializerFilter.GEOMETRY)
+    if init is Init.CENTER:
+        return geometry
+    if init is Init.PHASE:
+        return _phase(coarse, geometry)
+    # auto: centre of geometry or of mass, and phase correlation from the
+    # centre (with a coarse rotation search in 2D); keep the best
+    candidates = [geometry]
+    try:
+        candidates.append(
+            _centred(*full, sitk.CenteredTransformInitializerFilter.MOMENTS)
+        )
+    except RuntimeError:  # zero image mass
+        pass
+    rotates = ndim == 2 and problem.model is not Model.TRANSLATION
+    centre = problem.fixed_grid.center
+    for angle in ROTATION_SEARCH if rotates else (0.0,):
+        start = geometry @ _rotation_about(angle, centre) if angle else geometry
+        candidates.append(_phase(coarse, start))
+    ranking = Metric.MI if problem.metric is Metric.MI else Metric.NCC
+    scores = [_natural(problem, ranking, coarse, c, masks) for c in candidates]
+    scores = [s if np.isfinite(s) else -np.inf for s in scores]
+    return candidates[int(np.argmax(scores))]
+
+
+def _model_transform(problem: Problem, start: np.ndarray):
+    """The optimised transform (centred on the fixed image) and, when
+    ``start`` is outside the model, a fixed moving-side initial transform."""
+    ndim = problem.ndim
+    transform = empty_transform(problem.model.value, ndim)
+    centre = problem.fixed_grid.center
+    if fits_model(problem.model.value, start[:ndim, :ndim]):
+        set_transform_matrix(transform, start, center=centre)
+        return transform, None
+    set_transform_matrix(transform, np.eye(ndim + 1), center=centre)
+    return transform, start
+
+
+# --------------------------------------------------------------------------
+# running one level in a helper thread
+
+
+class _Cancelled(Exception):
+    """Raised inside SimpleITK's callback to end a level that cannot stop."""
+
+
+def _quiet_hook(previous):
+    """``sys.excepthook`` that hides our own cancel exception.
+
+    SimpleITK prints exceptions raised in a callback through the hook
+    before it aborts ``Execute``; this hook is installed only while a
+    cancelled level ends.
+    """
+
+    def hook(kind, value, traceback):
+        if not isinstance(value, _Cancelled):
+            previous(kind, value, traceback)
+
+    hook.napari_coreg_quiet = True
+    return hook
+
+
+def _reason(description: str, cancelled: bool) -> str:
+    text = description.lower()
+    if cancelled:
+        return 'cancelled'
+    if 'maximum number of iterations' in text:
+        return 'max_iterations'
+    if any(k in text for k in ('step too small', 'convergence', 'tolerance', 'converged')):
+        return 'converged'
+    return f'sitk: {description.strip()}'
+
+
+@dataclass
+class _LevelRun:
+    losses: list
+    iterations: list
+    reason: str = ''
+
+
+def _execute(
+    method, pair: _Pair, metric: Metric, stoppable: bool
+) -> Generator[tuple[int, float], None, _LevelRun]:
+    """Run ``method.Execute`` in a thread; yield (iteration, loss) as it goes."""
+    events: queue.Queue = queue.Queue()
+    cancel = threading.Event()
+    record = _LevelRun(losses=[], iterations=[])
+
+    def on_iteration() -> None:
+        if cancel.is_set():
+            if stoppable:
+                method.StopRegistration()
+                return
+            sys.excepthook = _quiet_hook(sys.excepthook)
+            raise _Cancelled('registration cancelled')
+        events.put(('iteration', method.GetOptimizerIteration(), method.GetMetricValue()))
+
+    def work() -> None:
+        try:
+            method.Execute(pair.fixed, pair.moving)
+            events.put(('done', method.GetOptimizerStopConditionDescription(), None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the generator
+            events.put(('error', exc, None))
+
+    method.AddCommand(sitk.sitkIterationEvent, on_iteration)
+    original_hook = sys.excepthook
+    thread = threading.Thread(target=work, name='napari-coreg-sitk', daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, a, b = events.get()
+            if kind == 'iteration':
+                loss = _loss(metric, b)
+                if record.iterations and record.iterations[-1] == a:
+                    record.losses[-1] = loss  # vnl optimisers: several evaluations
+                    continue
+                record.iterations.append(a)
+                record.losses.append(loss)
+                yield len(record.losses) - 1, loss
+            elif kind == 'done':
+                record.reason = _reason(a, cancelled=False)
+                return record
+            else:
+                raise _engine_error(a) from a
+    finally:
+        cancel.set()
+        thread.join()
+        method.RemoveAllCommands()
+        if getattr(sys.excepthook, 'napari_coreg_quiet', False):
+            sys.excepthook = original_hook
+
+
+def _engine_error(exc: BaseException) -> Exception:
+    text = str(exc)
+    if 'outside' in text.lower() or 'valid points' in text.lower():
+        return RuntimeError(
+            'SimpleITK found (almost) no overlap between the images: check '
+            "spacing/origin, or start closer (init='center', 'phase' or an "
+            f'initial matrix). SimpleITK said: {text.strip().splitlines()[-1]}'
+        )
+    return RuntimeError(f'SimpleITK registration failed: {text.strip()}')
+
+
+# --------------------------------------------------------------------------
+# the backend
+
+
+def run(problem: Problem) -> Generator[Progress, None, Outcome]:
+    """Register a problem on SimpleITK, yielding progress per iteration."""
+    name = optimizer_name(problem.settings.optimizer)
+    configure, stoppable = OPTIMIZERS[name]
+    n_levels = len(problem.schedule)
+    total = problem.batch * sum(level.iterations for level in problem.schedule)
+    counter = {'step': 0}
+
+    matrices, initials, before, after, per_frame = [], [], [], [], []
+    for frame in range(problem.batch):
+        outcome = yield from _run_frame(
+            problem, frame, configure, stoppable, counter, total, n_levels,
+        )
+        start, final, value_before, value_after, reports = outcome
+        initials.append(start)
+        matrices.append(final)
+        before.append(value_before)
+        after.append(value_after)
+        per_frame.append(reports)
+    return Outcome(
+        moving_from_fixed=np.stack(matrices),
+        initial=np.stack(initials),
+        metric_before=np.array(before, dtype=np.float64),
+        metric_after=np.array(after, dtype=np.float64),
+        levels=_merge_reports(per_frame),
+    )
+
+
+def _run_frame(problem, frame, configure, stoppable, counter, total, n_levels):
+    fixed_index = 0 if problem.fixed.shape[0] == 1 else frame
+    fixed = image_from_array(problem.fixed[fixed_index], problem.fixed_grid)
+    moving = image_from_array(problem.moving[frame], problem.moving_grid)
+    masks = (
+        _mask(problem.fixed_mask, problem.fixed_grid),
+        _mask(problem.moving_mask, problem.moving_grid),
+    )
+    pair = _level_pair(fixed, moving, problem, problem.schedule[0])
+    start = _initial(problem, frame, (fixed, moving), pair, masks)
+    transform, moving_initial = _model_transform(problem, start)
+
+    reports = []
+    for index, level in enumerate(problem.schedule):
+        started = time.perf_counter()
+        if index:
+            pair = _level_pair(fixed, moving, problem, level)
+        method = _method(problem, masks, problem.settings.sampling)
+        if moving_initial is not None:
+            method.SetMovingInitialTransform(_affine(moving_initial))
+        method.SetInitialTransform(transform, inPlace=True)
+        step = (problem.settings.learning_rate or STEP_PX) * pair.pixel
+        min_step = (problem.settings.tolerance or TOLERANCE_PX) * pair.pixel
+        configure(method, step, min_step, level.iterations, int(problem.settings.seed))
+        method.SetOptimizerScalesFromPhysicalShift()
+        steps = _execute(method, pair, problem.metric, stoppable)
+        while True:
+            try:
+                iteration, loss = next(steps)
+            except StopIteration as done:
+                record = done.value
+                break
+            yield Progress(
+                step=counter['step'], total=total, level=index, n_levels=n_levels,
+                iteration=iteration, loss=loss,
+            )
+            counter['step'] += 1
+        if not record.losses:  # the stream reports every level at least once
+            value = _loss(problem.metric, method.GetMetricValue())
+            record.losses.append(value)
+            yield Progress(
+                step=counter['step'], total=total, level=index,
+                n_levels=n_levels, iteration=0, loss=value,
+            )
+            counter['step'] += 1
+        reports.append(LevelReport(
+            shape=pair.shape, iterations=len(record.iterations),
+            seconds=time.perf_counter() - started, stop_reason=record.reason,
+            losses=tuple(record.losses),
+        ))
+
+    final = matrix_from_transform(transform)
+    if moving_initial is not None:
+        final = moving_initial @ final
+    identity = np.eye(problem.ndim + 1)
+    value_before = _natural(problem, problem.metric, pair, identity, masks)
+    value_after = _natural(problem, problem.metric, pair, final, masks)
+    return start, final, value_before, value_after, reports
+
+
+def _merge_reports(per_frame: list[list[LevelReport]]) -> tuple[LevelReport, ...]:
+    """One report per level; losses are means over frames (padded with
+    each frame's last loss where frames stopped at different iterations)."""
+    if len(per_frame) == 1:
+        return tuple(per_frame[0])
+    merged = []
+    for reports in zip(*per_frame, strict=True):
+        longest = max(len(r.losses) for r in reports)
+        padded = np.array([
+            list(r.losses) + [r.losses[-1]] * (longest - len(r.losses)) for r in reports
+        ])
+        reasons = sorted({r.stop_reason for r in reports})
+        merged.append(LevelReport(
+            shape=reports[0].shape,
+            iterations=max(r.iterations for r in reports),
+            seconds=float(sum(r.seconds for r in reports)),
+            stop_reason=reasons[0] if len(reasons) == 1 else ', '.join(reasons),
+            losses=tuple(float(v) for v in padded.mean(axis=0)),
+        ))
+    return tuple(merged)
