@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .engines import check_supported, default_iterations, load_engine
-from .inputs import Image, as_image, as_mask, normalise_intensities
+from .inputs import Image, as_image, as_mask, match_histogram, normalise_intensities
 from .options import Backend, Metric, Model, Settings
 from .problem import Outcome, Problem
 from .pyramid import level_schedule
@@ -48,7 +48,7 @@ _RUN_DOC = """
         Pyramid and optimiser settings, see :class:`napari_coreg.Settings`:
         ``levels``, ``shrink_factors``, ``smoothing_sigmas``, ``iterations``,
         ``optimizer``, ``learning_rate``, ``init``, ``tolerance``,
-        ``mi_bins``, ``sampling``, ``seed``, ``device``.
+        ``mi_bins``, ``sampling``, ``seed``, ``device``, ``match_histograms``.
 
     Raises
     ------
@@ -121,9 +121,13 @@ def _prepare(
                 f'moving_from_fixed matrix, got shape {initial.shape}'
             )
         initial = initial[None]
+    fixed_gray = normalise_intensities(fixed_img.gray)
+    moving_gray = normalise_intensities(moving_img.gray)
+    if opts.match_histograms and metric in (Metric.L1, Metric.MSE):
+        moving_gray = match_histogram(moving_gray, fixed_gray)
     problem = Problem(
-        fixed=normalise_intensities(fixed_img.gray)[None],
-        moving=normalise_intensities(moving_img.gray)[None],
+        fixed=fixed_gray[None],
+        moving=moving_gray[None],
         fixed_grid=fixed_img.grid,
         moving_grid=moving_img.grid,
         fixed_mask=as_mask(fixed_mask, fixed_img.grid.shape, 'fixed_mask'),

@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .transforms import Grid
 
-__all__ = ['Image', 'as_image', 'as_mask', 'normalise_intensities']
+__all__ = ['Image', 'as_image', 'as_mask', 'match_histogram', 'normalise_intensities']
 
 #: Weights of ITU-R BT.709 luminance, as scikit-image's ``rgb2gray``.
 _LUMINANCE = np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
@@ -175,3 +175,26 @@ def normalise_intensities(gray: NDArray[np.float32]) -> NDArray[np.float32]:
     if high <= low:
         low, high = float(gray.min()), float(gray.max())
     return ((gray - low) / (high - low)).astype(np.float32)
+
+
+def _quantiles(image: NDArray[np.float32], levels: NDArray) -> NDArray:
+    step = max(1, image.size // 1_000_000)
+    return np.quantile(image.reshape(-1)[::step], levels)
+
+
+def match_histogram(
+    moving: NDArray[np.float32], fixed: NDArray[np.float32], n_quantiles: int = 1024
+) -> NDArray[np.float32]:
+    """Map ``moving``'s intensities so its histogram matches ``fixed``'s.
+
+    A monotone map through ``n_quantiles`` quantiles (from at most about a
+    million pixels each), so a gamma or contrast change between two
+    acquisitions no longer biases difference metrics (ITK's
+    HistogramMatchingImageFilter practice). Use only for images of the same
+    modality.
+    """
+    levels = np.linspace(0, 1, n_quantiles)
+    source = _quantiles(moving, levels)
+    target = _quantiles(fixed, levels)
+    source, unique = np.unique(source, return_index=True)
+    return np.interp(moving, source, target[unique]).astype(np.float32)

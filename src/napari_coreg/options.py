@@ -106,6 +106,10 @@ class Settings:
         Seed of every random choice, so runs are reproducible.
     device : str, optional
         torch device; ``None`` picks cuda, then mps, then cpu.
+    match_histograms : bool
+        For ``l1`` and ``mse``: map the moving image's intensity histogram
+        onto the fixed image's first, so a gamma or contrast change does not
+        bias the difference (default True; ``ncc`` and ``mi`` ignore it).
     """
 
     levels: int | None = None
@@ -120,6 +124,7 @@ class Settings:
     sampling: float | None = None
     seed: int = 0
     device: str | None = None
+    match_histograms: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, 'init', Init.parse(self.init, 'init'))
