@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from skimage.filters import sobel
 from skimage.registration import phase_cross_correlation
 
 from ..metrics import natural
@@ -39,13 +40,20 @@ def _fixed_image(data: LevelData, frame: int) -> np.ndarray:
 
 def _phase_correlated(
     data: LevelData, start: np.ndarray, frame: int, norm: np.ndarray,
-    phys_from_level_px: np.ndarray,
+    phys_from_level_px: np.ndarray, edges: bool,
 ) -> np.ndarray:
-    """``start`` followed by the translation phase correlation finds (physical)."""
+    """``start`` followed by the translation phase correlation finds (physical).
+
+    With ``edges``, the images are compared by their gradient magnitude,
+    which different modalities share more than their intensities.
+    """
     s = sample(data, _to_norm(start[None], norm), torch.tensor([frame]))
     moved = (s.values * s.weights)[0].reshape(data.fixed_shape).cpu().numpy()
+    fixed = _fixed_image(data, frame)
+    if edges:
+        fixed, moved = sobel(fixed), sobel(moved)
     shift, _, _ = phase_cross_correlation(
-        _fixed_image(data, frame), moved, upsample_factor=4, normalization=None
+        fixed, moved, upsample_factor=4, normalization=None
     )
     offset = phys_from_level_px[:-1, :-1] @ -np.asarray(shift)
     return start @ homogeneous(np.eye(len(shift)), offset)
@@ -86,7 +94,8 @@ def starting_points(
     ndarray, shape (B, K, D + 1, D + 1)
         ``K = 1`` unless ``init='auto'``, which keeps centre alignment and
         the ``MULTI_START - 1`` best of phase correlation after each trial
-        rotation (2D models that rotate).
+        rotation (2D models that rotate; for mutual information, phase
+        correlation of gradient magnitudes, and the rotations alone too).
     """
     batch, size = problem.batch, problem.ndim + 1
     if problem.initial is not None:
@@ -99,9 +108,10 @@ def starting_points(
     )
     if init is Init.CENTER:
         return np.broadcast_to(centre, (batch, 1, size, size)).copy()
+    edges = problem.metric is Metric.MI
     if init is Init.PHASE:
         return np.stack([
-            _phase_correlated(data, centre, frame, norm, phys_from_level_px)[None]
+            _phase_correlated(data, centre, frame, norm, phys_from_level_px, edges)[None]
             for frame in range(batch)
         ])
     rotates = problem.ndim == 2 and problem.model is not Model.TRANSLATION
@@ -111,9 +121,9 @@ def starting_points(
     ranked = []
     for frame in range(batch):
         candidates = np.stack([
-            _phase_correlated(data, start, frame, norm, phys_from_level_px)
+            _phase_correlated(data, start, frame, norm, phys_from_level_px, edges)
             for start in starts
-        ])
+        ] + (starts[1:] if edges else []))
         best = _ranked(problem, data, candidates, frame, norm)[: MULTI_START - 1]
         ranked.append(np.concatenate([best, centre[None]]))
     return np.stack(ranked)
