@@ -12,6 +12,8 @@ except ImportError:  # pragma: no cover - not installed
 from .api import iter_register, register
 from .options import Backend, Init, Metric, Model, Optimizer, Settings
 from .result import LevelReport, Progress, RegistrationResult
+from .stack import iter_register_stack, register_stack
+from .stack_result import StackProgress, StackResult
 from .transforms import Grid, apply_matrix, corner_error, reverse_axes
 
 __all__ = [
@@ -25,11 +27,15 @@ __all__ = [
     'Progress',
     'RegistrationResult',
     'Settings',
+    'StackProgress',
+    'StackResult',
     '__version__',
     'apply_matrix',
     'corner_error',
     'iter_register',
+    'iter_register_stack',
     'register',
+    'register_stack',
     'reverse_axes',
 ]
 
