@@ -44,12 +44,22 @@ from ._writeback import (
 
 __all__ = ['RegistrationWidget']
 
-#: Optimisers offered per backend ('auto' first). The SimpleITK names are
-#: those of the SimpleITK backend's ``optimizer`` setting.
+#: Optimisers offered per backend ('auto' first); the SimpleITK list is read
+#: from its backend (:func:`_optimizers`) when that backend is chosen.
 OPTIMIZERS = {
     'torch': [o.value for o in Optimizer],
     'sitk': ['auto', 'gradient-descent', 'lbfgsb', 'amoeba'],
 }
+
+
+def _optimizers(backend: str) -> list[str]:
+    if backend == 'sitk':
+        try:
+            from ..engines.sitk_engine import OPTIMIZERS as sitk_optimizers
+        except ImportError:  # backend not installed: keep the static list
+            return OPTIMIZERS['sitk']
+        return ['auto', *sitk_optimizers]
+    return OPTIMIZERS.get(backend, ['auto'])
 
 #: Seconds between two live-preview / status updates.
 PREVIEW_INTERVAL = 0.25
@@ -124,7 +134,7 @@ class RegistrationWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=False)
         self._viewer = viewer
         self._worker = None
         self._running = False
@@ -137,43 +147,50 @@ class RegistrationWidget(Container):
         self.last_error: str | None = None
 
         # -- images
-        self._fixed = ComboBox(label='Fixed image', choices=self._image_choices, nullable=True)
-        self._moving = ComboBox(label='Moving image', choices=self._image_choices, nullable=True)
-        self._fixed.tooltip = 'The reference: it stays where it is.'
+        self._fixed = ComboBox(label='Fixed', choices=self._image_choices)
+        self._moving = ComboBox(label='Moving', choices=self._image_choices)
+        self._fixed.tooltip = 'The reference image: it stays where it is.'
         self._moving.tooltip = 'The image that is moved onto the fixed one.'
         self._dims = ComboBox(label='Register in', choices=[('2D', 2), ('3D', 3)], value=2)
         self._slice_note = Label(value=_STACK_HINT)
 
         # -- method
         backends = available_backends()
+        self._model = ComboBox(label='Transform', choices=[m.value for m in Model], value='rigid')
+        self._metric = ComboBox(label='Metric', choices=[m.value for m in Metric], value='ncc')
         self._backend = ComboBox(
             label='Backend',
             choices=[(_BACKEND_LABELS.get(b, b), b) for b in backends],
             value=backends[0] if backends else None,
         )
-        self._model = ComboBox(label='Transform', choices=[m.value for m in Model], value='rigid')
-        self._metric = ComboBox(label='Metric', choices=[m.value for m in Metric], value='ncc')
         self._device = ComboBox(label='Device', choices=_devices(), value='auto')
+        self._metric.tooltip = 'NCC for images of the same kind, mutual information across modalities.'
 
         # -- pyramid
-        self._levels = SpinBox(label='Pyramid levels', min=0, max=8, value=0)
-        self._levels.tooltip = '0 = automatic (coarsest level about 48 px).'
+        self._levels = SpinBox(label='Levels', min=0, max=8, value=0)
+        self._levels.tooltip = '0 = automatic (the coarsest level is about 48 px).'
         self._shrink = LineEdit(label='Shrink factors', value='auto')
-        self._shrink.tooltip = 'Per level, coarse to fine, e.g. 4,2,1 ("auto": powers of two).'
+        self._shrink.tooltip = 'One per level, coarse to fine, e.g. 4,2,1 ("auto": powers of two).'
         self._smoothing = LineEdit(label='Smoothing (px)', value='auto')
-        self._smoothing.tooltip = 'Gaussian sigma per level in that level\'s pixels, e.g. 2,1,0.'
+        self._smoothing.tooltip = "Gaussian sigma per level, in that level's pixels, e.g. 2,1,0."
         self._iterations = LineEdit(label='Iterations', value='auto')
         self._iterations.tooltip = 'Most iterations per level: one number, or one per level.'
 
+        # -- masks
+        self._fixed_mask = ComboBox(label='Fixed mask', choices=self._mask_choices)
+        self._moving_mask = ComboBox(label='Moving mask', choices=self._mask_choices)
+        for mask in (self._fixed_mask, self._moving_mask):
+            mask.tooltip = 'A Labels (non-zero pixels) or Shapes (inside) layer: the pixels that count.'
+
         # -- advanced
-        self._advanced = CheckBox(text='Show advanced settings', value=False)
+        self._advanced = CheckBox(text='Advanced settings', value=False)
         self._optimizer = ComboBox(label='Optimizer', choices=OPTIMIZERS['torch'], value='auto')
         self._learning_rate = LineEdit(label='Learning rate', value='auto')
-        self._learning_rate.tooltip = 'Step size of Adam and the SimpleITK gradient optimisers.'
+        self._learning_rate.tooltip = 'Step size of Adam and of the SimpleITK gradient optimisers.'
         self._init = ComboBox(
             label='Start from',
             choices=[
-                ('auto (centres / phase correlation)', 'auto'),
+                ('auto (best guess)', 'auto'),
                 ('identity', 'identity'),
                 ('centres aligned', 'center'),
                 ('phase correlation', 'phase'),
@@ -181,30 +198,21 @@ class RegistrationWidget(Container):
             ],
             value='auto',
         )
-        self._init.tooltip = '"current overlay" refines where the layers are shown now.'
-        self._sampling = LineEdit(label='Sampling', value='all')
-        self._sampling.tooltip = 'Fraction of pixels per metric evaluation (0-1], or "all".'
-        self._mi_bins = SpinBox(label='MI bins', min=4, max=256, value=32)
-        self._fixed_mask = ComboBox(label='Fixed mask', choices=self._mask_choices, nullable=True)
-        self._moving_mask = ComboBox(label='Moving mask', choices=self._mask_choices, nullable=True)
-        for mask in (self._fixed_mask, self._moving_mask):
-            mask.tooltip = 'Labels (non-zero) or Shapes (inside) layer: pixels that count.'
-        self._advanced_box = Container(
-            widgets=[
-                self._optimizer, self._learning_rate, self._init, self._sampling,
-                self._mi_bins,
-            ],
-            labels=True,
+        self._init.tooltip = (
+            'auto: the best of centre alignment and phase correlation (with a coarse '
+            'rotation search). "current overlay" refines where the layers are shown now.'
         )
-        self._advanced_box.margins = (0, 0, 0, 0)
+        self._sampling = LineEdit(label='Sampling', value='all')
+        self._sampling.tooltip = 'Fraction of pixels per metric evaluation, in (0, 1], or "all".'
+        self._mi_bins = SpinBox(label='MI bins', min=4, max=256, value=32)
 
         # -- output and actions
-        self._write_back = ComboBox(label='Result', choices=_WRITE_BACK, value='affine')
+        self._write_back = ComboBox(label='Output', choices=_WRITE_BACK, value='affine')
         self._write_back.tooltip = (
-            'Affine: the moving layer is moved (its pixels are untouched). '
-            'Resampled: a new layer "<moving> registered" on the fixed grid.'
+            'Move the moving layer: its affine is set, its pixels are untouched. '
+            'New resampled layer: "<moving> registered" on the fixed grid.'
         )
-        self._live = CheckBox(text='Live preview', value=True)
+        self._live = CheckBox(text='Live preview while registering', value=True)
         self._run = PushButton(text='Register')
         self._cancel = PushButton(text='Cancel', enabled=False)
         self._undo = PushButton(text='Undo', enabled=False)
@@ -213,22 +221,32 @@ class RegistrationWidget(Container):
             widgets=[self._run, self._cancel, self._undo], layout='horizontal', labels=False
         )
         buttons.margins = (0, 0, 0, 0)
-        self._status = Label(value='Choose a fixed and a moving image, then Register.')
+        self._status = Label(value='Choose a fixed and a moving image, then press Register.')
 
-        self.extend(
-            [
-                self._fixed, self._moving, self._dims, self._slice_note,
-                self._model, self._metric, self._backend, self._device,
-                self._levels, self._shrink, self._smoothing, self._iterations,
-                self._fixed_mask, self._moving_mask, self._advanced, self._advanced_box,
-                self._write_back, self._live, buttons, self._status,
-            ]
+        self._advanced_box = _section(
+            None,
+            [self._optimizer, self._learning_rate, self._init, self._sampling, self._mi_bins],
         )
+        sections = [
+            _section('Images', [self._fixed, self._moving, self._dims]),
+            self._slice_note,
+            _section('Method', [self._model, self._metric, self._backend, self._device]),
+            _section('Pyramid (coarse to fine)', [
+                self._levels, self._shrink, self._smoothing, self._iterations,
+            ]),
+            _section('Masks (optional)', [self._fixed_mask, self._moving_mask]),
+            self._advanced,
+            self._advanced_box,
+            _section('Result', [self._write_back]),
+            self._live,
+            buttons,
+            self._status,
+        ]
+        self.extend(sections)
+        _align_labels([w for w in sections if isinstance(w, Container) and w is not buttons])
         for label in (self._slice_note, self._status):
             with suppress(AttributeError):
                 label.native.setWordWrap(True)
-        self._slice_note.label = ''
-        self._status.label = ''
 
         self._run.changed.connect(self._start)
         self._cancel.changed.connect(self._stop)
@@ -247,7 +265,6 @@ class RegistrationWidget(Container):
         self.native.destroyed.connect(partial(_quit_worker, weakref.ref(self)))
 
         self._refresh_layers()
-        self._pick_default_layers()
         self._update_choices()
 
     # ------------------------------------------------------------ choices
@@ -256,21 +273,31 @@ class RegistrationWidget(Container):
         return [(layer.name, layer) for layer in self._viewer.layers if type(layer).__name__ == 'Image']
 
     def _mask_choices(self, widget=None) -> list[tuple[str, Any]]:
-        return [
+        return [('none', None)] + [
             (layer.name, layer)
             for layer in self._viewer.layers
             if type(layer).__name__ in ('Labels', 'Shapes')
         ]
 
+    def reset_choices(self, *_: Any) -> None:
+        """Refresh the layer lists (napari calls this when layers change).
+
+        Only the layer choices are reset: the other combo boxes depend on the
+        backend and the model, and keep the user's choices.
+        """
+        self._refresh_layers()
+
     def _refresh_layers(self, event=None) -> None:
         for combo in (self._fixed, self._moving, self._fixed_mask, self._moving_mask):
             combo.reset_choices()
+        self._pick_default_layers()
         self._on_layers_chosen()
 
     def _pick_default_layers(self) -> None:
+        """Never offer the same layer twice by default: first image fixed, next moving."""
         images = [value for _, value in self._image_choices()]
-        if len(images) >= 2 and self._fixed.value is None and self._moving.value is None:
-            self._fixed.value, self._moving.value = images[0], images[1]
+        if len(images) >= 2 and self._fixed.value is self._moving.value:
+            self._moving.value = next(layer for layer in images if layer is not self._fixed.value)
 
     def _layer_ndim(self) -> int:
         layers = [layer for layer in (self._fixed.value, self._moving.value) if layer is not None]
@@ -304,7 +331,7 @@ class RegistrationWidget(Container):
         _set_choices(
             self._metric, [(_METRIC_LABELS.get(m, m), m) for m in metrics], 'ncc'
         )
-        _set_choices(self._optimizer, OPTIMIZERS.get(backend.value, ['auto']), 'auto')
+        _set_choices(self._optimizer, _optimizers(backend.value), 'auto')
         homography = self._model.value == Model.HOMOGRAPHY.value
         _set_choices(
             self._write_back, _WRITE_BACK[1:] if homography else _WRITE_BACK,
@@ -539,6 +566,38 @@ class RegistrationWidget(Container):
         self._update_undo()
 
 
+def _section(title: str | None, widgets: list) -> Container:
+    """A titled group of labelled widgets."""
+    box = Container(widgets=widgets, labels=True)
+    box.margins = (0, 0, 0, 0)
+    if title:
+        heading = Label(value=f'<b>{title}</b>')
+        outer = Container(widgets=[heading, box], labels=False)
+        outer.margins = (0, 6, 0, 0)
+        outer.inner = box
+        return outer
+    return box
+
+
+def _align_labels(sections: list[Container]) -> None:
+    """Give every labelled row of every section the same label width."""
+    rows = []
+    for section in sections:
+        inner = getattr(section, 'inner', section)
+        rows.extend(inner)
+    try:
+        from magicgui.application import use_app
+
+        measure = use_app().get_obj('get_text_width')
+        width = max(measure(w.label) for w in rows) + 12  # room for the font's bearings
+        for w in rows:
+            labeled = w._labeled_widget()  # magicgui's row (label + widget)
+            if labeled is not None:
+                labeled.label_width = width
+    except (AttributeError, ValueError, TypeError):  # pragma: no cover - cosmetic
+        pass
+
+
 def _set_choices(combo: ComboBox, choices: list, default) -> None:
     values = [c[1] if isinstance(c, tuple) else c for c in choices]
     previous = combo.value
@@ -556,7 +615,7 @@ def _summary(outcome: Outcome, request: Request) -> str:
     )
     return (
         f'Done: {where}. {result.metric.upper()} '
-        f'{_format_metric(result.metric, result.metric_before)} -> '
+        f'{_format_metric(result.metric, result.metric_before)} \u2192 '
         f'{_format_metric(result.metric, result.metric_after)} ({better} is better), '
         f'{result.elapsed:.1f} s, {sum(level.iterations for level in result.levels)} '
         f'iterations, stopped: {result.stop_reason}.'
