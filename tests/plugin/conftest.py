@@ -91,3 +91,9 @@ def helpers():
         downscaled = staticmethod(_downscaled)
 
     return Helpers
+
+
+@pytest.fixture
+def multimodal_pair():
+    """ITK brain T1 (fixed) / PD (moving) at 128 x 110 px: exact truth."""
+    return _downscaled('multimodal', 2)

@@ -55,8 +55,9 @@ def add_pair(viewer, pair, fixed_kw=None, moving_kw=None):
 
 
 def test_register_sample_pair_with_scale_and_translate_then_undo(
-    make_napari_viewer, qtbot, rigid_pair, helpers
+    make_napari_viewer, qtbot, rigid_pair, helpers, monkeypatch
 ):
+    monkeypatch.setattr(_widget, 'PREVIEW_INTERVAL', 0.0)
     viewer = make_napari_viewer()
     f, m, truth = add_pair(
         viewer, rigid_pair,
@@ -65,8 +66,12 @@ def test_register_sample_pair_with_scale_and_translate_then_undo(
     )
     before = helpers.world_error(f, m, truth)
     widget = make_widget(viewer, f, m, model='rigid', metric='ncc')
+    previews = []
+    m.events.affine.connect(lambda event: previews.append(widget.running))
     run(widget, qtbot)
     assert widget.last_error is None, widget.last_error
+    # the torch backend reports its current transform: the overlay moved live
+    assert any(previews), 'no live preview during the run'
     assert helpers.world_error(f, m, truth) < 0.5 < before
     assert widget._status.value.startswith('Done')
     assert 'NCC' in widget._status.value and 'stopped' in widget._status.value
@@ -99,6 +104,27 @@ def test_register_with_simpleitk(make_napari_viewer, qtbot, rigid_pair, helpers)
     run(widget, qtbot)
     assert widget.last_error is None, widget.last_error
     assert helpers.world_error(f, m, truth) < 0.5
+
+
+@pytest.mark.skipif('sitk' not in available_backends(), reason='SimpleITK not installed')
+def test_multimodal_brain_pair_with_mutual_information(
+    make_napari_viewer, qtbot, multimodal_pair, helpers
+):
+    """Real MR slices (T1 vs PD), exact ground truth, SimpleITK + MI."""
+    viewer = make_napari_viewer()
+    f, m, truth = add_pair(
+        viewer, multimodal_pair,
+        {'scale': (0.8, 0.8), 'translate': (0.0, 12.0)},
+        {'scale': (0.8, 0.8), 'translate': (-6.0, 0.0)},
+    )
+    widget = make_widget(
+        viewer, f, m, backend='sitk', model='rigid', metric='mi', levels=0, iterations='auto'
+    )
+    assert shown(widget._mi_bins) and shown(widget._sampling)
+    run(widget, qtbot)
+    assert widget.last_error is None, widget.last_error
+    assert helpers.world_error(f, m, truth) < 0.5
+    assert 'MI' in widget._status.value
 
 
 def test_cancel_leaves_every_layer_unchanged(make_napari_viewer, qtbot):
