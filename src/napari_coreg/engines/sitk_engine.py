@@ -48,7 +48,7 @@ from ..options import Init, Metric, Model
 from ..problem import Outcome, Problem
 from ..pyramid import Level, shrink_per_axis
 from ..result import LevelReport, Progress
-from ..transforms import Grid, homogeneous
+from ..transforms import Grid, apply_matrix, grid_points, homogeneous
 
 __all__ = ['CANCEL_WITHIN_LEVEL', 'OPTIMIZERS', 'run']
 
@@ -57,49 +57,46 @@ __all__ = ['CANCEL_WITHIN_LEVEL', 'OPTIMIZERS', 'run']
 ROTATION_SEARCH = (0.0, -10.0, 10.0, -20.0, 20.0, -30.0, 30.0)
 #: Default first step of the gradient optimisers, in pixels of the level.
 STEP_PX = 1.0
-#: Default smallest step (regular-step gradient descent), in level pixels.
+#: Default convergence: an iteration that moves no corner of the fixed level
+#: by more than this many level pixels ends it (as the torch backend).
 TOLERANCE_PX = 1e-3
 
 
-def _regular_step(method, lr, min_step, iterations, seed):
+def _regular_step(method, step, iterations, seed):
+    # The step is estimated at every iteration so that it moves the fixed
+    # image's corners by exactly ``relaxation * step`` physical units: ITK's
+    # own normalisation (in parameter space) lets a scale or rotation
+    # parameter take a step of ``step`` *radians* or *scale units* near the
+    # optimum. Convergence is our corner test, so ITK's minStep is off.
     method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=lr, minStep=min_step, numberOfIterations=iterations,
+        learningRate=1.0, minStep=1e-12, numberOfIterations=iterations,
         relaxationFactor=0.5, gradientMagnitudeTolerance=1e-12,
-    )
-
-
-def _plain_gradient(method, lr, min_step, iterations, seed):
-    method.SetOptimizerAsGradientDescent(
-        learningRate=1.0, numberOfIterations=iterations,
-        convergenceMinimumValue=1e-6, convergenceWindowSize=10,
         estimateLearningRate=method.EachIteration,
-        maximumStepSizeInPhysicalUnits=lr,
+        maximumStepSizeInPhysicalUnits=step,
     )
 
 
-def _line_search(method, lr, min_step, iterations, seed):
+def _line_search(method, step, iterations, seed):
     method.SetOptimizerAsGradientDescentLineSearch(
         learningRate=1.0, numberOfIterations=iterations,
         convergenceMinimumValue=1e-6, convergenceWindowSize=10,
-        estimateLearningRate=method.Once, maximumStepSizeInPhysicalUnits=lr,
+        estimateLearningRate=method.Once, maximumStepSizeInPhysicalUnits=step,
     )
 
 
-def _conjugate_gradient(method, lr, min_step, iterations, seed):
+def _conjugate_gradient(method, step, iterations, seed):
     method.SetOptimizerAsConjugateGradientLineSearch(
         learningRate=1.0, numberOfIterations=iterations,
         convergenceMinimumValue=1e-6, convergenceWindowSize=10,
-        estimateLearningRate=method.Once, maximumStepSizeInPhysicalUnits=lr,
+        estimateLearningRate=method.Once, maximumStepSizeInPhysicalUnits=step,
     )
 
 
-def _lbfgs2(method, lr, min_step, iterations, seed):
-    method.SetOptimizerAsLBFGS2(
-        solutionAccuracy=1e-5, numberOfIterations=iterations,
-    )
+def _lbfgs2(method, step, iterations, seed):
+    method.SetOptimizerAsLBFGS2(solutionAccuracy=1e-5, numberOfIterations=iterations)
 
 
-def _lbfgsb(method, lr, min_step, iterations, seed):
+def _lbfgsb(method, step, iterations, seed):
     method.SetOptimizerAsLBFGSB(
         gradientConvergenceTolerance=1e-5, numberOfIterations=iterations,
         maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=2000,
@@ -107,27 +104,25 @@ def _lbfgsb(method, lr, min_step, iterations, seed):
     )
 
 
-def _amoeba(method, lr, min_step, iterations, seed):
+def _amoeba(method, step, iterations, seed):
     method.SetOptimizerAsAmoeba(
-        simplexDelta=lr, numberOfIterations=iterations,
-        parametersConvergenceTolerance=min_step,
-        functionConvergenceTolerance=1e-6,
+        simplexDelta=step, numberOfIterations=iterations,
+        parametersConvergenceTolerance=1e-6, functionConvergenceTolerance=1e-6,
     )
 
 
-def _evolutionary(method, lr, min_step, iterations, seed):
+def _evolutionary(method, step, iterations, seed):
     method.SetOptimizerAsOnePlusOneEvolutionary(
-        numberOfIterations=iterations, epsilon=min_step, initialRadius=lr,
+        numberOfIterations=iterations, epsilon=1e-6, initialRadius=step,
         seed=seed,
     )
 
 
 #: SimpleITK optimisers by name: (configure, honours StopRegistration()).
-#: ``configure(method, step, min_step, iterations, seed)``; ``step`` and
-#: ``min_step`` are physical lengths of the level.
+#: ``configure(method, step, iterations, seed)``; ``step`` is the first
+#: step, a physical length (``learning_rate`` pixels of the level).
 OPTIMIZERS: dict[str, tuple[Callable, bool]] = {
     'gradient-descent': (_regular_step, True),
-    'plain-gradient-descent': (_plain_gradient, True),
     'gradient-descent-line-search': (_line_search, True),
     'conjugate-gradient': (_conjugate_gradient, True),
     'lbfgs2': (_lbfgs2, False),
@@ -166,6 +161,7 @@ class _Pair:
     moving: sitk.Image
     shape: tuple[int, ...]       # fixed level shape, numpy order
     pixel: float                 # mean fixed level spacing (physical)
+    corners: np.ndarray          # fixed level corners, physical, numpy order
 
 
 def _level_image(image: sitk.Image, shape: tuple[int, ...], level: Level) -> sitk.Image:
@@ -184,9 +180,11 @@ def _level_image(image: sitk.Image, shape: tuple[int, ...], level: Level) -> sit
 def _level_pair(fixed: sitk.Image, moving: sitk.Image, problem: Problem, level: Level) -> _Pair:
     fixed_l = _level_image(fixed, problem.fixed_grid.shape, level)
     moving_l = _level_image(moving, problem.moving_grid.shape, level)
+    grid = _grid_of(fixed_l)
+    corners = apply_matrix(grid.phys_from_px, grid_points(grid.shape)[:-1])
     return _Pair(
-        fixed=fixed_l, moving=moving_l, shape=tuple(fixed_l.GetSize()[::-1]),
-        pixel=float(np.mean(fixed_l.GetSpacing())),
+        fixed=fixed_l, moving=moving_l, shape=grid.shape,
+        pixel=float(np.mean(grid.spacing)), corners=corners,
     )
 
 
@@ -398,10 +396,8 @@ def _quiet_hook(previous):
     return hook
 
 
-def _reason(description: str, cancelled: bool) -> str:
+def _reason(description: str) -> str:
     text = description.lower()
-    if cancelled:
-        return 'cancelled'
     if 'maximum number of iterations' in text:
         return 'max_iterations'
     if any(k in text for k in ('step too small', 'convergence', 'tolerance', 'converged')):
@@ -416,12 +412,38 @@ class _LevelRun:
     reason: str = ''
 
 
+class _Watch:
+    """Corner test of convergence: the largest move of the fixed level's
+    corners between two iterations, in physical units (as torch's)."""
+
+    def __init__(self, transform, moving_initial, corners, threshold):
+        self.probe = type(transform)(transform)
+        self.before = moving_initial
+        self.corners = corners
+        self.threshold = threshold
+        self.last = self._mapped(transform.GetParameters())
+
+    def _mapped(self, position) -> np.ndarray:
+        self.probe.SetParameters(position)
+        matrix = matrix_from_transform(self.probe)
+        if self.before is not None:
+            matrix = self.before @ matrix
+        return apply_matrix(matrix, self.corners)
+
+    def converged(self, position) -> bool:
+        mapped = self._mapped(position)
+        moved = float(np.linalg.norm(mapped - self.last, axis=1).max())
+        self.last = mapped
+        return moved < self.threshold
+
+
 def _execute(
-    method, pair: _Pair, metric: Metric, stoppable: bool
+    method, pair: _Pair, metric: Metric, stoppable: bool, watch: _Watch | None
 ) -> Generator[tuple[int, float], None, _LevelRun]:
     """Run ``method.Execute`` in a thread; yield (iteration, loss) as it goes."""
     events: queue.Queue = queue.Queue()
     cancel = threading.Event()
+    converged = threading.Event()
     record = _LevelRun(losses=[], iterations=[])
 
     def on_iteration() -> None:
@@ -432,6 +454,9 @@ def _execute(
             sys.excepthook = _quiet_hook(sys.excepthook)
             raise _Cancelled('registration cancelled')
         events.put(('iteration', method.GetOptimizerIteration(), method.GetMetricValue()))
+        if watch is not None and watch.converged(method.GetOptimizerPosition()):
+            converged.set()
+            method.StopRegistration()
 
     def work() -> None:
         try:
@@ -456,7 +481,7 @@ def _execute(
                 record.losses.append(loss)
                 yield len(record.losses) - 1, loss
             elif kind == 'done':
-                record.reason = _reason(a, cancelled=False)
+                record.reason = 'converged' if converged.is_set() else _reason(a)
                 return record
             else:
                 raise _engine_error(a) from a
@@ -533,10 +558,11 @@ def _run_frame(problem, frame, configure, stoppable, counter, total, n_levels):
             method.SetMovingInitialTransform(_affine(moving_initial))
         method.SetInitialTransform(transform, inPlace=True)
         step = (problem.settings.learning_rate or STEP_PX) * pair.pixel
-        min_step = (problem.settings.tolerance or TOLERANCE_PX) * pair.pixel
-        configure(method, step, min_step, level.iterations, int(problem.settings.seed))
+        tolerance = (problem.settings.tolerance or TOLERANCE_PX) * pair.pixel
+        configure(method, step, level.iterations, int(problem.settings.seed))
         method.SetOptimizerScalesFromPhysicalShift()
-        steps = _execute(method, pair, problem.metric, stoppable)
+        watch = _Watch(transform, moving_initial, pair.corners, tolerance) if stoppable else None
+        steps = _execute(method, pair, problem.metric, stoppable, watch)
         while True:
             try:
                 iteration, loss = next(steps)

@@ -33,9 +33,11 @@ TOLERANCE_PX = 1e-3
 ADAM_RATE = 1e-3
 #: Progress events carry the current matrix at most this often (seconds).
 PREVIEW_SECONDS = 0.2
-#: Most points a level evaluates: least-squares metrics, mutual information.
-MAX_POINTS = 1 << 20
-MI_POINTS = 1 << 15
+#: Most points a level evaluates: the strongest-gradient fixed pixels, as
+#: flat regions carry noise but little alignment information (measured: more
+#: accurate and faster than every pixel at 512 px and up).
+STRONG_POINTS = {Metric.MI: 1 << 15}
+DEFAULT_STRONG_POINTS = 1 << 16
 #: A multi-start candidate whose overlap is below this fraction of the
 #: largest candidate overlap cannot win (small overlaps match by chance).
 MIN_OVERLAP_RATIO = 0.5
@@ -75,16 +77,17 @@ def _level(problem: Problem, index: int, device: torch.device, full: bool = Fals
     n_fixed = int(np.prod(problem.fixed_grid.shape))
     sampling = problem.settings.sampling
     if full:
-        limit, seed = n_fixed, None
+        limit, seed, strong = n_fixed, None, None
     elif sampling is not None:
-        limit, seed = max(64, int(sampling * n_fixed)), problem.settings.seed
+        limit, seed, strong = max(64, int(sampling * n_fixed)), problem.settings.seed, None
     else:
-        limit, seed = (MI_POINTS if problem.metric is Metric.MI else MAX_POINTS), None
+        limit, seed = n_fixed, None
+        strong = STRONG_POINTS.get(problem.metric, DEFAULT_STRONG_POINTS)
     return build_level(
         problem.fixed, problem.moving, problem.fixed_grid, problem.moving_grid,
         None if full else problem.fixed_mask, None if full else problem.moving_mask,
         problem.schedule[index], normalised_frame(problem.fixed_grid), device,
-        max_points=limit, seed=seed,
+        max_points=limit, seed=seed, strong_points=strong,
     )
 
 

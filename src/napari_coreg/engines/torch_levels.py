@@ -23,11 +23,6 @@ __all__ = [
     'point_jacobian', 'sample',
 ]
 
-#: Most fixed points a level evaluates; larger levels take a regular subset,
-#: which bounds memory and time for very large images.
-MAX_POINTS = 1 << 20
-
-
 def normalised_frame(grid: Grid) -> np.ndarray:
     """``norm_from_phys``: centre the fixed image and divide by half its diagonal."""
     scale = 1.0 / grid.extent
@@ -145,14 +140,28 @@ def _pyramid_image(array: np.ndarray, shrink, sigma, device) -> Tensor:
     return gaussian_blur(_shrink(image, shrink), sigma)
 
 
-def _subset(n_points: int, limit: int, seed: int | None) -> Tensor | None:
-    """Indices of at most ``limit`` points: a regular stride, or random with a seed."""
+def _subset(
+    n_points: int, limit: int, seed: int | None, strength: Tensor | None = None
+) -> Tensor | None:
+    """Indices of at most ``limit`` points.
+
+    The ``limit`` points of largest ``strength`` when it is given, else a
+    random subset when ``seed`` is given, else a regular stride.
+    """
     if n_points <= limit:
         return None
+    if strength is not None:
+        return torch.topk(strength, limit, sorted=False).indices.sort().values
     if seed is None:
         return torch.arange(0, n_points, math.ceil(n_points / limit))
     generator = torch.Generator().manual_seed(seed)
     return torch.randperm(n_points, generator=generator)[:limit].sort().values
+
+
+def _gradient_magnitude(image: Tensor) -> Tensor:
+    """Mean over the batch of the gradient magnitude of ``(B, *spatial)``, flat."""
+    grads = torch.gradient(image, dim=tuple(range(1, image.ndim)))
+    return torch.stack(grads).square().sum(0).mean(0).reshape(-1)
 
 
 def build_level(
@@ -165,10 +174,17 @@ def build_level(
     level: Level,
     norm_from_phys: np.ndarray,
     device: torch.device,
-    max_points: int = MAX_POINTS,
+    max_points: int,
     seed: int | None = None,
+    strong_points: int | None = None,
 ) -> LevelData:
-    """Shrink, smooth and differentiate one level of the problem."""
+    """Shrink, smooth and differentiate one level of the problem.
+
+    The fixed points are all pixels of the level inside the fixed mask,
+    reduced to ``max_points`` (random with ``seed``, else regular), and then
+    to the ``strong_points`` of largest fixed gradient when that is given:
+    flat regions carry little alignment information.
+    """
     ndim = fixed_grid.ndim
     f_shrink = shrink_per_axis(fixed_grid.shape, level.factor)
     m_shrink = shrink_per_axis(moving_grid.shape, level.factor)
@@ -189,6 +205,11 @@ def build_level(
     chosen = _subset(index.numel(), max_points, seed)
     if chosen is not None:
         index = index[chosen]
+    if strong_points is not None:
+        strength = _gradient_magnitude(fixed_l)[index.to(device)].cpu()
+        chosen = _subset(index.numel(), strong_points, None, strength)
+        if chosen is not None:
+            index = index[chosen]
     norm_from_px = torch.as_tensor(
         norm_from_phys @ level_grid_matrix(fixed_grid, f_shrink)
     )
