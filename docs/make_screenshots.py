@@ -1,4 +1,6 @@
-"""Make the screenshots of docs/napari.md (run: xvfb-run -a python docs/make_screenshots.py).
+"""Make the screenshots of docs/napari.md.
+
+Run: ``xvfb-run -a python docs/make_screenshots.py``.
 
 Opens the rigid sample pair, registers it with the "Register images" widget
 and saves the window before and after, plus the widget alone.
@@ -10,7 +12,6 @@ import sys
 from pathlib import Path
 
 import napari
-import numpy as np
 from qtpy.QtWidgets import QApplication
 from skimage.io import imsave
 
@@ -36,13 +37,21 @@ def main() -> int:
     viewer.reset_view()
     for _ in range(20):
         app.processEvents()
-    imsave(OUT / 'widget_before.png', viewer.screenshot(canvas_only=False, flash=False), check_contrast=False)
+    imsave(
+        OUT / 'widget_before.png',
+        viewer.screenshot(canvas_only=False, flash=False),
+        check_contrast=False,
+    )
     widget._start()
     wait(widget, app)
     viewer.reset_view()
     for _ in range(20):
         app.processEvents()
-    imsave(OUT / 'widget_after.png', viewer.screenshot(canvas_only=False, flash=False), check_contrast=False)
+    imsave(
+        OUT / 'widget_after.png',
+        viewer.screenshot(canvas_only=False, flash=False),
+        check_contrast=False,
+    )
     widget._advanced.value = True
     for _ in range(20):
         app.processEvents()

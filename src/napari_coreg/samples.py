@@ -28,8 +28,7 @@ SAMPLES: dict[str, str] = {
     'rigid': 'camera photograph, rotated 6 degrees and shifted (rigid)',
     'multimodal': 'ITK brain MR slices: T1 (fixed) vs proton density (moving), '
     'shifted (13, 17) px',
-    'homography': 'astronaut photograph (RGB) seen from another viewpoint '
-    '(homography)',
+    'homography': 'astronaut photograph (RGB) seen from another viewpoint (homography)',
 }
 
 
@@ -193,9 +192,11 @@ def _homography(seed: int):
     # where the fixed corners appear in the moving view (row, col)
     seen = corners + np.array([[14.0, 10.0], [-6.0, -16.0], [-18.0, -6.0], [4.0, 12.0]])
     # numpy-order coordinates work as they are: the fit is axis-order agnostic
-    tform = ProjectiveTransform.from_estimate(corners, seen) if hasattr(
-        ProjectiveTransform, 'from_estimate'
-    ) else _estimate_projective(corners, seen)
+    tform = (
+        ProjectiveTransform.from_estimate(corners, seen)
+        if hasattr(ProjectiveTransform, 'from_estimate')
+        else _estimate_projective(corners, seen)
+    )
     truth = np.asarray(tform.params, dtype=np.float64)
     truth = truth / truth[2, 2]
     source_from_fixed = homogeneous(np.eye(2), offset)

@@ -51,7 +51,8 @@ def test_samples_import_no_napari():
 
     code = (
         'import sys, napari_coreg.samples; '
-        "bad = {'napari', 'qtpy', 'magicgui', 'torch', 'SimpleITK'} & set(sys.modules); "
+        "bad = {'napari', 'qtpy', 'magicgui', 'torch', 'SimpleITK'} "
+        '& set(sys.modules); '
         'assert not bad, bad'
     )
     subprocess.run([sys.executable, '-c', code], check=True)

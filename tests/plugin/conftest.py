@@ -19,7 +19,9 @@ def _downscaled(name: str, factor: int):
 
     fixed, moving, truth, info = sample_pair(name)
     axes = (factor, factor) + (1,) * (fixed.ndim - 2)
-    small = [downscale_local_mean(np.asarray(a, np.float32), axes) for a in (fixed, moving)]
+    small = [
+        downscale_local_mean(np.asarray(a, np.float32), axes) for a in (fixed, moving)
+    ]
     if info['rgb']:
         small = [np.clip(np.round(a), 0, 255).astype(np.uint8) for a in small]
     # a small pixel i covers big pixels factor*i ... factor*i + factor-1
@@ -47,8 +49,16 @@ def world_error(fixed_layer, moving_layer, truth_px, ndim=2) -> float:
     ``truth_px`` maps fixed pixels to moving pixels (spatial axes); the result
     is in units of the fixed layer's pixels (divided by its mean scale).
     """
-    shape = np.asarray(fixed_layer.data.shape[-ndim:] if not fixed_layer.rgb else fixed_layer.data.shape[:2])
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing='ij')).reshape(ndim, -1).T
+    shape = np.asarray(
+        fixed_layer.data.shape[-ndim:]
+        if not fixed_layer.rgb
+        else fixed_layer.data.shape[:2]
+    )
+    corners = (
+        np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing='ij'))
+        .reshape(ndim, -1)
+        .T
+    )
     points = np.vstack([corners, (shape - 1) / 2])
     worst = 0.0
     for p in points:
@@ -60,7 +70,9 @@ def world_error(fixed_layer, moving_layer, truth_px, ndim=2) -> float:
     return worst / float(np.mean(np.abs(fixed_layer.scale[-ndim:])))
 
 
-def fake_result(moving_from_fixed, fixed_grid, moving_grid, model='rigid', fixed=None, moving=None):
+def fake_result(
+    moving_from_fixed, fixed_grid, moving_grid, model='rigid', fixed=None, moving=None
+):
     """A RegistrationResult with a chosen transform (no optimisation)."""
     from napari_coreg.result import LevelReport, RegistrationResult
 
@@ -71,7 +83,9 @@ def fake_result(moving_from_fixed, fixed_grid, moving_grid, model='rigid', fixed
         backend='torch',
         metric_before=0.5,
         metric_after=0.99,
-        levels=(LevelReport(tuple(fixed_grid.shape), 3, 0.1, 'converged', (0.5, 0.2, 0.01)),),
+        levels=(
+            LevelReport(tuple(fixed_grid.shape), 3, 0.1, 'converged', (0.5, 0.2, 0.01)),
+        ),
         elapsed=0.1,
         fixed_grid=fixed_grid,
         moving_grid=moving_grid,

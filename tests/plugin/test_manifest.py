@@ -28,7 +28,12 @@ def test_every_python_name_imports(manifest):
 
 def test_contributions_we_promise(manifest):
     widgets = {w.display_name for w in manifest.contributions.widgets}
-    assert {'Register images', 'Save transform', 'Load transform', 'Apply transform'} <= widgets
+    assert {
+        'Register images',
+        'Save transform',
+        'Load transform',
+        'Apply transform',
+    } <= widgets
     samples = {s.key for s in manifest.contributions.sample_data}
     assert {'rigid_pair', 'multimodal_pair', 'homography_pair'} <= samples
     menus = manifest.contributions.menus
@@ -46,7 +51,9 @@ def test_dock_widget_opens_from_manifest(make_napari_viewer):
     assert isinstance(widget, RegistrationWidget)
 
 
-@pytest.mark.parametrize('name', ['Save transform', 'Load transform', 'Apply transform'])
+@pytest.mark.parametrize(
+    'name', ['Save transform', 'Load transform', 'Apply transform']
+)
 def test_transform_widgets_open_from_manifest(make_napari_viewer, name):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget('napari-coreg', name)

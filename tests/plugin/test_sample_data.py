@@ -14,6 +14,8 @@ def test_sample_data_opens_with_ground_truth(make_napari_viewer, key):
     viewer.open_sample('napari-coreg', key)
     assert len(viewer.layers) == 2
     fixed, moving = viewer.layers
-    truth = np.asarray(moving.metadata[METADATA_KEY]['ground_truth']['moving_from_fixed'])
+    truth = np.asarray(
+        moving.metadata[METADATA_KEY]['ground_truth']['moving_from_fixed']
+    )
     assert truth.shape == (3, 3)
     assert fixed.data.shape == moving.data.shape

@@ -28,8 +28,14 @@ def registered_viewer(rigid_pair, viewer=None):
     m = viewer.add_image(moving, name='moving', scale=(0.5, 0.5), translate=(-3.0, 4.0))
     steps = []
     result = register_layers(
-        viewer, 'fixed', 'moving', model='rigid', metric='ncc', levels=2,
-        iterations=30, callback=steps.append,
+        viewer,
+        'fixed',
+        'moving',
+        model='rigid',
+        metric='ncc',
+        levels=2,
+        iterations=30,
+        callback=steps.append,
     )
     return viewer, f, m, truth, result, steps
 
@@ -39,22 +45,33 @@ def test_register_layers_in_a_script(rigid_pair, helpers):
     assert steps and steps[-1].step >= steps[0].step
     assert helpers.world_error(f, m, truth) < 0.5
     assert result.metric_after > result.metric_before
-    assert layer_record(m)['transform']['moving_from_fixed'] == result.moving_from_fixed.tolist()
+    assert (
+        layer_record(m)['transform']['moving_from_fixed']
+        == result.moving_from_fixed.tolist()
+    )
     with pytest.raises(ValueError, match="no layer named 'nope'"):
         from napari_coreg import register_layers
 
         register_layers(viewer, 'fixed', 'nope')
 
 
-def test_save_load_and_apply_to_labels_and_points(rigid_pair, helpers, tmp_path, make_napari_viewer):
+def test_save_load_and_apply_to_labels_and_points(
+    rigid_pair, helpers, tmp_path, make_napari_viewer
+):
     napari_viewer = make_napari_viewer()
     viewer, f, m, truth, result, _ = registered_viewer(rigid_pair, napari_viewer)
     # a labels layer and points drawn on the moving image (same scale/translate)
     labels_data = np.zeros(m.data.shape, dtype=np.uint16)
     labels_data[20:30, 25:40] = 7
-    labels = viewer.add_labels(labels_data, name='nuclei', scale=m.scale, translate=m.translate)
-    points = viewer.add_points(np.array([[22.0, 30.0], [40.0, 10.0]]), name='spots',
-                               scale=m.scale, translate=m.translate)
+    labels = viewer.add_labels(
+        labels_data, name='nuclei', scale=m.scale, translate=m.translate
+    )
+    points = viewer.add_points(
+        np.array([[22.0, 30.0], [40.0, 10.0]]),
+        name='spots',
+        scale=m.scale,
+        translate=m.translate,
+    )
 
     # save through the widget
     save = save_transform_widget()
@@ -68,7 +85,9 @@ def test_save_load_and_apply_to_labels_and_points(rigid_pair, helpers, tmp_path,
     # load it onto the labels layer (the fixed layer as reference)
     load = load_transform_widget()
     load(viewer=viewer, path=path, target=labels, reference=f, mode='affine')
-    np.testing.assert_allclose(labels.affine.affine_matrix, m.affine.affine_matrix, atol=1e-9)
+    np.testing.assert_allclose(
+        labels.affine.affine_matrix, m.affine.affine_matrix, atol=1e-9
+    )
     # the labels now overlay the fixed image where the moving image does
     p = np.array([25.0, 32.0])  # fixed pixel
     q = (truth @ np.r_[p, 1])[:2]  # the same structure in the moving pixels
@@ -78,7 +97,9 @@ def test_save_load_and_apply_to_labels_and_points(rigid_pair, helpers, tmp_path,
     apply = apply_transform_widget()
     apply(viewer=viewer, source=m, target=points, mode='affine')
     for q_point in points.data:
-        np.testing.assert_allclose(points.data_to_world(q_point), m.data_to_world(q_point), atol=1e-9)
+        np.testing.assert_allclose(
+            points.data_to_world(q_point), m.data_to_world(q_point), atol=1e-9
+        )
     # resampled labels on the fixed grid: nearest neighbour keeps the values
     apply(viewer=viewer, source=m, target=labels, mode='resample')
     out = viewer.layers['nuclei registered']

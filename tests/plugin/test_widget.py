@@ -60,7 +60,8 @@ def test_register_sample_pair_with_scale_and_translate_then_undo(
     monkeypatch.setattr(_widget, 'PREVIEW_INTERVAL', 0.0)
     viewer = make_napari_viewer()
     f, m, truth = add_pair(
-        viewer, rigid_pair,
+        viewer,
+        rigid_pair,
         {'scale': (0.5, 0.5), 'translate': (10.0, -5.0)},
         {'scale': (0.5, 0.5), 'translate': (-3.0, 4.0)},
     )
@@ -93,12 +94,15 @@ def test_register_sample_pair_with_scale_and_translate_then_undo(
 def test_register_with_simpleitk(make_napari_viewer, qtbot, rigid_pair, helpers):
     viewer = make_napari_viewer()
     f, m, truth = add_pair(
-        viewer, rigid_pair,
+        viewer,
+        rigid_pair,
         {'scale': (2.0, 2.0), 'translate': (5.0, 5.0)},
         {'scale': (2.0, 2.0), 'translate': (-8.0, 3.0)},
     )
-    widget = make_widget(viewer, f, m, backend='sitk', model='rigid', metric='ncc', iterations='auto')
-    assert 'l1' not in [c for c in widget._metric.choices]
+    widget = make_widget(
+        viewer, f, m, backend='sitk', model='rigid', metric='ncc', iterations='auto'
+    )
+    assert 'l1' not in widget._metric.choices
     assert 'homography' not in widget._model.choices
     assert not shown(widget._device)
     run(widget, qtbot)
@@ -106,19 +110,29 @@ def test_register_with_simpleitk(make_napari_viewer, qtbot, rigid_pair, helpers)
     assert helpers.world_error(f, m, truth) < 0.5
 
 
-@pytest.mark.skipif('sitk' not in available_backends(), reason='SimpleITK not installed')
+@pytest.mark.skipif(
+    'sitk' not in available_backends(), reason='SimpleITK not installed'
+)
 def test_multimodal_brain_pair_with_mutual_information(
     make_napari_viewer, qtbot, multimodal_pair, helpers
 ):
     """Real MR slices (T1 vs PD), exact ground truth, SimpleITK + MI."""
     viewer = make_napari_viewer()
     f, m, truth = add_pair(
-        viewer, multimodal_pair,
+        viewer,
+        multimodal_pair,
         {'scale': (0.8, 0.8), 'translate': (0.0, 12.0)},
         {'scale': (0.8, 0.8), 'translate': (-6.0, 0.0)},
     )
     widget = make_widget(
-        viewer, f, m, backend='sitk', model='rigid', metric='mi', levels=0, iterations='auto'
+        viewer,
+        f,
+        m,
+        backend='sitk',
+        model='rigid',
+        metric='mi',
+        levels=0,
+        iterations='auto',
     )
     assert shown(widget._mi_bins) and shown(widget._sampling)
     run(widget, qtbot)
@@ -137,7 +151,9 @@ def test_cancel_leaves_every_layer_unchanged(make_napari_viewer, qtbot):
     m = viewer.add_image(moving, name='moving', affine=affine)
     widget = make_widget(viewer, f, m, levels=1, iterations='2000')
     widget._start()
-    widget._worker.yielded.connect(lambda *_: widget._stop())  # cancel at the first step
+    widget._worker.yielded.connect(
+        lambda *_: widget._stop()
+    )  # cancel at the first step
     qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
     assert widget._status.value.startswith('Cancelled')
     np.testing.assert_array_equal(m.affine.affine_matrix, affine)
@@ -147,7 +163,9 @@ def test_cancel_leaves_every_layer_unchanged(make_napari_viewer, qtbot):
     assert widget._run.enabled and not widget._cancel.enabled
 
 
-def test_live_preview_follows_progress_and_cancel_restores(make_napari_viewer, qtbot, monkeypatch):
+def test_live_preview_follows_progress_and_cancel_restores(
+    make_napari_viewer, qtbot, monkeypatch
+):
     """With Progress.matrix reported, the overlay moves during the run."""
     viewer = make_napari_viewer()
     f = viewer.add_image(np.random.default_rng(0).random((40, 50)), name='fixed')
@@ -164,7 +182,9 @@ def test_live_preview_follows_progress_and_cancel_restores(make_napari_viewer, q
     monkeypatch.setattr(_widget, 'PREVIEW_INTERVAL', 0.0)
     widget = make_widget(viewer, f, m)
     widget._start()
-    qtbot.waitUntil(lambda: not np.allclose(m.affine.affine_matrix, np.eye(3)), timeout=20_000)
+    qtbot.waitUntil(
+        lambda: not np.allclose(m.affine.affine_matrix, np.eye(3)), timeout=20_000
+    )
     # the preview shows the inverse of the current moving_from_fixed
     shift = m.affine.affine_matrix[:2, 2]
     assert shift[0] < 0 < shift[1]
@@ -173,7 +193,9 @@ def test_live_preview_follows_progress_and_cancel_restores(make_napari_viewer, q
     np.testing.assert_array_equal(m.affine.affine_matrix, np.eye(3))
 
 
-def test_errors_are_shown_and_the_widget_recovers(make_napari_viewer, qtbot, monkeypatch):
+def test_errors_are_shown_and_the_widget_recovers(
+    make_napari_viewer, qtbot, monkeypatch
+):
     viewer = make_napari_viewer()
     f = viewer.add_image(np.random.default_rng(0).random((40, 50)), name='fixed')
     flat = viewer.add_image(np.ones((40, 50)), name='flat')
@@ -194,7 +216,9 @@ def test_errors_are_shown_and_the_widget_recovers(make_napari_viewer, qtbot, mon
     np.testing.assert_array_equal(flat.affine.affine_matrix, np.eye(3))
 
 
-def test_unsupported_combination_is_hidden_or_refused(make_napari_viewer, qtbot, monkeypatch):
+def test_unsupported_combination_is_hidden_or_refused(
+    make_napari_viewer, qtbot, monkeypatch
+):
     viewer = make_napari_viewer()
     f = viewer.add_image(np.random.default_rng(0).random((40, 50)), name='fixed')
     m = viewer.add_image(np.random.default_rng(1).random((40, 50)), name='moving')
@@ -232,11 +256,15 @@ def test_unsupported_combination_is_hidden_or_refused(make_napari_viewer, qtbot,
     assert shown(widget._slice_note)
 
 
-def test_homography_writes_a_resampled_layer(make_napari_viewer, qtbot, homography_pair):
+def test_homography_writes_a_resampled_layer(
+    make_napari_viewer, qtbot, homography_pair
+):
     viewer = make_napari_viewer()
     fixed, moving, truth, _ = homography_pair
     f = viewer.add_image(fixed, name='fixed', rgb=True, scale=(1.5, 1.5))
-    m = viewer.add_image(moving, name='moving', rgb=True, scale=(1.5, 1.5), translate=(4, 4))
+    m = viewer.add_image(
+        moving, name='moving', rgb=True, scale=(1.5, 1.5), translate=(4, 4)
+    )
     widget = make_widget(viewer, f, m, model='homography', metric='ncc')
     assert widget._write_back.choices == ('resample',)
     run(widget, qtbot)

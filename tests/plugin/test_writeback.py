@@ -54,7 +54,10 @@ def write(viewer, fixed, moving, truth_px, helpers, **kwargs):
         from napari_coreg._napari._writeback import _resample_like
 
         resampled = _resample_like(
-            request.moving.array(request.moving_data), reg, request.fixed.grid, request.moving.grid
+            request.moving.array(request.moving_data),
+            reg,
+            request.fixed.grid,
+            request.moving.grid,
         )
     return request, apply_result(viewer.layers, request, Outcome(result, resampled))
 
@@ -65,7 +68,10 @@ LAYOUTS = {
         {'scale': (0.7, 0.3), 'translate': (-3.0, 4.0)},
     ),
     'rotate-affine': (
-        {'scale': (2.0, 2.0), 'affine': np.array([[1, 0.2, 5], [0, 1, -2], [0, 0, 1.0]])},
+        {
+            'scale': (2.0, 2.0),
+            'affine': np.array([[1, 0.2, 5], [0, 1, -2], [0, 0, 1.0]]),
+        },
         {'scale': (1.5, 1.5), 'rotate': 25.0, 'translate': (4.0, 1.0)},
     ),
     'shear-flip': (
@@ -89,7 +95,10 @@ def test_affine_write_back_overlays_in_world(layout, helpers):
     np.testing.assert_array_equal(moving.data, data_before)  # pixels untouched
     record = layer_record(moving)
     assert record['fixed_layer'] == 'fixed' and record['write_back'] == 'affine'
-    assert np.allclose(record['transform']['moving_from_fixed'], np.linalg.inv(record['transform']['fixed_from_moving']))
+    assert np.allclose(
+        record['transform']['moving_from_fixed'],
+        np.linalg.inv(record['transform']['fixed_from_moving']),
+    )
     assert 'napari_coreg_version' in record['transform']
 
 
@@ -97,11 +106,17 @@ def test_affine_matches_design_formula_without_rotate(helpers):
     """moving.affine = fixed.affine @ fixed_from_moving (DESIGN.md)."""
     viewer = ViewerModel()
     fixed_affine = np.array([[1, 0, 3], [0, 2, 1], [0, 0, 1.0]])
-    fixed = viewer.add_image(FIXED, scale=(0.5, 0.5), translate=(2, 3), affine=fixed_affine)
+    fixed = viewer.add_image(
+        FIXED, scale=(0.5, 0.5), translate=(2, 3), affine=fixed_affine
+    )
     moving = viewer.add_image(MOVING, scale=(0.5, 0.5), translate=(-1, 0))
     request, _ = write(viewer, fixed, moving, rigid_px(), helpers)
-    fixed_from_moving = np.asarray(layer_record(moving)['transform']['fixed_from_moving'])
-    np.testing.assert_allclose(moving.affine.affine_matrix, fixed_affine @ fixed_from_moving, atol=1e-12)
+    fixed_from_moving = np.asarray(
+        layer_record(moving)['transform']['fixed_from_moving']
+    )
+    np.testing.assert_allclose(
+        moving.affine.affine_matrix, fixed_affine @ fixed_from_moving, atol=1e-12
+    )
 
 
 def test_undo_restores_previous_affine(helpers):
@@ -125,7 +140,9 @@ def test_resampled_layer_is_updated_in_place_and_undone(helpers):
     viewer = ViewerModel()
     fixed = viewer.add_image(FIXED, name='fixed', scale=(0.5, 0.5), translate=(1, 2))
     moving = viewer.add_image(MOVING, name='moving', scale=(0.5, 0.5))
-    user = viewer.add_image(np.ones((5, 5)), name='moving registered')  # the user's own layer
+    user = viewer.add_image(
+        np.ones((5, 5)), name='moving registered'
+    )  # the user's own layer
     truth = rigid_px()
     _, out = write(viewer, fixed, moving, truth, helpers, write_back='resample')
     assert out is not user and out.name != 'moving registered'
@@ -142,7 +159,9 @@ def test_resampled_layer_is_updated_in_place_and_undone(helpers):
     assert out.data[20, 30] == pytest.approx(expected, abs=1e-5)
     np.testing.assert_array_equal(moving.affine.affine_matrix, np.eye(3))
     n_layers = len(viewer.layers)
-    _, again = write(viewer, fixed, moving, rigid_px(2.0), helpers, write_back='resample')
+    _, again = write(
+        viewer, fixed, moving, rigid_px(2.0), helpers, write_back='resample'
+    )
     assert again is out and len(viewer.layers) == n_layers
     undo(viewer.layers, moving)
     assert out not in viewer.layers
@@ -152,10 +171,14 @@ def test_resampled_layer_is_updated_in_place_and_undone(helpers):
 def test_labels_and_points_follow_the_moving_image(helpers):
     viewer = ViewerModel()
     fixed = viewer.add_image(FIXED, name='fixed', scale=(0.5, 0.5), translate=(10, -5))
-    moving = viewer.add_image(MOVING, name='moving', scale=(0.5, 0.5), translate=(-3, 4))
+    moving = viewer.add_image(
+        MOVING, name='moving', scale=(0.5, 0.5), translate=(-3, 4)
+    )
     labels_data = np.zeros(MOVING.shape, dtype=np.uint8)
     labels_data[10:20, 15:30] = 3
-    labels = viewer.add_labels(labels_data, name='cells', scale=(0.5, 0.5), translate=(-3, 4))
+    labels = viewer.add_labels(
+        labels_data, name='cells', scale=(0.5, 0.5), translate=(-3, 4)
+    )
     q = np.array([[12.0, 20.0], [30.0, 5.0]])  # moving pixel coordinates
     points = viewer.add_points(q * 0.5 + [-3, 4], name='spots')  # world = physical
     truth = rigid_px()
@@ -179,7 +202,12 @@ def test_labels_and_points_follow_the_moving_image(helpers):
     assert set(np.unique(out.data)) <= {0, 3}
     inside = np.argwhere(out.data == 3)
     mapped = (truth @ np.c_[inside, np.ones(len(inside))].T)[:2].T
-    assert np.all((mapped[:, 0] > 9) & (mapped[:, 0] < 20) & (mapped[:, 1] > 14) & (mapped[:, 1] < 30))
+    assert np.all(
+        (mapped[:, 0] > 9)
+        & (mapped[:, 0] < 20)
+        & (mapped[:, 1] > 14)
+        & (mapped[:, 1] < 30)
+    )
     # point-by-point mapping into a new layer lands on the same world points
     mapped_points = apply_record(viewer.layers, record, points, 'resample')
     np.testing.assert_allclose(
@@ -197,31 +225,46 @@ def test_homography_maps_points_and_refuses_affine(helpers):
     H[2, :2] = [1e-3, -5e-4]
     request = request_from_layers(fixed, moving, 'homography', 'ncc', 'torch')
     assert request.write_back == 'resample'
-    reg = request.moving.grid.phys_from_px @ H @ np.linalg.inv(request.fixed.grid.phys_from_px)
-    result = helpers.fake_result(reg, request.fixed.grid, request.moving.grid, model='homography')
+    reg = (
+        request.moving.grid.phys_from_px
+        @ H
+        @ np.linalg.inv(request.fixed.grid.phys_from_px)
+    )
+    result = helpers.fake_result(
+        reg, request.fixed.grid, request.moving.grid, model='homography'
+    )
     out = apply_result(viewer.layers, request, Outcome(result, None))
     assert out.name == 'moving registered' and out.data.shape == FIXED.shape
     record = layer_record(moving)
-    pts = viewer.add_points(np.array([[10.0, 12.0], [30.0, 40.0]]), scale=(2, 2), name='pts')
+    pts = viewer.add_points(
+        np.array([[10.0, 12.0], [30.0, 40.0]]), scale=(2, 2), name='pts'
+    )
     with pytest.raises(ValueError, match='homography'):
         apply_record(viewer.layers, record, pts, 'affine')
     mapped = apply_record(viewer.layers, record, pts, 'resample')
-    for p_moving, world in zip(pts.data, [mapped.data_to_world(d) for d in mapped.data]):
+    worlds = [mapped.data_to_world(d) for d in mapped.data]
+    for p_moving, world in zip(pts.data, worlds, strict=True):
         # the fixed pixel that H maps onto this moving pixel
         p_fixed = np.linalg.solve(H, np.r_[p_moving, 1])
         p_fixed = p_fixed[:2] / p_fixed[2]
         np.testing.assert_allclose(world, fixed.data_to_world(p_fixed), atol=1e-9)
     with pytest.raises(ValueError, match='resample'):
-        request_from_layers(fixed, moving, 'homography', 'ncc', 'torch', write_back='affine')
+        request_from_layers(
+            fixed, moving, 'homography', 'ncc', 'torch', write_back='affine'
+        )
 
 
 def test_slice_of_a_time_series(helpers):
     viewer = ViewerModel()
     fixed = viewer.add_image(FIXED, name='fixed', scale=(0.5, 0.5))
     stack = np.stack([MOVING * (i + 1) for i in range(4)])
-    moving = viewer.add_image(stack, name='movie', scale=(1, 0.5, 0.5), translate=(0, 2, 3))
+    moving = viewer.add_image(
+        stack, name='movie', scale=(1, 0.5, 0.5), translate=(0, 2, 3)
+    )
     viewer.dims.set_point(0, 2)
-    request = request_from_layers(fixed, moving, 'rigid', 'ncc', 'torch', world_point=viewer.dims.point)
+    request = request_from_layers(
+        fixed, moving, 'rigid', 'ncc', 'torch', world_point=viewer.dims.point
+    )
     assert request.ndim == 2
     assert request.moving.index[0] == 2
     np.testing.assert_array_equal(request.moving.array(moving.data), stack[2])
@@ -232,7 +275,9 @@ def test_slice_of_a_time_series(helpers):
     p = np.array([20.0, 30.0])
     q = (truth @ np.r_[p, 1])[:2]
     np.testing.assert_allclose(
-        np.asarray(moving.data_to_world(np.r_[2, q]))[1:], fixed.data_to_world(p), atol=1e-9
+        np.asarray(moving.data_to_world(np.r_[2, q]))[1:],
+        fixed.data_to_world(p),
+        atol=1e-9,
     )
 
 
@@ -240,7 +285,9 @@ def test_multiscale_uses_a_level_and_overlays(helpers, monkeypatch):
     viewer = ViewerModel()
     fixed = viewer.add_image(FIXED, name='fixed', scale=(0.5, 0.5))
     big = np.kron(MOVING, np.ones((2, 2), np.float32))
-    moving = viewer.add_image([big, MOVING], name='pyramid', multiscale=True, scale=(0.25, 0.25))
+    moving = viewer.add_image(
+        [big, MOVING], name='pyramid', multiscale=True, scale=(0.25, 0.25)
+    )
     monkeypatch.setitem(_geometry.MAX_PIXELS, 2, MOVING.size)  # level 0 is "too big"
     request = request_from_layers(fixed, moving, 'rigid', 'ncc', 'torch')
     assert request.moving.level == 1
@@ -249,7 +296,9 @@ def test_multiscale_uses_a_level_and_overlays(helpers, monkeypatch):
     write(viewer, fixed, moving, truth, helpers)
     p = np.array([20.0, 30.0])
     q_level1 = (truth @ np.r_[p, 1])[:2]
-    np.testing.assert_allclose(moving.data_to_world(q_level1 * 2), fixed.data_to_world(p), atol=1e-9)
+    np.testing.assert_allclose(
+        moving.data_to_world(q_level1 * 2), fixed.data_to_world(p), atol=1e-9
+    )
 
 
 def test_rgb_layers_register_luminance(helpers):
@@ -280,7 +329,12 @@ def test_masks_from_labels_and_shapes_on_the_image_grid():
     assert mask[15, 15] and mask[15, 29] and not mask[5, 5] and not mask[15, 31]
     ellipse = rasterise(mask_source(shapes, 2), frame)
     # ellipse centred at world (30, 30) = image pixel (10, 10), radius 10 px
-    assert ellipse[10, 10] and ellipse[10, 19] and not ellipse[10, 21] and not ellipse[1, 1]
+    assert (
+        ellipse[10, 10]
+        and ellipse[10, 19]
+        and not ellipse[10, 21]
+        and not ellipse[1, 1]
+    )
 
 
 def test_current_overlay_is_the_initial_transform(helpers):
@@ -290,7 +344,11 @@ def test_current_overlay_is_the_initial_transform(helpers):
     truth = rigid_px()
     request, _ = write(viewer, fixed, moving, truth, helpers)
     again = request_from_layers(fixed, moving, 'rigid', 'ncc', 'torch', init='current')
-    reg = request.moving.grid.phys_from_px @ truth @ np.linalg.inv(request.fixed.grid.phys_from_px)
+    reg = (
+        request.moving.grid.phys_from_px
+        @ truth
+        @ np.linalg.inv(request.fixed.grid.phys_from_px)
+    )
     np.testing.assert_allclose(again.initial, reg, atol=1e-9)
     assert 'init' not in again.settings
 
@@ -316,7 +374,11 @@ def test_record_from_file_dict_applies_like_the_original(helpers):
     moving = viewer.add_image(MOVING, name='moving', scale=(0.5, 0.5))
     write(viewer, fixed, moving, rigid_px(), helpers)
     other = viewer.add_image(MOVING, name='other channel', scale=(0.5, 0.5))
-    record = record_from_dict(layer_record(moving)['transform'], reference=fixed, target=other)
+    record = record_from_dict(
+        layer_record(moving)['transform'], reference=fixed, target=other
+    )
     apply_record(viewer.layers, record, other, 'affine')
-    np.testing.assert_allclose(other.affine.affine_matrix, moving.affine.affine_matrix, atol=1e-12)
+    np.testing.assert_allclose(
+        other.affine.affine_matrix, moving.affine.affine_matrix, atol=1e-12
+    )
     assert METADATA_KEY in other.metadata

@@ -85,9 +85,10 @@ def spatial_block(matrix: NDArray, ndim: int, what: str = 'layer') -> NDArray:
     if n < ndim:
         raise ValueError(f'{what} has {n} dimensions, fewer than {ndim}')
     lead, space = list(range(n - ndim)), list(range(n - ndim, n))
-    cross = np.abs(matrix[np.ix_(lead, space)]).max() + np.abs(
-        matrix[np.ix_(space, lead)]
-    ).max()
+    cross = (
+        np.abs(matrix[np.ix_(lead, space)]).max()
+        + np.abs(matrix[np.ix_(space, lead)]).max()
+    )
     if cross > 1e-9 * max(1.0, np.abs(matrix).max()):
         raise ValueError(
             f'{what} mixes its leading axes with the last {ndim} in its '
@@ -211,7 +212,9 @@ def layer_frame(layer, ndim: int, world_point=None) -> LayerFrame:
         )
     multiscale = bool(getattr(layer, 'multiscale', False))
     level = _choose_level(layer, ndim) if multiscale else None
-    shape0 = tuple(int(s) for s in (layer.level_shapes[0] if multiscale else layer.data.shape[:n]))
+    shape0 = tuple(
+        int(s) for s in (layer.level_shapes[0] if multiscale else layer.data.shape[:n])
+    )
     if multiscale:
         factors = np.asarray(layer.downsample_factors[level], dtype=np.float64)
         shape = tuple(int(s) for s in layer.level_shapes[level])

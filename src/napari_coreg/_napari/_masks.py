@@ -60,7 +60,9 @@ def mask_source(layer, ndim: int, world_point=None) -> MaskSource:
             data=[np.asarray(v, dtype=np.float64)[:, -2:] for v in layer.data],
             frame=None,
             shape_types=tuple(layer.shape_type),
-            world_from_data=spatial_block(data2world(layer), 2, f'layer {layer.name!r}'),
+            world_from_data=spatial_block(
+                data2world(layer), 2, f'layer {layer.name!r}'
+            ),
         )
     raise ValueError(
         f'layer {layer.name!r} is a {type(layer).__name__} layer: masks come '
@@ -73,7 +75,9 @@ def rasterise(source: MaskSource, image: LayerFrame) -> NDArray[np.bool_]:
     shape = image.grid.shape
     if source.kind == 'labels':
         labels = source.frame.array(source.data) != 0
-        mask_px_from_image_px = np.linalg.inv(source.frame.world_from_px) @ image.world_from_px
+        mask_px_from_image_px = (
+            np.linalg.inv(source.frame.world_from_px) @ image.world_from_px
+        )
         if labels.shape == shape and np.allclose(
             mask_px_from_image_px, np.eye(len(shape) + 1), atol=1e-6
         ):
@@ -87,10 +91,12 @@ def rasterise(source: MaskSource, image: LayerFrame) -> NDArray[np.bool_]:
                 order=0,
             ).astype(bool)
     else:
-        image_px_from_shape = np.linalg.inv(image.world_from_px) @ source.world_from_data
+        image_px_from_shape = (
+            np.linalg.inv(image.world_from_px) @ source.world_from_data
+        )
         mask = np.zeros(shape, dtype=bool)
         rows, cols = np.indices(shape, dtype=np.float64)
-        for vertices, kind in zip(source.data, source.shape_types):
+        for vertices, kind in zip(source.data, source.shape_types, strict=True):
             if kind not in _AREA_SHAPES:
                 continue
             mapped = apply_matrix(image_px_from_shape, vertices)

@@ -24,7 +24,9 @@ def _layers(name: str) -> list[tuple]:
                 'model': info['model'],
                 'suggested_metric': info['metric'],
             },
-            'sample': {k: info[k] for k in ('name', 'description', 'source', 'license')},
+            'sample': {
+                k: info[k] for k in ('name', 'description', 'source', 'license')
+            },
         }
     }
     rgb = info['rgb']

@@ -66,7 +66,7 @@ def register_layers(
     ndim : {2, 3}, optional
         Spatial dimensions (the layers' last axes); other axes are sliced at
         the viewer's current position. Default: 3 for volumes, else 2.
-    fixed_mask, moving_mask : str or napari.layers.Labels or napari.layers.Shapes, optional
+    fixed_mask, moving_mask : str or Labels or Shapes layer, optional
         Pixels that count (labels: non-zero; shapes: inside).
     init : str
         ``'auto'``, ``'identity'``, ``'center'``, ``'phase'``, or ``'current'``

@@ -81,8 +81,15 @@ def save_layer_transform(layer, path: str | Path) -> Path:
         return path
     transform['napari'] = {
         key: record.get(key)
-        for key in ('fixed_layer', 'moving_layer', 'ndim', 'world_from_fixed_reg',
-                    'moving_reg_from_physical', 'fixed_grid', 'write_back')
+        for key in (
+            'fixed_layer',
+            'moving_layer',
+            'ndim',
+            'world_from_fixed_reg',
+            'moving_reg_from_physical',
+            'fixed_grid',
+            'write_back',
+        )
     }
     path.write_text(json.dumps(transform, indent=2, default=_jsonable))
     return path
@@ -223,7 +230,10 @@ def apply_transform_widget(
         raise ValueError(f'layer {source.name!r} holds no transform: register it first')
     fixed_layer = _find(viewer.layers, record.get('fixed_layer'))
     output = apply_record(viewer.layers, record, target, mode, fixed_layer=fixed_layer)
-    show_info(f'Applied the transform of {source.name!r} to {target.name!r} -> {output.name!r}')
+    show_info(
+        f'Applied the transform of {source.name!r} to {target.name!r}'
+        f' -> {output.name!r}'
+    )
 
 
 def _find(layers, name):

@@ -31,7 +31,7 @@ from magicgui.widgets import (
 )
 
 from ..engines import CAPABILITIES, available_backends
-from ..options import Backend, Init, Metric, Model, Optimizer
+from ..options import Backend, Metric, Model, Optimizer
 from ._writeback import (
     Outcome,
     Request,
@@ -60,6 +60,7 @@ def _optimizers(backend: str) -> list[str]:
             return OPTIMIZERS['sitk']
         return ['auto', *sitk_optimizers]
     return OPTIMIZERS.get(backend, ['auto'])
+
 
 #: Seconds between two live-preview / status updates.
 PREVIEW_INTERVAL = 0.25
@@ -110,7 +111,9 @@ def _parse_numbers(text: str, what: str, kind=int) -> Any:
     if text in ('', 'auto', 'all', 'none'):
         return None
     try:
-        values = [kind(v) for v in text.replace(';', ',').replace(' ', ',').split(',') if v]
+        values = [
+            kind(v) for v in text.replace(';', ',').replace(' ', ',').split(',') if v
+        ]
     except ValueError:
         raise ValueError(
             f'{what}: expected "auto", a number or numbers separated by commas '
@@ -151,42 +154,63 @@ class RegistrationWidget(Container):
         self._moving = ComboBox(label='Moving', choices=self._image_choices)
         self._fixed.tooltip = 'The reference image: it stays where it is.'
         self._moving.tooltip = 'The image that is moved onto the fixed one.'
-        self._dims = ComboBox(label='Register in', choices=[('2D', 2), ('3D', 3)], value=2)
+        self._dims = ComboBox(
+            label='Register in', choices=[('2D', 2), ('3D', 3)], value=2
+        )
         self._slice_note = Label(value=_STACK_HINT)
 
         # -- method
         backends = available_backends()
-        self._model = ComboBox(label='Transform', choices=[m.value for m in Model], value='rigid')
-        self._metric = ComboBox(label='Metric', choices=[m.value for m in Metric], value='ncc')
+        self._model = ComboBox(
+            label='Transform', choices=[m.value for m in Model], value='rigid'
+        )
+        self._metric = ComboBox(
+            label='Metric', choices=[m.value for m in Metric], value='ncc'
+        )
         self._backend = ComboBox(
             label='Backend',
             choices=[(_BACKEND_LABELS.get(b, b), b) for b in backends],
             value=backends[0] if backends else None,
         )
         self._device = ComboBox(label='Device', choices=_devices(), value='auto')
-        self._metric.tooltip = 'NCC for images of the same kind, mutual information across modalities.'
+        self._metric.tooltip = (
+            'NCC for images of the same kind, mutual information across modalities.'
+        )
 
         # -- pyramid
         self._levels = SpinBox(label='Levels', min=0, max=8, value=0)
         self._levels.tooltip = '0 = automatic (the coarsest level is about 48 px).'
         self._shrink = LineEdit(label='Shrink factors', value='auto')
-        self._shrink.tooltip = 'One per level, coarse to fine, e.g. 4,2,1 ("auto": powers of two).'
+        self._shrink.tooltip = (
+            'One per level, coarse to fine, e.g. 4,2,1 ("auto": powers of two).'
+        )
         self._smoothing = LineEdit(label='Smoothing (px)', value='auto')
-        self._smoothing.tooltip = "Gaussian sigma per level, in that level's pixels, e.g. 2,1,0."
+        self._smoothing.tooltip = (
+            "Gaussian sigma per level, in that level's pixels, e.g. 2,1,0."
+        )
         self._iterations = LineEdit(label='Iterations', value='auto')
-        self._iterations.tooltip = 'Most iterations per level: one number, or one per level.'
+        self._iterations.tooltip = (
+            'Most iterations per level: one number, or one per level.'
+        )
 
         # -- masks
         self._fixed_mask = ComboBox(label='Fixed mask', choices=self._mask_choices)
         self._moving_mask = ComboBox(label='Moving mask', choices=self._mask_choices)
         for mask in (self._fixed_mask, self._moving_mask):
-            mask.tooltip = 'A Labels (non-zero pixels) or Shapes (inside) layer: the pixels that count.'
+            mask.tooltip = (
+                'A Labels (non-zero pixels) or Shapes (inside) layer: '
+                'the pixels that count.'
+            )
 
         # -- advanced
         self._advanced = CheckBox(text='Advanced settings', value=False)
-        self._optimizer = ComboBox(label='Optimizer', choices=OPTIMIZERS['torch'], value='auto')
+        self._optimizer = ComboBox(
+            label='Optimizer', choices=OPTIMIZERS['torch'], value='auto'
+        )
         self._learning_rate = LineEdit(label='Learning rate', value='auto')
-        self._learning_rate.tooltip = 'Step size of Adam and of the SimpleITK gradient optimisers.'
+        self._learning_rate.tooltip = (
+            'Step size of Adam and of the SimpleITK gradient optimisers.'
+        )
         self._init = ComboBox(
             label='Start from',
             choices=[
@@ -200,10 +224,13 @@ class RegistrationWidget(Container):
         )
         self._init.tooltip = (
             'auto: the best of centre alignment and phase correlation (with a coarse '
-            'rotation search). "current overlay" refines where the layers are shown now.'
+            'rotation search). "current overlay" refines where the layers are '
+            'shown now.'
         )
         self._sampling = LineEdit(label='Sampling', value='all')
-        self._sampling.tooltip = 'Fraction of pixels per metric evaluation, in (0, 1], or "all".'
+        self._sampling.tooltip = (
+            'Fraction of pixels per metric evaluation, in (0, 1], or "all".'
+        )
         self._mi_bins = SpinBox(label='MI bins', min=4, max=256, value=32)
 
         # -- output and actions
@@ -216,24 +243,44 @@ class RegistrationWidget(Container):
         self._run = PushButton(text='Register')
         self._cancel = PushButton(text='Cancel', enabled=False)
         self._undo = PushButton(text='Undo', enabled=False)
-        self._undo.tooltip = 'Restore the moving layer as it was before the last registration.'
+        self._undo.tooltip = (
+            'Restore the moving layer as it was before the last registration.'
+        )
         buttons = Container(
-            widgets=[self._run, self._cancel, self._undo], layout='horizontal', labels=False
+            widgets=[self._run, self._cancel, self._undo],
+            layout='horizontal',
+            labels=False,
         )
         buttons.margins = (0, 0, 0, 0)
-        self._status = Label(value='Choose a fixed and a moving image, then press Register.')
+        self._status = Label(
+            value='Choose a fixed and a moving image, then press Register.'
+        )
 
         self._advanced_box = _section(
             None,
-            [self._optimizer, self._learning_rate, self._init, self._sampling, self._mi_bins],
+            [
+                self._optimizer,
+                self._learning_rate,
+                self._init,
+                self._sampling,
+                self._mi_bins,
+            ],
         )
         sections = [
             _section('Images', [self._fixed, self._moving, self._dims]),
             self._slice_note,
-            _section('Method', [self._model, self._metric, self._backend, self._device]),
-            _section('Pyramid (coarse to fine)', [
-                self._levels, self._shrink, self._smoothing, self._iterations,
-            ]),
+            _section(
+                'Method', [self._model, self._metric, self._backend, self._device]
+            ),
+            _section(
+                'Pyramid (coarse to fine)',
+                [
+                    self._levels,
+                    self._shrink,
+                    self._smoothing,
+                    self._iterations,
+                ],
+            ),
             _section('Masks (optional)', [self._fixed_mask, self._moving_mask]),
             self._advanced,
             self._advanced_box,
@@ -243,7 +290,9 @@ class RegistrationWidget(Container):
             self._status,
         ]
         self.extend(sections)
-        _align_labels([w for w in sections if isinstance(w, Container) and w is not buttons])
+        _align_labels(
+            [w for w in sections if isinstance(w, Container) and w is not buttons]
+        )
         for label in (self._slice_note, self._status):
             with suppress(AttributeError):
                 label.native.setWordWrap(True)
@@ -270,7 +319,11 @@ class RegistrationWidget(Container):
     # ------------------------------------------------------------ choices
 
     def _image_choices(self, widget=None) -> list[tuple[str, Any]]:
-        return [(layer.name, layer) for layer in self._viewer.layers if type(layer).__name__ == 'Image']
+        return [
+            (layer.name, layer)
+            for layer in self._viewer.layers
+            if type(layer).__name__ == 'Image'
+        ]
 
     def _mask_choices(self, widget=None) -> list[tuple[str, Any]]:
         return [('none', None)] + [
@@ -294,13 +347,19 @@ class RegistrationWidget(Container):
         self._on_layers_chosen()
 
     def _pick_default_layers(self) -> None:
-        """Never offer the same layer twice by default: first image fixed, next moving."""
+        """Never offer the same layer twice: first image fixed, the next moving."""
         images = [value for _, value in self._image_choices()]
         if len(images) >= 2 and self._fixed.value is self._moving.value:
-            self._moving.value = next(layer for layer in images if layer is not self._fixed.value)
+            self._moving.value = next(
+                layer for layer in images if layer is not self._fixed.value
+            )
 
     def _layer_ndim(self) -> int:
-        layers = [layer for layer in (self._fixed.value, self._moving.value) if layer is not None]
+        layers = [
+            layer
+            for layer in (self._fixed.value, self._moving.value)
+            if layer is not None
+        ]
         return min((layer.ndim for layer in layers), default=2)
 
     def _on_layers_chosen(self, event=None) -> None:
@@ -323,7 +382,8 @@ class RegistrationWidget(Container):
         caps = CAPABILITIES[backend]
         ndim = self._dims.value or 2
         models = [
-            m.value for m in Model
+            m.value
+            for m in Model
             if m in caps.models and (ndim == 2 or m not in caps.models_2d_only)
         ]
         metrics = [m.value for m in Metric if m in caps.metrics]
@@ -334,7 +394,8 @@ class RegistrationWidget(Container):
         _set_choices(self._optimizer, _optimizers(backend.value), 'auto')
         homography = self._model.value == Model.HOMOGRAPHY.value
         _set_choices(
-            self._write_back, _WRITE_BACK[1:] if homography else _WRITE_BACK,
+            self._write_back,
+            _WRITE_BACK[1:] if homography else _WRITE_BACK,
             'resample' if homography else 'affine',
         )
         self._model.tooltip = _MODEL_TIPS.get(self._model.value, '')
@@ -348,8 +409,14 @@ class RegistrationWidget(Container):
         self._sampling.visible = backend == 'sitk' or self._metric.value == 'mi'
         self._mi_bins.visible = self._metric.value == 'mi'
         self._dims.visible = self._layer_ndim() >= 3
-        layers = [layer for layer in (self._fixed.value, self._moving.value) if layer is not None]
-        self._slice_note.visible = any(layer.ndim > (self._dims.value or 2) for layer in layers)
+        layers = [
+            layer
+            for layer in (self._fixed.value, self._moving.value)
+            if layer is not None
+        ]
+        self._slice_note.visible = any(
+            layer.ndim > (self._dims.value or 2) for layer in layers
+        )
 
     # ------------------------------------------------------------ running
 
@@ -369,9 +436,15 @@ class RegistrationWidget(Container):
         ):
             value = _parse_numbers(widget.value, widget.label, kind)
             if value is not None:
-                settings[key] = (value,) if key == 'shrink_factors' and isinstance(value, int) else value
+                settings[key] = (
+                    (value,)
+                    if key == 'shrink_factors' and isinstance(value, int)
+                    else value
+                )
         settings['optimizer'] = self._optimizer.value or 'auto'
-        learning_rate = _parse_numbers(self._learning_rate.value, 'Learning rate', float)
+        learning_rate = _parse_numbers(
+            self._learning_rate.value, 'Learning rate', float
+        )
         if isinstance(learning_rate, tuple):
             raise ValueError('Learning rate: give one number (or "auto")')
         if learning_rate is not None:
@@ -385,7 +458,10 @@ class RegistrationWidget(Container):
         if self._metric.value == 'mi':
             settings['mi_bins'] = int(self._mi_bins.value)
         backend = Backend.parse(self._backend.value or 'torch', 'backend')
-        if CAPABILITIES[backend].uses_device and self._device.value not in (None, 'auto'):
+        if CAPABILITIES[backend].uses_device and self._device.value not in (
+            None,
+            'auto',
+        ):
             settings['device'] = self._device.value
         return settings
 
@@ -436,7 +512,8 @@ class RegistrationWidget(Container):
         self._set_running(True)
         self._status.value = (
             f'Registering {request.moving_name!r} onto {request.fixed_name!r} '
-            f'({request.model}, {request.metric}, {_BACKEND_LABELS.get(request.backend, request.backend)})...'
+            f'({request.model}, {request.metric}, '
+            f'{_BACKEND_LABELS.get(request.backend, request.backend)})...'
         )
         worker.start()
 
@@ -450,7 +527,13 @@ class RegistrationWidget(Container):
         self._running = running
         self._run.enabled = not running
         self._cancel.enabled = running
-        for widget in (self._fixed, self._moving, self._backend, self._model, self._dims):
+        for widget in (
+            self._fixed,
+            self._moving,
+            self._backend,
+            self._model,
+            self._dims,
+        ):
             widget.enabled = not running
         self._update_undo()
 
@@ -492,7 +575,12 @@ class RegistrationWidget(Container):
 
     def _preview(self, matrix) -> None:
         request = self._request
-        if matrix is None or request is None or not self._live.value or not self._live_run:
+        if (
+            matrix is None
+            or request is None
+            or not self._live.value
+            or not self._live_run
+        ):
             return
         matrix = np.asarray(matrix, dtype=np.float64)
         if matrix.ndim == 3:
@@ -553,7 +641,9 @@ class RegistrationWidget(Container):
 
     def _update_undo(self, event=None) -> None:
         layer = self._moving.value
-        self._undo.enabled = (not self._running) and layer is not None and can_undo(layer)
+        self._undo.enabled = (
+            (not self._running) and layer is not None and can_undo(layer)
+        )
 
     def _undo_last(self, event=None) -> None:
         layer = self._moving.value
@@ -602,7 +692,11 @@ def _set_choices(combo: ComboBox, choices: list, default) -> None:
     values = [c[1] if isinstance(c, tuple) else c for c in choices]
     previous = combo.value
     combo.choices = choices
-    combo.value = previous if previous in values else (default if default in values else values[0])
+    combo.value = (
+        previous
+        if previous in values
+        else (default if default in values else values[0])
+    )
 
 
 def _summary(outcome: Outcome, request: Request) -> str:

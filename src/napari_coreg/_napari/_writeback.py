@@ -108,13 +108,17 @@ class Request:
         return embed_block(
             self.moving_affine_before,
             world_from_moving_physical(
-                self.fixed.world_from_reg, moving_from_fixed, self.moving.reg_from_physical
+                self.fixed.world_from_reg,
+                moving_from_fixed,
+                self.moving.reg_from_physical,
             ),
         )
 
 
 def world_from_moving_physical(
-    world_from_fixed_reg: NDArray, moving_from_fixed: NDArray, moving_reg_from_physical: NDArray
+    world_from_fixed_reg: NDArray,
+    moving_from_fixed: NDArray,
+    moving_reg_from_physical: NDArray,
 ) -> NDArray[np.float64]:
     """``A_m' = A_f inv(Q_f) inv(T) Q_m`` (see the module notes)."""
     return (
@@ -213,9 +217,9 @@ def request_from_layers(
             @ fixed_frame.world_from_reg
         )
     masks = {}
-    for role, layer, frame in (
-        ('fixed', fixed_mask, fixed_frame),
-        ('moving', moving_mask, moving_frame),
+    for role, layer in (
+        ('fixed', fixed_mask),
+        ('moving', moving_mask),
     ):
         masks[role] = None if layer is None else mask_source(layer, ndim, world_point)
     return Request(
@@ -286,14 +290,21 @@ def run_request(request: Request) -> Generator[Progress, None, Outcome]:
     resampled = None
     if request.write_back == 'resample':
         resampled = _resample_like(
-            moving_full, result.moving_from_fixed, request.fixed.grid, request.moving.grid
+            moving_full,
+            result.moving_from_fixed,
+            request.fixed.grid,
+            request.moving.grid,
         )
     return Outcome(result=result, resampled=resampled)
 
 
 def _resample_like(
-    array: NDArray, moving_from_fixed: NDArray, fixed_grid: Grid, moving_grid: Grid,
-    *, labels: bool = False,
+    array: NDArray,
+    moving_from_fixed: NDArray,
+    fixed_grid: Grid,
+    moving_grid: Grid,
+    *,
+    labels: bool = False,
 ) -> NDArray:
     """Resample onto the fixed grid, keeping integer dtypes (RGB uint8 stays uint8)."""
     order = 0 if labels else 1
@@ -308,9 +319,15 @@ def _resample_like(
 
 
 def _record(
-    result_dict: dict, *, fixed_name: str | None, moving_name: str | None, ndim: int,
-    world_from_fixed_reg: NDArray, moving_reg_from_physical: NDArray,
-    fixed_grid: Grid, source: str,
+    result_dict: dict,
+    *,
+    fixed_name: str | None,
+    moving_name: str | None,
+    ndim: int,
+    world_from_fixed_reg: NDArray,
+    moving_reg_from_physical: NDArray,
+    fixed_grid: Grid,
+    source: str,
 ) -> dict[str, Any]:
     return {
         'transform': result_dict,
@@ -358,16 +375,18 @@ def record_from_dict(transform: dict, reference=None, target=None) -> dict[str, 
     grid_dict = transform.get('fixed_grid')
     if grid_dict is not None:
         fixed_grid = Grid(
-            tuple(grid_dict['shape']), tuple(grid_dict['spacing']), tuple(grid_dict['origin'])
+            tuple(grid_dict['shape']),
+            tuple(grid_dict['spacing']),
+            tuple(grid_dict['origin']),
         )
     elif reference is not None and _is_image(reference):
         fixed_grid = layer_frame(reference, ndim).grid
     else:
         fixed_grid = Grid((1,) * ndim)
     if reference is not None:
-        world_from_fixed_reg = spatial_block(physical2world(reference), ndim) @ np.linalg.inv(
-            reg_from_physical(reference, ndim)
-        )
+        world_from_fixed_reg = spatial_block(
+            physical2world(reference), ndim
+        ) @ np.linalg.inv(reg_from_physical(reference, ndim))
     else:
         world_from_fixed_reg = np.eye(ndim + 1)
     moving_q = np.eye(ndim + 1) if target is None else reg_from_physical(target, ndim)
@@ -468,7 +487,10 @@ def apply_result(layers, request: Request, outcome: Outcome) -> Any:
         new = request.preview_affine(result.moving_from_fixed)
         _push(
             moving,
-            {'action': 'affine', 'previous_affine': request.moving_affine_before.tolist()},
+            {
+                'action': 'affine',
+                'previous_affine': request.moving_affine_before.tolist(),
+            },
             {**record, 'write_back': 'affine'},
         )
         moving.affine = new
@@ -476,15 +498,21 @@ def apply_result(layers, request: Request, outcome: Outcome) -> Any:
     data = outcome.resampled
     if data is None:
         data = _resample_like(
-            request.moving.array(request.moving_data), result.moving_from_fixed,
-            request.fixed.grid, request.moving.grid,
+            request.moving.array(request.moving_data),
+            result.moving_from_fixed,
+            request.fixed.grid,
+            request.moving.grid,
         )
     output = _write_output(
         layers, moving, data, request.fixed, fixed, record, labels=False
     )
     _push(
         moving,
-        {'action': 'resample', 'output_name': output.name, 'output_id': _output_id(moving.name)},
+        {
+            'action': 'resample',
+            'output_name': output.name,
+            'output_id': _output_id(moving.name),
+        },
         {**record, 'write_back': 'resample', 'output_layer': output.name},
     )
     return output
@@ -513,7 +541,9 @@ def _find_output(layers, source_name: str, output_id: str | None = None):
     return None
 
 
-def _placement(fixed_frame_world_from_px: NDArray, fixed_layer, fixed_frame: LayerFrame | None):
+def _placement(
+    fixed_frame_world_from_px: NDArray, fixed_layer, fixed_frame: LayerFrame | None
+):
     """Layer keyword arguments that put a fixed-grid array where fixed is."""
     if (
         fixed_layer is not None
@@ -539,8 +569,15 @@ def _placement(fixed_frame_world_from_px: NDArray, fixed_layer, fixed_frame: Lay
 
 
 def _write_output(
-    layers, source, data: NDArray, fixed_frame: LayerFrame | None, fixed_layer,
-    record: dict, *, labels: bool, world_from_px: NDArray | None = None,
+    layers,
+    source,
+    data: NDArray,
+    fixed_frame: LayerFrame | None,
+    fixed_layer,
+    record: dict,
+    *,
+    labels: bool,
+    world_from_px: NDArray | None = None,
 ):
     """Add or update (in place) the layer ``"<source> registered"``."""
     from napari.layers import Image, Labels
@@ -551,8 +588,10 @@ def _write_output(
     output_id = _output_id(source.name)
     meta = {METADATA_KEY: {'output_of': output_id, 'registration': record}}
     existing = _find_output(layers, source.name)
-    if existing is not None and type(existing).__name__ == ('Labels' if labels else 'Image') and (
-        getattr(existing, 'rgb', False) == getattr(source, 'rgb', False)
+    if (
+        existing is not None
+        and type(existing).__name__ == ('Labels' if labels else 'Image')
+        and (getattr(existing, 'rgb', False) == getattr(source, 'rgb', False))
     ):
         existing.data = data
         for key, value in placement.items():
@@ -627,7 +666,11 @@ def apply_record(layers, record: dict, layer, mode: str = 'affine', fixed_layer=
     if mode != 'resample':
         raise ValueError(f"mode must be 'affine' or 'resample', got {mode!r}")
     grid_dict = record['fixed_grid']
-    fixed_grid = Grid(tuple(grid_dict['shape']), tuple(grid_dict['spacing']), tuple(grid_dict['origin']))
+    fixed_grid = Grid(
+        tuple(grid_dict['shape']),
+        tuple(grid_dict['spacing']),
+        tuple(grid_dict['origin']),
+    )
     world_from_px = world_from_fixed_reg @ fixed_grid.phys_from_px
     if kind in ('Image', 'Labels'):
         if fixed_grid.shape == (1,) * ndim:
@@ -639,34 +682,50 @@ def apply_record(layers, record: dict, layer, mode: str = 'affine', fixed_layer=
         # layer registration frame <- moving registration frame <- fixed
         layer_from_fixed = frame.reg_from_physical @ np.linalg.inv(moving_q) @ matrix
         data = _resample_like(
-            frame.array(layer.data), layer_from_fixed, fixed_grid, frame.grid,
+            frame.array(layer.data),
+            layer_from_fixed,
+            fixed_grid,
+            frame.grid,
             labels=kind == 'Labels',
         )
         output = _write_output(
-            layers, layer, data, None, None,
+            layers,
+            layer,
+            data,
+            None,
+            None,
             {**record, 'write_back': 'resample', 'applied_to': layer.name},
-            labels=kind == 'Labels', world_from_px=world_from_px,
+            labels=kind == 'Labels',
+            world_from_px=world_from_px,
         )
         if fixed_layer is not None and fixed_layer.ndim == ndim:
             frame_f = layer_frame(fixed_layer, ndim)
             if frame_f.grid.shape == fixed_grid.shape and frame_f.level in (None, 0):
-                for key, value in _placement(world_from_px, fixed_layer, frame_f).items():
+                for key, value in _placement(
+                    world_from_px, fixed_layer, frame_f
+                ).items():
                     setattr(output, key, value)
     elif kind in ('Points', 'Shapes', 'Vectors'):
-        output = _map_coordinates_layer(layers, record, layer, matrix, moving_q, world_from_fixed_reg)
-    else:
-        raise ValueError(
-            f'cannot resample a {kind} layer: use mode="affine" for it'
+        output = _map_coordinates_layer(
+            layers, record, layer, matrix, moving_q, world_from_fixed_reg
         )
+    else:
+        raise ValueError(f'cannot resample a {kind} layer: use mode="affine" for it')
     _push(
         layer,
-        {'action': 'resample', 'output_name': output.name, 'output_id': _output_id(layer.name)},
+        {
+            'action': 'resample',
+            'output_name': output.name,
+            'output_id': _output_id(layer.name),
+        },
         None,
     )
     return output
 
 
-def _map_coordinates_layer(layers, record, layer, matrix, moving_q, world_from_fixed_reg):
+def _map_coordinates_layer(
+    layers, record, layer, matrix, moving_q, world_from_fixed_reg
+):
     """Map a points/shapes/vectors layer point by point into the fixed frame."""
     from napari.layers import Points, Shapes, Vectors
 
@@ -685,28 +744,44 @@ def _map_coordinates_layer(layers, record, layer, matrix, moving_q, world_from_f
     kind = type(layer).__name__
     placement = {'affine': world_from_fixed_reg}
     name = f'{layer.name} registered'
-    meta = {METADATA_KEY: {'output_of': _output_id(layer.name), 'registration': {**record, 'applied_to': layer.name}}}
+    meta = {
+        METADATA_KEY: {
+            'output_of': _output_id(layer.name),
+            'registration': {**record, 'applied_to': layer.name},
+        }
+    }
     existing = _find_output(layers, layer.name)
     if existing is not None:
         layers.remove(existing)
     if kind == 'Points':
         output = Points(
-            to_fixed(layer.data), name=name, metadata=meta, size=layer.size,
-            face_color=layer.face_color, **placement,
+            to_fixed(layer.data),
+            name=name,
+            metadata=meta,
+            size=layer.size,
+            face_color=layer.face_color,
+            **placement,
         )
     elif kind == 'Shapes':
         output = Shapes(
-            [to_fixed(v) for v in layer.data], shape_type=list(layer.shape_type),
-            name=name, metadata=meta, edge_color=layer.edge_color,
-            face_color=layer.face_color, **placement,
+            [to_fixed(v) for v in layer.data],
+            shape_type=list(layer.shape_type),
+            name=name,
+            metadata=meta,
+            edge_color=layer.edge_color,
+            face_color=layer.face_color,
+            **placement,
         )
     else:
         vectors = np.asarray(layer.data, dtype=np.float64)
         start = to_fixed(vectors[:, 0])
         end = to_fixed(vectors[:, 0] + vectors[:, 1])
         output = Vectors(
-            np.stack([start, end - start], axis=1), name=name, metadata=meta,
-            edge_color=layer.edge_color, **placement,
+            np.stack([start, end - start], axis=1),
+            name=name,
+            metadata=meta,
+            edge_color=layer.edge_color,
+            **placement,
         )
     layers.append(output)
     return output
