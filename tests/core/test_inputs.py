@@ -255,3 +255,16 @@ def test_result_does_not_alias_the_inputs(pair) -> None:
     assert not np.shares_memory(result.aligned, moving)
     moving[:] = 0
     np.testing.assert_array_equal(result.aligned, aligned)
+
+
+def test_simpleitk_image_keeps_its_geometry_in_numpy_order(pair) -> None:
+    sitk = pytest.importorskip('SimpleITK')
+    fixed, _ = pair
+    image = sitk.GetImageFromArray(fixed)
+    image.SetSpacing((0.5, 2.0))      # (x = col, y = row)
+    image.SetOrigin((3.0, -4.0))
+    result = register(image, image, model='translation', **FAST)
+    assert result.fixed_grid.shape == SHAPE
+    assert result.fixed_grid.spacing == (2.0, 0.5)   # (row, col)
+    assert result.fixed_grid.origin == (-4.0, 3.0)
+    assert result.moving_grid.spacing == (2.0, 0.5)

@@ -108,6 +108,7 @@ def _level_data(image: np.ndarray, fixed_grid: Grid, moving_grid: Grid):
     data = build_level(
         fixed, image[None], fixed_grid, moving_grid, None, None,
         Level(1, 0.0, 1), norm, torch.device('cpu'),
+        max_points=int(np.prod(fixed_grid.shape)),  # every pixel, in order
     )
     return data, norm
 
