@@ -268,3 +268,36 @@ def test_simpleitk_image_keeps_its_geometry_in_numpy_order(pair) -> None:
     assert result.fixed_grid.spacing == (2.0, 0.5)   # (row, col)
     assert result.fixed_grid.origin == (-4.0, 3.0)
     assert result.moving_grid.spacing == (2.0, 0.5)
+
+
+@pytest.mark.xfail(
+    reason='engine bug: a singular initial matrix, or a projective one for a model '
+    "without perspective, is accepted; e.g. initial=diag(0, 0, 1) 'converges' to the "
+    'singular matrix (fixed_from_moving then raises LinAlgError), and a rigid run '
+    'started from a projective matrix returns a non-rigid result',
+    strict=True,
+)
+@pytest.mark.parametrize(
+    'initial',
+    [np.diag([0.0, 0.0, 1.0]), np.array([[1.0, 0, 0], [0, 1.0, 0], [0.5, 0.5, 1.0]])],
+    ids=['singular', 'projective'],
+)
+def test_unusable_initial_matrix_raises(pair, no_engine, initial) -> None:
+    with pytest.raises(ValueError, match='initial'):
+        register(*pair, model='rigid', initial=initial)
+
+
+@pytest.mark.xfail(
+    reason='engine bug: the device is not checked on call; iter_register(..., '
+    "device='cuda') on a machine without CUDA returns a generator whose first next() "
+    "raises AssertionError('Torch not compiled with CUDA enabled'); device='nonsense' "
+    'raises a RuntimeError from torch. Expected: ValueError on call naming the fix',
+    strict=True,
+)
+@pytest.mark.parametrize('device', ['nonsense', 'cuda'])
+def test_unavailable_device_raises_on_call(pair, device) -> None:
+    torch = pytest.importorskip('torch')
+    if device == 'cuda' and torch.cuda.is_available():
+        pytest.skip('CUDA is available here')
+    with pytest.raises(ValueError, match='device'):
+        iter_register(*pair, device=device)
