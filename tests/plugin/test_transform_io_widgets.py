@@ -108,6 +108,19 @@ def test_save_load_and_apply_to_labels_and_points(
     assert METADATA_KEY in out.metadata
 
 
+def test_itk_tfm_round_trip_onto_another_channel(rigid_pair, tmp_path):
+    pytest.importorskip('SimpleITK')
+    pytest.importorskip('napari_coreg.io')
+    viewer, f, m, truth, result, _ = registered_viewer(rigid_pair)
+    path = save_layer_transform(m, tmp_path / 'moving.tfm')
+    other = viewer.add_image(m.data, name='channel 2', scale=m.scale, translate=m.translate)
+    load = load_transform_widget()
+    load(viewer=viewer, path=path, target=other, reference=f, mode='affine')
+    np.testing.assert_allclose(
+        other.affine.affine_matrix, m.affine.affine_matrix, atol=1e-6
+    )
+
+
 def test_saving_a_layer_without_transform_is_refused(tmp_path):
     viewer = ViewerModel()
     layer = viewer.add_image(np.zeros((4, 4)), name='plain')

@@ -37,7 +37,7 @@ __all__ = [
     'save_transform_widget',
 ]
 
-_FILTER = 'Transform (*.json *.tfm)'
+_FILTER = 'Transform (*.json *.tfm *.txt *.h5 *.mat)'
 _MODES = ['affine', 'resample']
 
 
@@ -50,6 +50,20 @@ def _core_io():
     return io
 
 
+#: Entries of a layer's record that place the transform in the viewer; saved
+#: under ``metadata.napari`` so that loading restores the placement.
+_NAPARI_KEYS = (
+    'fixed_layer',
+    'moving_layer',
+    'ndim',
+    'world_from_fixed_reg',
+    'moving_reg_from_physical',
+    'fixed_grid',
+    'write_back',
+)
+_MATRIX_KEYS = ('moving_from_fixed', 'fixed_from_moving', 'model')
+
+
 def save_layer_transform(layer, path: str | Path) -> Path:
     """Save the transform stored on ``layer`` by a registration.
 
@@ -58,12 +72,13 @@ def save_layer_transform(layer, path: str | Path) -> Path:
     layer : napari layer
         A registered moving layer (or any layer a transform was applied to).
     path : str or Path
-        ``.json``; ``.tfm`` (ITK) when the core ``io`` module supports it.
+        ``.json`` (lossless) or an ITK file (``.tfm``, ...) through
+        :func:`napari_coreg.io.save_transform`.
 
     Raises
     ------
     ValueError
-        If the layer holds no transform.
+        If the layer holds no transform, or the file type cannot hold it.
     """
     record = layer_record(layer)
     if record is None:
@@ -73,24 +88,18 @@ def save_layer_transform(layer, path: str | Path) -> Path:
         )
     path = Path(path)
     transform = dict(record['transform'])
+    napari_extra = {key: record.get(key) for key in _NAPARI_KEYS}
     io = _core_io()
-    if path.suffix.lower() != '.json':
-        if io is None or not hasattr(io, 'save_transform'):
-            raise ValueError(f'cannot write {path.suffix!r} files yet: use .json')
-        io.save_transform(path, transform)
-        return path
-    transform['napari'] = {
-        key: record.get(key)
-        for key in (
-            'fixed_layer',
-            'moving_layer',
-            'ndim',
-            'world_from_fixed_reg',
-            'moving_reg_from_physical',
-            'fixed_grid',
-            'write_back',
+    if io is not None:
+        loaded = io.TransformFile(
+            moving_from_fixed=transform['moving_from_fixed'],
+            model=transform.get('model'),
+            metadata={k: v for k, v in transform.items() if k not in _MATRIX_KEYS},
         )
-    }
+        return io.save_transform(path, loaded, metadata={'napari': napari_extra})
+    if path.suffix.lower() != '.json':  # pragma: no cover - core io absent
+        raise ValueError(f'cannot write {path.suffix!r} files here: use .json')
+    transform['metadata'] = {'napari': napari_extra}
     path.write_text(json.dumps(transform, indent=2, default=_jsonable))
     return path
 
@@ -104,33 +113,44 @@ def _jsonable(value: Any) -> Any:
 
 
 def load_transform(path: str | Path) -> dict[str, Any]:
-    """Read a transform file into a dict with at least ``moving_from_fixed``."""
+    """Read a transform file into a dict with at least ``moving_from_fixed``.
+
+    ``.json`` files of napari-coreg and ITK transform files (through
+    :func:`napari_coreg.io.load_transform`). The placement saved by
+    :func:`save_layer_transform` is under ``'napari'``.
+    """
     path = Path(path)
-    if path.suffix.lower() == '.json':
-        data = json.loads(path.read_text())
-    else:
-        io = _core_io()
-        if io is None or not hasattr(io, 'load_transform'):
-            raise ValueError(f'cannot read {path.suffix!r} files yet: use .json')
+    io = _core_io()
+    if io is not None:
         loaded = io.load_transform(path)
-        data = loaded if isinstance(loaded, dict) else _as_dict(loaded)
+        data = {
+            **loaded.metadata,
+            'moving_from_fixed': np.asarray(loaded.moving_from_fixed).tolist(),
+            'model': loaded.model,
+        }
+    elif path.suffix.lower() == '.json':  # pragma: no cover - core io absent
+        data = json.loads(path.read_text())
+    else:  # pragma: no cover - core io absent
+        raise ValueError(f'cannot read {path.suffix!r} files here: use .json')
     if 'moving_from_fixed' not in data:
         raise ValueError(
             f'{path} holds no moving_from_fixed matrix: is it a napari-coreg '
             'transform file?'
         )
+    if np.ndim(data['moving_from_fixed']) != 2:
+        raise ValueError(
+            f'{path.name} holds one transform per frame of a stack: apply it '
+            'with the Register stack widget'
+        )
+    extra = data.get('metadata')
+    data['napari'] = (extra or {}).get('napari') if isinstance(extra, dict) else None
     return data
-
-
-def _as_dict(loaded: Any) -> dict[str, Any]:
-    if hasattr(loaded, 'to_dict'):
-        return loaded.to_dict()
-    matrix = getattr(loaded, 'moving_from_fixed', loaded)
-    return {'moving_from_fixed': np.asarray(matrix, dtype=np.float64).tolist()}
 
 
 def _file_record(data: dict, reference=None, target=None) -> dict:
     extra = data.get('napari') or {}
+    if data.get('fixed_grid') is None and extra.get('fixed_grid') is not None:
+        data = {**data, 'fixed_grid': extra['fixed_grid']}
     record = record_from_dict(data, reference=reference, target=target)
     if reference is None and extra.get('world_from_fixed_reg') is not None:
         # the fixed layer's placement when the file was saved
