@@ -113,7 +113,9 @@ def test_itk_tfm_round_trip_onto_another_channel(rigid_pair, tmp_path):
     pytest.importorskip('napari_coreg.io')
     viewer, f, m, truth, result, _ = registered_viewer(rigid_pair)
     path = save_layer_transform(m, tmp_path / 'moving.tfm')
-    other = viewer.add_image(m.data, name='channel 2', scale=m.scale, translate=m.translate)
+    other = viewer.add_image(
+        m.data, name='channel 2', scale=m.scale, translate=m.translate
+    )
     load = load_transform_widget()
     load(viewer=viewer, path=path, target=other, reference=f, mode='affine')
     np.testing.assert_allclose(
