@@ -49,15 +49,23 @@ MEAN_ROUNDS = 3
 #: ``'mean'`` stops early when no frame's transform moved its corners by
 #: more than this (physical units) between two rounds.
 MEAN_TOLERANCE = 0.01
-#: Estimated working memory of one frame in the torch engine, bytes per
-#: pixel (sampled values, gradients, Jacobians, Gauss-Newton products).
-BYTES_PER_PIXEL = {2: 320, 3: 480}
-#: Fraction of the available memory the batches may use.
+#: Working memory of one frame in the torch engine, bytes per pixel: a base
+#: (sampled values, gradients, weights, residuals) plus the Jacobian's
+#: columns; measured about 170 B/px for 2D rigid (3 parameters) at 512^2.
+BYTES_PER_PIXEL = 120
+BYTES_PER_PIXEL_PER_PARAMETER = 16
+#: Fraction of the available memory the batches may use ...
 MEMORY_FRACTION = 0.25
-#: Largest automatic batch (bigger batches no longer speed up on a CPU).
+#: ... and at most this much per batch on a CPU, where bigger batches no
+#: longer speed up and would crowd out everything else.
+MAX_BATCH_BYTES_CPU = 512 << 20
+#: Largest automatic batch.
 MAX_BATCH = {'cpu': 16, 'other': 64}
 #: Suffixes ``out`` may have, and :func:`open_stack` reads.
 OUT_SUFFIXES = ('.zarr', '.npy', '.tif', '.tiff')
+#: Default ``init`` of ``reference='previous'`` (other references keep the
+#: backend's default, ``'auto'``).
+PREVIOUS_INIT = 'phase'
 #: Dask tasks in flight per worker (bounds client memory for big stacks).
 TASKS_PER_WORKER = 2
 
@@ -327,10 +335,24 @@ def available_memory() -> int:
             return 2 << 30
 
 
+def _n_params(model: Model, ndim: int) -> int:
+    return {
+        Model.TRANSLATION: ndim,
+        Model.RIGID: 3 if ndim == 2 else 6,
+        Model.SIMILARITY: 4 if ndim == 2 else 7,
+        Model.AFFINE: ndim * (ndim + 1),
+        Model.HOMOGRAPHY: 8,
+    }[model]
+
+
 def auto_batch_size(
-    spatial: Sequence[int], device: str | None = None, memory: int | None = None
+    spatial: Sequence[int], device: str | None = None, memory: int | None = None,
+    model: str = 'rigid',
 ) -> int:
-    """Frames per engine run that fit in a quarter of the available memory.
+    """Frames per engine run that fit the memory budget.
+
+    The budget is a quarter of the available memory, and at most 512 MiB on
+    a CPU (larger batches no longer run faster there).
 
     Parameters
     ----------
@@ -339,19 +361,25 @@ def auto_batch_size(
     device : str, optional
         torch device; on CUDA the device's free memory counts.
     memory : int, optional
-        Bytes to plan for (default: what is available now).
+        Bytes available (default: what is available now).
+    model : str
+        Transform model (its parameter count sizes the Jacobian).
     """
     pixels = int(np.prod(spatial))
-    per_frame = pixels * BYTES_PER_PIXEL[2 if len(spatial) == 2 else 3]
-    kind = 'cpu' if device in (None, 'cpu') else 'other'
+    params = _n_params(Model.parse(model, 'model'), len(spatial))
+    per_frame = pixels * (BYTES_PER_PIXEL + BYTES_PER_PIXEL_PER_PARAMETER * params)
+    cpu = device is None or str(device) == 'cpu'
     if memory is None:
         memory = available_memory()
         if device is not None and str(device).startswith('cuda'):
             import torch
 
             memory = int(torch.cuda.mem_get_info(torch.device(device))[0])
-    fits = int(MEMORY_FRACTION * memory // max(per_frame, 1))
-    return max(1, min(fits, MAX_BATCH[kind]))
+    budget = MEMORY_FRACTION * memory
+    if cpu:
+        budget = min(budget, MAX_BATCH_BYTES_CPU)
+    fits = int(budget // max(per_frame, 1))
+    return max(1, min(fits, MAX_BATCH['cpu' if cpu else 'other']))
 
 
 # --------------------------------------------------------------------------
@@ -545,6 +573,13 @@ def _plan(
     model_ = Model.parse(model, 'model')
     metric_ = Metric.parse(metric, 'metric')
     backend_ = Backend.parse(backend, 'backend')
+    if (
+        isinstance(reference, str) and reference.lower() == 'previous'
+        and 'init' not in settings and metric_ is not Metric.MI
+    ):
+        # neighbours differ by small motions: a phase-correlation shift is
+        # enough to start from (the rotation search of 'auto' costs ~25 %)
+        settings = {**settings, 'init': PREVIOUS_INIT}
     opts = Settings(**settings)
     if isinstance(stack, (str, os.PathLike)):
         stack = open_stack(stack)
@@ -617,7 +652,7 @@ def _plan(
     if batch_size is None:
         batch_size = (
             1 if backend_ is Backend.SITK
-            else auto_batch_size(frames.spatial, opts.device)
+            else auto_batch_size(frames.spatial, opts.device, model=model_)
         )
     elif not isinstance(batch_size, Integral) or batch_size < 1:
         raise ValueError(f'batch_size must be a positive integer, got {batch_size!r}')
@@ -992,8 +1027,9 @@ _STACK_DOC = """
         every channel. Default: the luminance (RGB) or mean of the channels.
     batch_size : int, optional
         Frames per engine run (torch optimises them together). Default:
-        what fits in a quarter of the available memory (at most 16 on a
-        CPU). SimpleITK registers frames one by one.
+        what fits in a quarter of the available memory, at most 512 MiB and
+        16 frames on a CPU (see :func:`auto_batch_size`). SimpleITK
+        registers frames one by one.
     spacing, origin : sequence of float, optional
         Physical pixel spacing and position of pixel 0 of every frame
         (numpy order, spatial axes only, e.g. napari ``scale``).
@@ -1013,7 +1049,12 @@ _STACK_DOC = """
         transforms no longer change).
     **settings
         Pyramid and optimiser settings, see :class:`napari_coreg.Settings`
-        (``levels``, ``iterations``, ``init``, ``device``, ...).
+        (``levels``, ``iterations``, ``init``, ``device``, ...). With
+        ``reference='previous'`` (and metric other than ``'mi'``) ``init``
+        defaults to ``'phase'``: neighbouring frames differ by small motions,
+        so the phase-correlation shift is a good start and the rotation
+        search of ``'auto'`` is skipped; pass ``init='auto'`` for frames
+        rotated by more than about 10 degrees from one to the next.
 
     Raises
     ------
