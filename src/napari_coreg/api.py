@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Sequence
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .engines import check_supported, default_iterations, load_engine
+from .engines import check_device, check_supported, default_iterations, load_engine
 from .inputs import Image, as_image, as_mask, match_histogram, normalise_intensities
 from .options import Backend, Metric, Model, Settings
 from .problem import Outcome, Problem
@@ -38,6 +39,9 @@ _RUN_DOC = """
         Pixel spacing per axis (numpy order, e.g. napari ``scale``).
     fixed_origin, moving_origin : sequence of float, optional
         Physical position of pixel 0 (e.g. napari ``translate``).
+    fixed_direction, moving_direction : array_like, shape (D, D), optional
+        Orthonormal matrix whose columns are the physical directions of the
+        array axes (numpy order; e.g. a napari layer's ``rotate``).
     fixed_mask, moving_mask : array_like of bool, optional
         Pixels that count (spatial shape of their image).
     initial : array_like, shape (D + 1, D + 1), optional
@@ -65,6 +69,27 @@ _RUN_DOC = """
 """
 
 
+def _check_initial(initial: ArrayLike, ndim: int, model: Model) -> np.ndarray:
+    """A usable starting ``moving_from_fixed``: finite, invertible, and affine
+    unless the model is a homography."""
+    initial = np.asarray(initial, dtype=np.float64)
+    size = ndim + 1
+    if initial.shape != (size, size) or not np.isfinite(initial).all():
+        raise ValueError(
+            f'initial must be a finite ({size}, {size}) moving_from_fixed matrix, '
+            f'got shape {initial.shape}'
+        )
+    if np.linalg.cond(initial) > 1e12:
+        raise ValueError('initial is singular: pass an invertible matrix')
+    if model is not Model.HOMOGRAPHY and not np.allclose(initial[-1], np.eye(size)[-1]):
+        raise ValueError(
+            f'initial has a projective last row {initial[-1]} but the model is '
+            f"'{model}': pass an affine matrix (last row 0, ..., 0, 1) or use "
+            "model='homography'"
+        )
+    return initial
+
+
 def _prepare(
     fixed: ArrayLike,
     moving: ArrayLike,
@@ -76,6 +101,8 @@ def _prepare(
     fixed_origin: Sequence[float] | None,
     moving_spacing: Sequence[float] | None,
     moving_origin: Sequence[float] | None,
+    fixed_direction: ArrayLike | None,
+    moving_direction: ArrayLike | None,
     fixed_mask: ArrayLike | None,
     moving_mask: ArrayLike | None,
     initial: ArrayLike | None,
@@ -88,11 +115,11 @@ def _prepare(
     opts = Settings(**settings)
     fixed_img = as_image(
         fixed, 'fixed', spacing=fixed_spacing, origin=fixed_origin,
-        channel_axis=channel_axis,
+        direction=fixed_direction, channel_axis=channel_axis,
     )
     moving_img = as_image(
         moving, 'moving', spacing=moving_spacing, origin=moving_origin,
-        channel_axis=channel_axis,
+        direction=moving_direction, channel_axis=channel_axis,
     )
     ndim = fixed_img.grid.ndim
     if moving_img.grid.ndim != ndim:
@@ -101,7 +128,8 @@ def _prepare(
             f'{moving_img.grid.ndim}D {moving_img.grid.shape}: both images need '
             'the same number of spatial dimensions'
         )
-    check_supported(backend, model, metric, ndim)
+    check_supported(backend, model, metric, ndim, opts.optimizer)
+    check_device(backend, opts.device)
     schedule = level_schedule(
         fixed_img.grid.shape,
         levels=opts.levels,
@@ -114,13 +142,7 @@ def _prepare(
         moving_img.grid.shape, shrink_factors=[lv.factor for lv in schedule]
     )
     if initial is not None:
-        initial = np.asarray(initial, dtype=np.float64)
-        if initial.shape != (ndim + 1, ndim + 1) or not np.isfinite(initial).all():
-            raise ValueError(
-                f'initial must be a finite ({ndim + 1}, {ndim + 1}) '
-                f'moving_from_fixed matrix, got shape {initial.shape}'
-            )
-        initial = initial[None]
+        initial = _check_initial(initial, ndim, model)[None]
     fixed_gray = normalise_intensities(fixed_img.gray)
     moving_gray = normalise_intensities(moving_img.gray)
     if opts.match_histograms and metric in (Metric.L1, Metric.MSE):
@@ -179,6 +201,8 @@ def iter_register(
     fixed_origin: Sequence[float] | None = None,
     moving_spacing: Sequence[float] | None = None,
     moving_origin: Sequence[float] | None = None,
+    fixed_direction: ArrayLike | None = None,
+    moving_direction: ArrayLike | None = None,
     fixed_mask: ArrayLike | None = None,
     moving_mask: ArrayLike | None = None,
     initial: ArrayLike | None = None,
@@ -196,6 +220,7 @@ def iter_register(
         fixed, moving, model, metric, backend,
         fixed_spacing=fixed_spacing, fixed_origin=fixed_origin,
         moving_spacing=moving_spacing, moving_origin=moving_origin,
+        fixed_direction=fixed_direction, moving_direction=moving_direction,
         fixed_mask=fixed_mask, moving_mask=moving_mask, initial=initial,
         channel_axis=channel_axis, settings=settings,
     )
@@ -203,7 +228,16 @@ def iter_register(
 
     def steps() -> Generator[Progress, None, RegistrationResult]:
         start = time.perf_counter()
-        outcome = yield from run(problem)
+        engine_steps = run(problem)
+        while True:
+            try:
+                progress = next(engine_steps)
+            except StopIteration as done:
+                outcome = done.value
+                break
+            if progress.matrix is not None:  # one pair: drop the batch axis
+                progress = replace(progress, matrix=progress.matrix[0])
+            yield progress
         return _result(
             outcome, problem, fixed_img, moving_img, backend_,
             time.perf_counter() - start,

@@ -10,7 +10,10 @@ from numpy.typing import ArrayLike, NDArray
 
 from .transforms import Grid
 
-__all__ = ['Image', 'as_image', 'as_mask', 'match_histogram', 'normalise_intensities']
+__all__ = [
+    'Image', 'as_image', 'as_mask', 'luminance', 'match_histogram',
+    'normalise_intensities',
+]
 
 #: Weights of ITU-R BT.709 luminance, as scikit-image's ``rgb2gray``.
 _LUMINANCE = np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
@@ -18,9 +21,9 @@ _LUMINANCE = np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
 
 @dataclass(frozen=True, eq=False)
 class Image:
-    """A checked image: its data with channels, its luminance and its grid."""
+    """A checked image: its data, its luminance and its grid."""
 
-    data: NDArray          # the user's data as an array (channels last), not copied
+    data: NDArray          # the user's data as an array, channels (if any) last
     gray: NDArray[np.float32]
     grid: Grid
 
@@ -48,17 +51,19 @@ def _from_sitk(data) -> tuple[NDArray, Grid]:
     return array, grid
 
 
-def _channels_last(array: NDArray, channel_axis: int | None) -> NDArray:
+def _channels_last(array: NDArray, channel_axis: int | None) -> tuple[NDArray, int]:
+    """The array with channels (if any) last, and its number of spatial axes."""
     if channel_axis is not None:
-        return np.moveaxis(array, channel_axis, -1)
+        return np.moveaxis(array, channel_axis, -1), array.ndim - 1
     is_rgb = array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) > 4
-    return array if is_rgb else array[..., None]
+    return array, array.ndim - 1 if is_rgb else array.ndim
 
 
-def _luminance(array: NDArray) -> NDArray[np.float32]:
+def luminance(array: NDArray, spatial_ndim: int) -> NDArray[np.float32]:
+    """Single-channel float32 version of an image with channels (if any) last."""
+    if array.ndim == spatial_ndim:
+        return np.asarray(array, dtype=np.float32)
     channels = array.shape[-1]
-    if channels == 1:
-        return np.asarray(array[..., 0], dtype=np.float32)
     if channels in (3, 4):
         rgb = np.asarray(array[..., :3], dtype=np.float32)
         return rgb @ _LUMINANCE
@@ -71,6 +76,7 @@ def as_image(
     *,
     spacing: Sequence[float] | None = None,
     origin: Sequence[float] | None = None,
+    direction: ArrayLike | None = None,
     channel_axis: int | None = None,
 ) -> Image:
     """Check one input image and compute its single-channel float32 version.
@@ -86,6 +92,9 @@ def as_image(
         ``'fixed'`` or ``'moving'``, for error messages.
     spacing, origin : sequence of float, optional
         Physical geometry (numpy order); overrides a SimpleITK image's.
+    direction : array_like, shape (D, D), optional
+        Physical directions of the array axes (columns, numpy order);
+        overrides a SimpleITK image's.
     channel_axis : int, optional
         Axis of ``data`` that holds channels.
 
@@ -110,8 +119,8 @@ def as_image(
         raise ValueError(f'{name} image is complex: pass its magnitude (np.abs)')
     if array.size == 0:
         raise ValueError(f'{name} image is empty (shape {array.shape})')
-    array = _channels_last(array, channel_axis)
-    spatial = array.shape[:-1]
+    array, spatial_ndim = _channels_last(array, channel_axis)
+    spatial = array.shape[:spatial_ndim]
     if len(spatial) not in (2, 3):
         raise ValueError(
             f'{name} image has {len(spatial)} spatial dimensions (shape '
@@ -123,7 +132,7 @@ def as_image(
             f'{name} image of shape {spatial} is too small: every axis needs '
             'at least 4 pixels'
         )
-    gray = _luminance(array)
+    gray = luminance(array, spatial_ndim)
     if not np.isfinite(gray).all():
         raise ValueError(
             f'{name} image contains NaN or infinite values: replace them, '
@@ -134,13 +143,13 @@ def as_image(
             f'{name} image is constant (all {gray.flat[0]}): it has no '
             'structure to register'
         )
-    if grid is None or spacing is not None or origin is not None:
+    if grid is None or spacing is not None or origin is not None or direction is not None:
         base = grid or Grid(spatial)
         grid = Grid(
             spatial,
             spacing=tuple(spacing) if spacing is not None else base.spacing,
             origin=tuple(origin) if origin is not None else base.origin,
-            direction=base.direction,
+            direction=direction if direction is not None else base.direction,
         )
     return Image(data=array, gray=gray, grid=grid)
 

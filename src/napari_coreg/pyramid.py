@@ -37,8 +37,12 @@ class Level:
 
 
 def default_levels(shape: Sequence[int]) -> int:
-    """Number of levels whose coarsest keeps about ``COARSEST_SIZE`` pixels."""
-    smallest = min(n for n in shape if n > 1)
+    """Number of levels whose coarsest keeps about ``COARSEST_SIZE`` pixels.
+
+    Axes thinner than ``COARSEST_SIZE`` (the few planes of a z-stack) do not
+    limit the pyramid: :func:`shrink_per_axis` keeps them.
+    """
+    smallest = min((n for n in shape if n >= COARSEST_SIZE), default=min(shape))
     levels = 1 + math.floor(math.log2(max(smallest / COARSEST_SIZE, 1.0)))
     return max(1, min(levels, MAX_DEFAULT_LEVELS))
 

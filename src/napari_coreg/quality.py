@@ -6,7 +6,7 @@ import numpy as np
 from numpy.typing import NDArray
 from skimage.metrics import structural_similarity
 
-from .inputs import _luminance
+from .inputs import luminance
 from .transforms import Grid
 from .warp import resample
 
@@ -42,8 +42,8 @@ def overlap_quality(
         ``{'before': {...}, 'after': {...}}`` with keys ``mse``, ``ncc``,
         ``ssim`` and ``overlap`` (fraction of fixed pixels covered).
     """
-    fixed_gray = _luminance(fixed)
-    moving_gray = _luminance(moving)
+    fixed_gray = luminance(fixed, fixed_grid.ndim)
+    moving_gray = luminance(moving, moving_grid.ndim)
     low, high = float(fixed_gray.min()), float(fixed_gray.max())
     scale = 1.0 / max(high - low, 1e-12)
     fixed_gray = (fixed_gray - low) * scale

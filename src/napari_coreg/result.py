@@ -33,8 +33,10 @@ class Progress:
     loss : float
         Current loss (lower is better); for a batch, the mean over frames.
     matrix : ndarray or None
-        Current ``moving_from_fixed`` (physical units); ``(B, D+1, D+1)`` for
-        a batch. ``None`` where the backend does not expose it mid-level.
+        Current ``moving_from_fixed`` (physical units): ``(D+1, D+1)`` from
+        :func:`~napari_coreg.iter_register`, ``(B, D+1, D+1)`` from a batched
+        backend run. Set about every 0.2 s; ``None`` on other steps and where
+        the backend does not expose it mid-level.
     """
 
     step: int

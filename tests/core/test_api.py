@@ -120,12 +120,6 @@ def test_callback_exception_propagates(case) -> None:
         register(case.fixed, case.moving, model='rigid', callback=stop)
 
 
-@pytest.mark.xfail(
-    reason='engine bug: RegistrationResult.aligned of a single-channel image has a '
-    'trailing channel axis, shape (96, 128, 1) instead of fixed.shape (96, 128): '
-    'inputs.as_image adds the axis and result.aligned resamples Image.data as is',
-    strict=True,
-)
 @pytest.mark.parametrize('moving_shape', [SHAPE, (120, 110)])
 def test_aligned_of_a_gray_image_has_the_fixed_shape(moving_shape) -> None:
     truth = about_centre(rotation(-3.0), (np.array(SHAPE) - 1) / 2, (6.0, -4.0))

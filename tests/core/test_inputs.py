@@ -191,12 +191,6 @@ def test_bad_optimizer_raises(pair, kwargs) -> None:
         register(*pair, **kwargs)
 
 
-@pytest.mark.xfail(
-    reason='engine bug: the optimizer is checked inside the torch engine (run), so '
-    'iter_register(..., optimizer=<bad>) returns a generator and only raises at the '
-    "first next(); validation must happen on call like every other setting",
-    strict=True,
-)
 @pytest.mark.parametrize('kwargs', [{'optimizer': 'newton'}, {'optimizer': 'gauss-newton', 'metric': 'mi'}])
 def test_bad_optimizer_raises_on_call_of_iter_register(pair, no_engine, kwargs) -> None:
     with pytest.raises(ValueError, match='optimizer|least-squares'):
@@ -270,13 +264,6 @@ def test_simpleitk_image_keeps_its_geometry_in_numpy_order(pair) -> None:
     assert result.moving_grid.spacing == (2.0, 0.5)
 
 
-@pytest.mark.xfail(
-    reason='engine bug: a singular initial matrix, or a projective one for a model '
-    "without perspective, is accepted; e.g. initial=diag(0, 0, 1) 'converges' to the "
-    'singular matrix (fixed_from_moving then raises LinAlgError), and a rigid run '
-    'started from a projective matrix returns a non-rigid result',
-    strict=True,
-)
 @pytest.mark.parametrize(
     'initial',
     [np.diag([0.0, 0.0, 1.0]), np.array([[1.0, 0, 0], [0, 1.0, 0], [0.5, 0.5, 1.0]])],
@@ -287,13 +274,6 @@ def test_unusable_initial_matrix_raises(pair, no_engine, initial) -> None:
         register(*pair, model='rigid', initial=initial)
 
 
-@pytest.mark.xfail(
-    reason='engine bug: the device is not checked on call; iter_register(..., '
-    "device='cuda') on a machine without CUDA returns a generator whose first next() "
-    "raises AssertionError('Torch not compiled with CUDA enabled'); device='nonsense' "
-    'raises a RuntimeError from torch. Expected: ValueError on call naming the fix',
-    strict=True,
-)
 @pytest.mark.parametrize('device', ['nonsense', 'cuda'])
 def test_unavailable_device_raises_on_call(pair, device) -> None:
     torch = pytest.importorskip('torch')

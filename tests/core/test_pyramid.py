@@ -102,12 +102,6 @@ def test_thin_3d_axis_shrinks_less() -> None:
     assert shrink_per_axis((1, 64, 64), 4) == (1, 4, 4)
 
 
-@pytest.mark.xfail(
-    reason='engine bug: default_levels() counts the thin plane axis as the shortest '
-    'axis, so a 10x256x320 stack gets a single full-resolution level instead of '
-    'the 3 levels of a 256x320 image (shrink_per_axis already keeps thin axes)',
-    strict=True,
-)
 def test_thin_3d_stack_default_schedule_shrinks_rows_and_cols() -> None:
     """A 10-plane stack keeps its planes while rows and columns shrink."""
     schedule = level_schedule((10, 256, 320))

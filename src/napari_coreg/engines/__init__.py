@@ -9,7 +9,10 @@ from dataclasses import dataclass
 
 from ..options import Backend, Metric, Model
 
-__all__ = ['CAPABILITIES', 'Capabilities', 'available_backends', 'check_supported', 'load_engine']
+__all__ = [
+    'CAPABILITIES', 'Capabilities', 'available_backends', 'check_device',
+    'check_supported', 'default_iterations', 'load_engine',
+]
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,8 @@ class Capabilities:
     models: frozenset[Model]
     metrics: frozenset[Metric]
     ndims: frozenset[int]
+    #: optimiser names besides 'auto' (the backend's default)
+    optimizers: tuple[str, ...] = ()
     #: models that exist only in 2D
     models_2d_only: frozenset[Model] = frozenset({Model.HOMOGRAPHY})
     uses_device: bool = False
@@ -29,12 +34,17 @@ CAPABILITIES: dict[Backend, Capabilities] = {
         models=frozenset(Model),
         metrics=frozenset(Metric),
         ndims=frozenset({2, 3}),
+        optimizers=('gauss-newton', 'bfgs', 'adam'),
         uses_device=True,
     ),
     Backend.SITK: Capabilities(
         models=frozenset(Model) - {Model.HOMOGRAPHY},
         metrics=frozenset(Metric) - {Metric.L1},
         ndims=frozenset({2, 3}),
+        optimizers=(
+            'gradient-descent', 'gradient-descent-line-search', 'conjugate-gradient',
+            'lbfgsb', 'lbfgs2', 'amoeba', 'evolutionary',
+        ),
     ),
 }
 
@@ -53,9 +63,23 @@ def available_backends() -> list[str]:
     ]
 
 
-def check_supported(backend: Backend, model: Model, metric: Metric, ndim: int) -> None:
+def check_supported(
+    backend: Backend, model: Model, metric: Metric, ndim: int, optimizer: str = 'auto'
+) -> None:
     """Raise ValueError, before any work, if ``backend`` cannot do the combination."""
     caps = CAPABILITIES[backend]
+    if optimizer != 'auto' and optimizer not in caps.optimizers:
+        owners = [b.value for b, c in CAPABILITIES.items() if optimizer in c.optimizers]
+        hint = f" (use backend={owners[0]!r} for it)" if owners else ''
+        raise ValueError(
+            f"backend '{backend}' has no optimizer {optimizer!r}{hint}: choose "
+            f"'auto' or one of {', '.join(repr(o) for o in caps.optimizers)}"
+        )
+    if optimizer == 'gauss-newton' and metric is Metric.MI:
+        raise ValueError(
+            "mutual information is not a least-squares metric: use "
+            "optimizer='bfgs' or 'adam' (or 'auto')"
+        )
     others = [b.value for b, c in CAPABILITIES.items() if b is not backend]
     if model not in caps.models:
         raise ValueError(
@@ -93,3 +117,29 @@ def default_iterations(backend: Backend, optimizer: str) -> int:
     if backend is Backend.SITK:
         return 200
     return {'adam': 300, 'bfgs': 60}.get(optimizer, 60)
+
+
+def check_device(backend: Backend, device: str | None) -> None:
+    """Raise ValueError on call if a torch ``device`` is unknown or absent here."""
+    if device is None or backend is not Backend.TORCH:
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:1', 'mps' or "
+            'None for the best present'
+        ) from error
+    mps = getattr(torch.backends, 'mps', None)
+    present = {
+        'cpu': True,
+        'cuda': torch.cuda.is_available(),
+        'mps': mps is not None and mps.is_available(),
+    }.get(parsed.type, False)
+    if not present:
+        raise ValueError(
+            f'device {device!r} is not available on this machine: use '
+            "device=None (the best present) or 'cpu'"
+        )
