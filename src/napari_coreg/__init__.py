@@ -10,6 +10,7 @@ except ImportError:  # pragma: no cover - not installed
     __version__ = 'unknown'
 
 from .api import iter_register, register
+from .io import TransformFile, load_transform, save_transform
 from .options import Backend, Init, Metric, Model, Optimizer, Settings
 from .result import LevelReport, Progress, RegistrationResult
 from .stack import iter_register_stack, register_stack
@@ -29,14 +30,17 @@ __all__ = [
     'Settings',
     'StackProgress',
     'StackResult',
+    'TransformFile',
     '__version__',
     'apply_matrix',
     'corner_error',
     'iter_register',
     'iter_register_stack',
+    'load_transform',
     'register',
     'register_stack',
     'reverse_axes',
+    'save_transform',
 ]
 
 

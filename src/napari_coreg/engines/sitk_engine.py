@@ -27,6 +27,7 @@ Batches (``B > 1``) run frame after frame.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import sys
 import threading
@@ -107,31 +108,58 @@ def _lbfgsb(method, step, iterations, seed):
 def _amoeba(method, step, iterations, seed):
     method.SetOptimizerAsAmoeba(
         simplexDelta=step, numberOfIterations=iterations,
-        parametersConvergenceTolerance=1e-6, functionConvergenceTolerance=1e-6,
+        parametersConvergenceTolerance=step * 1e-3,
+        functionConvergenceTolerance=1e-6,
     )
 
 
 def _evolutionary(method, step, iterations, seed):
     method.SetOptimizerAsOnePlusOneEvolutionary(
-        numberOfIterations=iterations, epsilon=1e-6, initialRadius=step,
-        seed=seed,
+        numberOfIterations=iterations, epsilon=1e-3 * step, initialRadius=step,
+        growthFactor=1.05, shrinkFactor=0.98, seed=seed,
     )
 
 
-#: SimpleITK optimisers by name: (configure, honours StopRegistration()).
-#: ``configure(method, step, iterations, seed)``; ``step`` is the first
-#: step, a physical length (``learning_rate`` pixels of the level).
-OPTIMIZERS: dict[str, tuple[Callable, bool]] = {
-    'gradient-descent': (_regular_step, True),
-    'gradient-descent-line-search': (_line_search, True),
-    'conjugate-gradient': (_conjugate_gradient, True),
-    'lbfgs2': (_lbfgs2, False),
-    'lbfgsb': (_lbfgsb, False),
-    'amoeba': (_amoeba, False),
-    'evolutionary': (_evolutionary, True),
+@dataclass(frozen=True)
+class SitkOptimizer:
+    """How the backend drives one SimpleITK optimiser.
+
+    Attributes
+    ----------
+    configure : callable
+        ``configure(method, step, iterations, seed)``; ``step`` is the first
+        step, a physical length (``learning_rate`` pixels of the level).
+    stops : bool
+        Honours ``StopRegistration()`` from the iteration callback (ITKv4
+        optimisers); the vnl-based ones do not.
+    scales : str
+        ``'physical'``: ITK's ``SetOptimizerScalesFromPhysicalShift``
+        (squared shifts, what the gradient optimisers expect); ``'shift'``:
+        our own unsquared shifts, so that Amoeba's simplex and the
+        evolutionary search radius are physical lengths; ``'none'``: the
+        optimiser ignores scales (ITK warns and uses ones).
+    watch : bool
+        Ends a level by our corner test (see :data:`TOLERANCE_PX`).
+    """
+
+    configure: Callable
+    stops: bool
+    scales: str = 'physical'
+    watch: bool = False
+
+
+#: SimpleITK optimisers by name.
+OPTIMIZERS: dict[str, SitkOptimizer] = {
+    'gradient-descent': SitkOptimizer(_regular_step, True, watch=True),
+    'gradient-descent-line-search': SitkOptimizer(_line_search, True),
+    'conjugate-gradient': SitkOptimizer(_conjugate_gradient, True),
+    'lbfgsb': SitkOptimizer(_lbfgsb, False, scales='none'),
+    'lbfgs2': SitkOptimizer(_lbfgs2, False, scales='none'),
+    'amoeba': SitkOptimizer(_amoeba, False, scales='shift'),
+    'evolutionary': SitkOptimizer(_evolutionary, True, scales='shift'),
 }
-#: Optimisers that stop within a level when cancelled without raising.
-CANCEL_WITHIN_LEVEL = frozenset(n for n, (_, stops) in OPTIMIZERS.items() if stops)
+#: Optimisers that stop within a level when cancelled, without raising.
+CANCEL_WITHIN_LEVEL = frozenset(n for n, o in OPTIMIZERS.items() if o.stops)
 
 
 def optimizer_name(name: str) -> str:
@@ -177,7 +205,9 @@ def _level_image(image: sitk.Image, shape: tuple[int, ...], level: Level) -> sit
     return image
 
 
-def _level_pair(fixed: sitk.Image, moving: sitk.Image, problem: Problem, level: Level) -> _Pair:
+def _level_pair(
+    fixed: sitk.Image, moving: sitk.Image, problem: Problem, level: Level
+) -> _Pair:
     fixed_l = _level_image(fixed, problem.fixed_grid.shape, level)
     moving_l = _level_image(moving, problem.moving_grid.shape, level)
     grid = _grid_of(fixed_l)
@@ -198,7 +228,9 @@ def _mask(mask: np.ndarray | None, grid: Grid) -> sitk.Image | None:
 # metric values
 
 
-def _method(problem: Problem, masks, sampling: float | None = None) -> sitk.ImageRegistrationMethod:
+def _method(
+    problem: Problem, masks, sampling: float | None = None
+) -> sitk.ImageRegistrationMethod:
     method = sitk.ImageRegistrationMethod()
     if problem.metric is Metric.MSE:
         method.SetMetricAsMeanSquares()
@@ -259,7 +291,9 @@ def _overlap_ncc(pair: _Pair, matrix: np.ndarray, masks) -> float:
     return float((f * m).sum() / denom) if denom > 0 else 0.0
 
 
-def _natural(problem: Problem, metric: Metric, pair: _Pair, matrix: np.ndarray, masks) -> float:
+def _natural(
+    problem: Problem, metric: Metric, pair: _Pair, matrix: np.ndarray, masks
+) -> float:
     """The metric as users read it (NCC in [-1, 1], MI in nats, MSE)."""
     if metric is Metric.NCC:
         return _overlap_ncc(pair, matrix, masks)
@@ -301,7 +335,9 @@ def _phase(pair: _Pair, matrix: np.ndarray) -> np.ndarray:
     """Refine ``matrix`` by the phase-correlation translation on the level."""
     from skimage.registration import phase_cross_correlation
 
-    moved = sitk.Resample(pair.moving, pair.fixed, _affine(matrix), sitk.sitkLinear, 0.0)
+    moved = sitk.Resample(
+        pair.moving, pair.fixed, _affine(matrix), sitk.sitkLinear, 0.0
+    )
     shift, _, _ = phase_cross_correlation(
         sitk.GetArrayViewFromImage(pair.fixed), sitk.GetArrayViewFromImage(moved),
         upsample_factor=4, normalization=None,
@@ -342,12 +378,10 @@ def _initial(problem: Problem, frame: int, full: tuple[sitk.Image, sitk.Image],
     # auto: centre of geometry or of mass, and phase correlation from the
     # centre (with a coarse rotation search in 2D); keep the best
     candidates = [geometry]
-    try:
+    with contextlib.suppress(RuntimeError):  # zero image mass
         candidates.append(
             _centred(*full, sitk.CenteredTransformInitializerFilter.MOMENTS)
         )
-    except RuntimeError:  # zero image mass
-        pass
     rotates = ndim == 2 and problem.model is not Model.TRANSLATION
     centre = problem.fixed_grid.center
     for angle in ROTATION_SEARCH if rotates else (0.0,):
@@ -400,7 +434,8 @@ def _reason(description: str) -> str:
     text = description.lower()
     if 'maximum number of iterations' in text:
         return 'max_iterations'
-    if any(k in text for k in ('step too small', 'convergence', 'tolerance', 'converged')):
+    done = ('step too small', 'convergence', 'tolerance', 'converged')
+    if any(k in text for k in done):
         return 'converged'
     return f'sitk: {description.strip()}'
 
@@ -453,7 +488,8 @@ def _execute(
                 return
             sys.excepthook = _quiet_hook(sys.excepthook)
             raise _Cancelled('registration cancelled')
-        events.put(('iteration', method.GetOptimizerIteration(), method.GetMetricValue()))
+        iteration = method.GetOptimizerIteration()
+        events.put(('iteration', iteration, method.GetMetricValue()))
         if watch is not None and watch.converged(method.GetOptimizerPosition()):
             converged.set()
             method.StopRegistration()
@@ -508,10 +544,32 @@ def _engine_error(exc: BaseException) -> Exception:
 # the backend
 
 
+def _shift_scales(transform, moving_initial, corners) -> list[float]:
+    """Largest corner move per unit of each parameter (physical, unsquared)."""
+    probe = type(transform)(transform)
+    base = np.array(transform.GetParameters(), dtype=np.float64)
+
+    def mapped(params):
+        probe.SetParameters([float(v) for v in params])
+        matrix = matrix_from_transform(probe)
+        if moving_initial is not None:
+            matrix = moving_initial @ matrix
+        return apply_matrix(matrix, corners)
+
+    origin = mapped(base)
+    scales = []
+    for i in range(base.size):
+        delta = 1e-4
+        moved = mapped(base + delta * np.eye(base.size)[i])
+        shift = float(np.linalg.norm(moved - origin, axis=1).max()) / delta
+        scales.append(max(shift, 1e-12))
+    return scales
+
+
 def run(problem: Problem) -> Generator[Progress, None, Outcome]:
     """Register a problem on SimpleITK, yielding progress per iteration."""
     name = optimizer_name(problem.settings.optimizer)
-    configure, stoppable = OPTIMIZERS[name]
+    optimizer = OPTIMIZERS[name]
     n_levels = len(problem.schedule)
     total = problem.batch * sum(level.iterations for level in problem.schedule)
     counter = {'step': 0}
@@ -519,7 +577,7 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
     matrices, initials, before, after, per_frame = [], [], [], [], []
     for frame in range(problem.batch):
         outcome = yield from _run_frame(
-            problem, frame, configure, stoppable, counter, total, n_levels,
+            problem, frame, optimizer, counter, total, n_levels,
         )
         start, final, value_before, value_after, reports = outcome
         initials.append(start)
@@ -536,7 +594,7 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
     )
 
 
-def _run_frame(problem, frame, configure, stoppable, counter, total, n_levels):
+def _run_frame(problem, frame, optimizer, counter, total, n_levels):
     fixed_index = 0 if problem.fixed.shape[0] == 1 else frame
     fixed = image_from_array(problem.fixed[fixed_index], problem.fixed_grid)
     moving = image_from_array(problem.moving[frame], problem.moving_grid)
@@ -559,10 +617,16 @@ def _run_frame(problem, frame, configure, stoppable, counter, total, n_levels):
         method.SetInitialTransform(transform, inPlace=True)
         step = (problem.settings.learning_rate or STEP_PX) * pair.pixel
         tolerance = (problem.settings.tolerance or TOLERANCE_PX) * pair.pixel
-        configure(method, step, level.iterations, int(problem.settings.seed))
-        method.SetOptimizerScalesFromPhysicalShift()
-        watch = _Watch(transform, moving_initial, pair.corners, tolerance) if stoppable else None
-        steps = _execute(method, pair, problem.metric, stoppable, watch)
+        optimizer.configure(method, step, level.iterations, int(problem.settings.seed))
+        if optimizer.scales == 'physical':
+            method.SetOptimizerScalesFromPhysicalShift()
+        elif optimizer.scales == 'shift':
+            scales = _shift_scales(transform, moving_initial, pair.corners)
+            method.SetOptimizerScales(scales)
+        watch = None
+        if optimizer.watch:
+            watch = _Watch(transform, moving_initial, pair.corners, tolerance)
+        steps = _execute(method, pair, problem.metric, optimizer.stops, watch)
         while True:
             try:
                 iteration, loss = next(steps)

@@ -1,0 +1,361 @@
+"""Save and load transforms: our JSON, and ITK transform files (``.tfm``).
+
+Never pickle: both formats are text (or HDF5 for ITK's ``.h5``) that other
+tools read.
+
+Conventions
+-----------
+- ``moving_from_fixed`` maps a fixed *physical* point to the moving physical
+  point showing the same structure (ITK's direction: the transform that
+  resamples moving onto the fixed grid). ``fixed_from_moving`` is its
+  inverse, napari's direction (``moving_layer.affine = fixed_layer.affine @
+  fixed_from_moving``).
+- Our matrices, and the JSON, are in numpy axis order (``(row, col)``,
+  ``(plane, row, col)``). ITK files are in ITK's ``(x, y, z)`` order: the
+  matrix is converted with :func:`napari_coreg.transforms.reverse_axes`. For
+  images read by SimpleITK (NIfTI, NRRD, MetaImage, DICOM, or napari layers
+  opened with this plugin's reader) physical space is ITK's LPS millimetres,
+  so the ``.tfm`` is what SimpleITK, ITK, elastix and 3D Slicer expect (Slicer
+  shows it as a linear transform "from parent" in its RAS space).
+- Units are physical: pixel index times spacing plus origin; pixels when the
+  images were registered without spacing.
+- affinder's CSV holds the opposite direction (``fixed_from_moving``) in
+  pixel units; it is not read here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = ['ITK_SUFFIXES', 'TransformFile', 'load_transform', 'save_transform']
+
+#: File name endings written and read through SimpleITK's transform IO.
+ITK_SUFFIXES = ('.tfm', '.txt', '.h5', '.hdf5', '.mat')
+#: Identifies our JSON files.
+FORMAT = 'napari-coreg transform'
+FORMAT_VERSION = 1
+_MATRIX_KEYS = ('moving_from_fixed', 'fixed_from_moving')
+
+CONVENTIONS = {
+    'direction': 'moving_from_fixed maps fixed physical points to moving '
+    'physical points (ITK pull-back: it resamples moving onto the fixed '
+    'grid); fixed_from_moving is its inverse (napari layer.affine direction)',
+    'axes': 'numpy order: (row, col) in 2D, (plane, row, col) in 3D; '
+    'ITK files use (x, y, z), the reverse',
+    'units': 'physical: pixel index times spacing plus origin (pixels when '
+    'no spacing was given; LPS millimetres for images read by SimpleITK)',
+    'matrix': 'homogeneous (D + 1, D + 1), applied to column vectors '
+    '[p, 1]; a homography is divided by its last coordinate',
+}
+
+_ITK_MODELS = {
+    'TranslationTransform': 'translation',
+    'Euler2DTransform': 'rigid',
+    'Euler3DTransform': 'rigid',
+    'VersorRigid3DTransform': 'rigid',
+    'Similarity2DTransform': 'similarity',
+    'Similarity3DTransform': 'similarity',
+}
+
+
+@dataclass(frozen=True, eq=False)
+class TransformFile:
+    """A transform read by :func:`load_transform`.
+
+    Attributes
+    ----------
+    moving_from_fixed : ndarray, shape (D + 1, D + 1) or (N, D + 1, D + 1)
+        Physical, numpy axis order (one matrix per frame for a stack).
+    model : str or None
+        ``'translation'``, ``'rigid'``, ``'similarity'``, ``'affine'`` or
+        ``'homography'`` when the file says so (ITK: from its transform type).
+    format : str
+        ``'json'`` or ``'itk'``.
+    metadata : dict
+        Everything else the file holds: for JSON, metric, backend, settings,
+        figures, grids and version; for ITK files, ``itk_type``,
+        ``itk_parameters`` and ``itk_fixed_parameters``.
+    """
+
+    moving_from_fixed: NDArray[np.float64]
+    model: str | None = None
+    format: str = 'json'
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        matrix = np.array(self.moving_from_fixed, dtype=np.float64)
+        matrix.setflags(write=False)
+        object.__setattr__(self, 'moving_from_fixed', matrix)
+
+    @property
+    def fixed_from_moving(self) -> NDArray[np.float64]:
+        """Inverse of :attr:`moving_from_fixed` (napari's direction)."""
+        return np.linalg.inv(self.moving_from_fixed)
+
+    @property
+    def ndim(self) -> int:
+        """Number of spatial dimensions."""
+        return self.moving_from_fixed.shape[-1] - 1
+
+
+def _is_itk(path: Path) -> bool:
+    return path.name.lower().endswith(ITK_SUFFIXES)
+
+
+def _check_matrix(matrix: ArrayLike, what: str) -> NDArray[np.float64]:
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if (
+        matrix.ndim not in (2, 3)
+        or matrix.shape[-1] != matrix.shape[-2]
+        or matrix.shape[-1] not in (3, 4)
+    ):
+        raise ValueError(
+            f'{what} must be a 3x3 (2D) or 4x4 (3D) homogeneous matrix, or a '
+            f'stack of them, got shape {matrix.shape}'
+        )
+    if not np.isfinite(matrix).all():
+        raise ValueError(f'{what} contains NaN or infinite values')
+    if np.any(np.abs(np.linalg.det(matrix)) < 1e-12):
+        raise ValueError(f'{what} is singular: it is not an invertible transform')
+    return matrix
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _describe(transform: Any, model: str | None) -> tuple[NDArray, str | None, dict]:
+    """Matrix, model and metadata of a result, a loaded file or a matrix."""
+    if isinstance(transform, TransformFile):
+        meta = dict(transform.metadata)
+        return transform.moving_from_fixed, model or transform.model, meta
+    if hasattr(transform, 'moving_from_fixed'):
+        matrix = np.asarray(transform.moving_from_fixed, dtype=np.float64)
+        meta = transform.to_dict() if hasattr(transform, 'to_dict') else {}
+        return matrix, model or getattr(transform, 'model', None), meta
+    return np.asarray(transform, dtype=np.float64), model, {}
+
+
+def save_transform(
+    path: str | Path,
+    transform: Any,
+    *,
+    model: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write a transform as our JSON or as an ITK transform file.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.json`` for our format (lossless: both directions, conventions,
+        model, metric, backend, settings and figures), or ``.tfm`` (also
+        ``.txt``, ``.h5``, ``.mat``) for ITK, read by SimpleITK, ITK, elastix
+        and 3D Slicer.
+    transform : RegistrationResult, StackResult, TransformFile or array_like
+        A result of :func:`napari_coreg.register`, a loaded file, or a
+        ``(D + 1, D + 1)`` ``moving_from_fixed`` matrix (physical, numpy
+        order; a stack of them for JSON).
+    model : str, optional
+        Transform model, if ``transform`` does not say. It picks the ITK type:
+        TranslationTransform, Euler2D/3DTransform (rigid),
+        Similarity2D/3DTransform or AffineTransform (the default, and the
+        fallback when the matrix does not fit the model exactly).
+    metadata : dict, optional
+        Extra JSON-able entries, stored under ``"metadata"`` in JSON.
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Raises
+    ------
+    ValueError
+        For an unknown suffix, a bad matrix, a homography or a stack as an
+        ITK file (use ``.json``).
+
+    Notes
+    -----
+    Conventions: see :mod:`napari_coreg.io`. ``moving_from_fixed`` is ITK's
+    "fixed to moving" transform, so a ``.tfm`` written here resamples the
+    moving image onto the fixed one with ``SimpleITK.Resample(moving, fixed,
+    SimpleITK.ReadTransform(path))``.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from napari_coreg.io import save_transform, load_transform
+    >>> matrix = np.array([[1.0, 0, 3], [0, 1, -2], [0, 0, 1]])
+    >>> path = os.path.join(tempfile.mkdtemp(), 'shift.json')
+    >>> _ = save_transform(path, matrix, model='translation')
+    >>> load_transform(path).moving_from_fixed[:2, 2]
+    array([ 3., -2.])
+    """
+    path = Path(path)
+    matrix, model, meta = _describe(transform, model)
+    matrix = _check_matrix(matrix, 'the transform')
+    projective = not np.allclose(
+        matrix[..., -1, :], np.eye(matrix.shape[-1])[-1], atol=1e-12
+    )
+    if model is None:
+        model = 'homography' if projective else 'affine'
+    if _is_itk(path):
+        _save_itk(path, matrix, model, projective, transform)
+        return path
+    if path.suffix.lower() != '.json':
+        raise ValueError(
+            f'unknown transform file type {path.name!r}: use .json (ours) '
+            f'or an ITK file ({", ".join(ITK_SUFFIXES)})'
+        )
+    document = {
+        'format': FORMAT,
+        'format_version': FORMAT_VERSION,
+        **{k: v for k, v in meta.items() if k not in _MATRIX_KEYS},
+        'moving_from_fixed': matrix.tolist(),
+        'fixed_from_moving': np.linalg.inv(matrix).tolist(),
+        'conventions': CONVENTIONS,
+        'model': model,
+    }
+    if metadata:
+        document['metadata'] = metadata
+    document.setdefault('napari_coreg_version', _version())
+    path.write_text(json.dumps(_jsonable(document), indent=1) + '\n', encoding='utf-8')
+    return path
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _save_itk(
+    path: Path, matrix: NDArray, model: str, projective: bool, source: Any
+) -> None:
+    if projective or model == 'homography':
+        raise ValueError(
+            'a homography has no ITK linear transform (.tfm holds affine maps '
+            'only): save it as .json instead'
+        )
+    if matrix.ndim == 3:
+        raise ValueError(
+            f'{matrix.shape[0]} per-frame transforms do not fit one ITK '
+            'transform: save a stack as .json, or one frame at a time'
+        )
+    import SimpleITK as sitk
+
+    from ._sitk import fits_model, transform_from_matrix
+
+    ndim = matrix.shape[0] - 1
+    grid = getattr(source, 'fixed_grid', None)
+    center = grid.center if grid is not None else np.zeros(ndim)
+    itk_model = model if model in ('translation', 'rigid', 'similarity') else 'affine'
+    if not fits_model(itk_model, matrix[:ndim, :ndim], atol=1e-6):
+        itk_model = 'affine'
+    transform = transform_from_matrix(matrix, itk_model, center=center)
+    sitk.WriteTransform(transform, str(path))
+
+
+def load_transform(path: str | Path) -> TransformFile:
+    """Read a transform written by :func:`save_transform` or by ITK tools.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.json`` (ours) or an ITK transform file (``.tfm``, ``.txt``,
+        ``.h5``, ``.mat``: any linear ITK transform, composite ones folded).
+
+    Returns
+    -------
+    TransformFile
+        ``moving_from_fixed`` (physical, numpy axis order), ``model``,
+        ``format`` and the file's other entries as ``metadata``.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a transform we can read (wrong format, bad or
+        singular matrix, a non-linear ITK transform).
+    FileNotFoundError
+        If ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'no transform file at {path}')
+    if _is_itk(path):
+        return _load_itk(path)
+    if path.suffix.lower() != '.json':
+        raise ValueError(
+            f'unknown transform file type {path.name!r}: use .json or an ITK '
+            f'file ({", ".join(ITK_SUFFIXES)})'
+        )
+    try:
+        document = json.loads(path.read_text(encoding='utf-8'))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f'{path.name} is not valid JSON: {exc}') from None
+    if not isinstance(document, dict) or (
+        'moving_from_fixed' not in document and 'fixed_from_moving' not in document
+    ):
+        raise ValueError(
+            f'{path.name} holds no transform: expected a "moving_from_fixed" '
+            'matrix (a file written by napari_coreg.save_transform)'
+        )
+    if 'moving_from_fixed' in document:
+        matrix = _check_matrix(document['moving_from_fixed'], 'moving_from_fixed')
+    else:
+        inverse = _check_matrix(document['fixed_from_moving'], 'fixed_from_moving')
+        matrix = np.linalg.inv(inverse)
+    meta = {
+        k: v for k, v in document.items() if k not in (*_MATRIX_KEYS, 'model')
+    }
+    return TransformFile(
+        moving_from_fixed=matrix, model=document.get('model'), format='json',
+        metadata=meta,
+    )
+
+
+def _load_itk(path: Path) -> TransformFile:
+    import SimpleITK as sitk
+
+    from ._sitk import matrix_from_transform
+
+    try:
+        transform = sitk.ReadTransform(str(path))
+    except RuntimeError as exc:
+        raise ValueError(f'SimpleITK cannot read {path.name}: {exc}') from None
+    matrix = _check_matrix(matrix_from_transform(transform), 'the ITK transform')
+    actual = transform.Downcast()
+    name = actual.GetName()
+    if isinstance(actual, sitk.CompositeTransform):
+        model = 'affine'
+    else:
+        model = _ITK_MODELS.get(name, 'affine')
+    return TransformFile(
+        moving_from_fixed=matrix, model=model, format='itk',
+        metadata={
+            'itk_type': name,
+            'itk_parameters': list(actual.GetParameters()),
+            'itk_fixed_parameters': list(actual.GetFixedParameters()),
+            'source': str(path),
+        },
+    )
