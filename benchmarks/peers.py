@@ -28,16 +28,27 @@ from cases import swap_axes
 THREADS = 2
 
 
-@functools.cache
-def limit_threads(n: int = THREADS) -> None:
-    """Limit torch, OpenCV and SimpleITK to ``n`` threads (idempotent)."""
+_APPLIED: list[int] = []
+
+
+def limit_threads(n: int | None = None) -> None:
+    """Limit torch, OpenCV and SimpleITK to ``n`` threads (default THREADS).
+
+    Cheap to call again: only a change of ``n`` is applied.
+    """
+    global THREADS
     import cv2
     import SimpleITK as sitk
     import torch
 
+    n = n or THREADS
+    if _APPLIED and _APPLIED[-1] == n:
+        return
     torch.set_num_threads(n)
     cv2.setNumThreads(n)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
+    THREADS = n
+    _APPLIED.append(n)
 
 
 def _safe(fn):
@@ -212,7 +223,8 @@ KORNIA_TUNED = {
     "iterations": 200,
     "tolerance": 1e-5,
 }
-KORNIA_TUTORIAL = {"levels": 6, "lr": 1e-3, "iterations": 100, "tolerance": 1e-4}
+# the homography tutorial: error_tol 1e-8, i.e. every iteration runs
+KORNIA_TUTORIAL = {"levels": 6, "lr": 1e-3, "iterations": 100, "tolerance": 1e-8}
 
 
 @_safe

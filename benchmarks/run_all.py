@@ -57,11 +57,17 @@ def ours_available() -> str | None:
     return None
 
 
+LAST_INFO: dict = {}  # details of our engine's last run, for the records
+
+
 def ours_register(fixed, moving, **kwargs):
     """Our engine; returns moving_from_fixed (row, col). Raises on failure."""
     from napari_coreg import register
 
+    LAST_INFO.clear()
     res = register(fixed, moving, backend="torch", **kwargs)
+    LAST_INFO["stop_reason"] = str(getattr(res, "stop_reason", ""))
+    LAST_INFO["engine_elapsed"] = getattr(res, "elapsed", None)
     return np.asarray(res.moving_from_fixed, dtype=np.float64)
 
 
@@ -123,6 +129,7 @@ def run_one(config: Config, case: C.Case) -> dict:
     except Exception as exc:  # noqa: BLE001
         est, error = None, f"{type(exc).__name__}: {exc}"[:300]
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    info = dict(LAST_INFO) if config.who == OURS else {}
     if est is None and error is None:
         error = "peer raised"
     return {
@@ -140,6 +147,8 @@ def run_one(config: Config, case: C.Case) -> dict:
         "error": error,
         "params": {k: np.round(v, 4).tolist() for k, v in case.params.items()},
         "matrix": None if est is None else np.asarray(est).tolist(),
+        "info": info,
+        "threads": PR.THREADS,
     }
 
 
@@ -546,11 +555,14 @@ def ours_failures(records) -> str:
             r["case"],
             fmt_err(r["err"]),
             fmt_time(r["time"]),
+            r.get("info", {}).get("stop_reason", ""),
             (r["error"] or "").replace("|", "/")[:120],
         ]
         for r in bad
     ]
-    return md_table(["ours", "case", "err (px)", "time (s)", "exception"], rows)
+    return md_table(
+        ["ours", "case", "err (px)", "time (s)", "stop reason", "exception"], rows
+    )
 
 
 def capture_cases(records, size) -> str:
@@ -709,7 +721,7 @@ MEMORY_CHILD = r"""
 import json, resource, sys, time
 import numpy as np
 import torch
-torch.set_num_threads(2)
+torch.set_num_threads(int(sys.argv[3]))
 from napari_coreg import register
 data = np.load(sys.argv[1])
 kw = json.loads(sys.argv[2])
@@ -750,7 +762,14 @@ def run_memory(size: int, log) -> list[dict]:
         ):
             rec = {"size": size, "kw": kw}
             proc = subprocess.run(
-                [sys.executable, "-c", MEMORY_CHILD, str(path), json.dumps(kw)],
+                [
+                    sys.executable,
+                    "-c",
+                    MEMORY_CHILD,
+                    str(path),
+                    json.dumps(kw),
+                    str(PR.THREADS),
+                ],
                 capture_output=True,
                 text=True,
                 timeout=1800,
@@ -857,8 +876,7 @@ def versions() -> str:
         f"{sitk.Version_VersionString()}, OpenCV {cv2.__version__}, pystackreg "
         f"{getattr(pystackreg, '__version__', '?')}, "
         f"scikit-image {skimage.__version__}; "
-        f"CPU: {cpu}, {os.cpu_count()} cores, every library limited to "
-        f"{PR.THREADS} threads."
+        f"CPU: {cpu}, {os.cpu_count()} cores."
     )
 
 
@@ -888,8 +906,10 @@ only); affine adds per-axis scale U(0.9, 1.1) and shear U(-0.1, 0.1); homography
 moves the four corners by U(-6 %, 6 %) of S on top of the rigid part; *capture*
 is rigid with rotation U(-30, 30) deg and shift U(-20 %, 20 %). Moving intensities
 get a gamma U(0.7, 1.4); "multi" cases then remap them non-monotonically with
-x -> 0.5 + 0.5 cos(1.5 pi x); both images get Gaussian noise sigma 0.02, clipped to
-[0, 1], float32.
+the fold x -> 0.5 - 0.5 cos(2 pi x) (0 at 0, 1 at 1/2, 0 at 1: dark and bright both
+turn dark; global correlation with the fixed image about +0.3; see `cases.py` for
+why not 0.5 + 0.5 cos(1.5 pi x), which is mostly an inversion); both images get
+Gaussian noise sigma 0.02, clipped to [0, 1], float32.
 
 Error = mean distance (px) between the 4 image corners and the centre mapped by
 the estimated and by the true `moving_from_fixed` (projective divide); a failed
@@ -921,7 +941,7 @@ def write_markdown(store, names, args, notes) -> str:
         )
         + ".\n",
     ]
-    out += [f"> {n}\n" for n in notes]
+    out += [f"> {n}\n" for n in notes + [threads_note(records)]]
     out += [
         "## Speed targets\n",
         speed_targets(records),
@@ -956,6 +976,18 @@ def write_markdown(store, names, args, notes) -> str:
         CASES_DOC,
     ]
     return "\n".join(out)
+
+
+def threads_note(records) -> str:
+    """Which thread limit each group of results ran with."""
+    groups = {}
+    for r in records:
+        key = "ours" if r["who"] == OURS else "peers"
+        groups.setdefault(key, set()).add(r.get("threads", 2))
+    parts = [
+        f"{k}: {', '.join(map(str, sorted(v)))}" for k, v in sorted(groups.items())
+    ]
+    return "Threads per library in these results: " + "; ".join(parts) + "."
 
 
 def capture_section(records, sizes) -> list[str]:
@@ -1033,7 +1065,24 @@ def parse_args(argv=None):
         default=None,
         help="default docs/benchmarks.md (--quick: benchmarks/results/quick.md)",
     )
+    ap.add_argument(
+        "--families",
+        nargs="+",
+        metavar="FAMILY/MODALITY",
+        help="run only these, e.g. rigid/multi affine/mono (default: all)",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=PR.THREADS,
+        help="threads per library (torch, OpenCV, SimpleITK); default 2",
+    )
     ap.add_argument("--memory-size", type=int, default=4096)
+    ap.add_argument(
+        "--report",
+        action="store_true",
+        help="run nothing: rewrite the document from the stored results",
+    )
     ap.add_argument("--skip-graf", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     args = ap.parse_args(argv)
@@ -1048,20 +1097,38 @@ def parse_args(argv=None):
     return args
 
 
+def run_note(group: str, info: dict) -> str:
+    return (
+        f"Latest run of {group}: {info['when']}, `run_all.py {info['command']}`, "
+        f"{info['threads']} thread(s) per library, load average "
+        f"{info['load'][0]:.1f} at the start and {info['load'][1]:.1f} at the end "
+        f"(2 cores: other processes on the machine inflate wall times), "
+        f"{info['seconds']} s."
+    )
+
+
+def restrict(configs: list[Config], keep: set) -> list[Config]:
+    """Configs limited to the (family, modality) pairs in ``keep``."""
+    out = []
+    for c in configs:
+        fams = tuple(f for f in c.families if f in keep)
+        if fams:
+            out.append(Config(c.who, c.method, c.fn, fams, c.max_size))
+    return out
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
-    PR.limit_threads()
+    PR.limit_threads(args.threads)
     t_start = time.perf_counter()
 
     def log(msg):
         print(f"[{time.perf_counter() - t_start:7.1f}s] {msg}", flush=True)
 
-    notes = [
-        f"Load average at the start: {os.getloadavg()[0]:.2f} (2 cores; other "
-        "processes on the machine inflate wall times, CPU times less so)."
-    ]
-    with_peers = args.only != "ours"
-    with_ours = args.only != "peers"
+    notes = []
+    load_start = os.getloadavg()[0]
+    with_peers = args.only != "ours" and not args.report
+    with_ours = args.only != "peers" and not args.report
     if with_ours and (why := ours_available()):
         notes.append(
             "Our engine was skipped: `from napari_coreg import register` "
@@ -1072,6 +1139,8 @@ def main(argv=None) -> None:
     configs = (PR.peer_configs() if with_peers else []) + (
         ours_configs() if with_ours else []
     )
+    if args.families:
+        configs = restrict(configs, {tuple(f.split("/")) for f in args.families})
     store = load_store()
     records = run_cases(configs, args, log)
     names = planned_names(PR.peer_configs() + ours_configs(), args)
@@ -1082,21 +1151,19 @@ def main(argv=None) -> None:
         )
     if with_ours and not args.skip_memory:
         store["memory"] = run_memory(args.memory_size, log)
-    notes.append(
-        f"Load average at the end: {os.getloadavg()[0]:.2f}; "
-        f"this run took {time.perf_counter() - t_start:.0f} s."
-    )
-    stamp = f"{datetime.datetime.now():%Y-%m-%d %H:%M}"
-    store.setdefault("runs", {})["ours" if with_ours else "peers"] = stamp
-    for group, when in sorted(store["runs"].items()):
-        ran = (group == "ours" and with_ours) or (group == "peers" and with_peers)
-        if not ran and any(
-            (r["who"] == OURS) == (group == "ours") for r in store["records"]
-        ):
-            notes.append(
-                f"Results of {group} are reused from the run of {when} "
-                "(same cases, `benchmarks/results/records.json`)."
-            )
+    info = {
+        "when": f"{datetime.datetime.now():%Y-%m-%d %H:%M}",
+        "command": " ".join(sys.argv[1:]),
+        "threads": PR.THREADS,
+        "load": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+        "seconds": round(time.perf_counter() - t_start),
+    }
+    runs = {k: v for k, v in store.get("runs", {}).items() if isinstance(v, dict)}
+    for group, ran in (("peers", with_peers), ("ours", with_ours)):
+        if ran:
+            runs[group] = info
+    store["runs"] = runs
+    notes += [run_note(group, runs[group]) for group in sorted(runs)]
     if not args.quick:  # a smoke run does not overwrite stored results
         save_store(store)
     args.out.parent.mkdir(parents=True, exist_ok=True)
