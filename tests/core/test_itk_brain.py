@@ -68,9 +68,10 @@ def test_pd_onto_shifted_pd(brain, metric, model) -> None:
 
 
 @pytest.mark.xfail(
-    reason='engine accuracy bug: Parzen MI (32 bins) peaks ~0.10 px off the exact '
-    'truth (estimate row 16.91, col 13.05 instead of 17, 13), even when started at '
-    'the truth; mi_bins=16 gives 0.014 px, 64 bins 0.13 px',
+    reason='engine accuracy bug: MI (Mattes, 32 bins) peaks ~0.07 px off the exact '
+    'truth (row 16.94, col 12.96 instead of 17, 13) even when started at the truth; '
+    'finest-level smoothing sigma 0 gives 0.15 px, sigma 1.0 gives 0.03 px, '
+    'mi_bins=16 gives 0.016 px, 64 bins 0.10 px (MI interpolation bias)',
     strict=True,
 )
 def test_t1_onto_shifted_pd_with_mi(brain) -> None:

@@ -288,11 +288,13 @@ def sample(data: LevelData, matrices: Tensor, frames: Tensor | None = None) -> S
     grid = mapped_h @ data.gs_from_norm[:ndim].T
     pixel = mapped_h @ data.px_from_norm[:ndim].T
     inside = ((pixel >= 0) & (pixel <= data.bounds)).all(dim=-1)
+    grid = torch.where(inside[..., None], grid, 0)  # no inf/NaN into grid_sample
     shape = (grid.shape[0],) + (1,) * (ndim - 1) + grid.shape[1:]
     sampled = F.grid_sample(
         stack, grid.reshape(shape), mode='bilinear', padding_mode='zeros',
         align_corners=True,
     ).reshape(stack.shape[0], stack.shape[1], -1)
+    sampled = sampled * inside[:, None]
     weights = inside.to(stack.dtype) * data.fixed_weights
     if data.has_moving_mask:
         weights = weights * (sampled[:, -1] >= 0.5)

@@ -23,6 +23,11 @@ __all__ = ['Objective', 'adam', 'bfgs', 'gauss_newton']
 
 Steps = Generator[tuple[Tensor, Tensor], None, tuple[Tensor, str]]
 
+#: BFGS tries no step that moves a corner by more than this many level pixels.
+MAX_STEP_PX = 4.0
+#: Most loss evaluations of one BFGS line search.
+LINE_SEARCH_STEPS = 12
+
 
 @dataclass(frozen=True, eq=False)
 class Objective:
@@ -140,56 +145,59 @@ def bfgs(
     """Quasi-Newton (BFGS) with a backtracking line search, for any metric.
 
     The first step moves the points by about one level pixel along the
-    steepest descent; a frame stops when a step moves no corner by more
-    than ``tolerance`` level pixels.
+    steepest descent, and no step tries to move them by more than
+    ``MAX_STEP_PX`` level pixels; backtracking interpolates the loss
+    quadratically. A row stops when a step moves no corner by more than
+    ``tolerance`` level pixels, or when no step along its direction helps.
     """
     n, n_params = params.shape
-    device = params.device
-    rows = torch.arange(n, device=device)
+    rows = torch.arange(n)
     value, grad = objective.gradient(params, rows)
-    eye = torch.eye(n_params, dtype=torch.float64, device=device)
-    unit = objective.displacement(
-        params, params + grad.to(params) / grad.norm(dim=1, keepdim=True).clamp_min(1e-30).to(params), rows
-    ).clamp_min(1e-12)
-    inverse = eye / (unit * grad.norm(dim=1).clamp_min(1e-30))[:, None, None]
-    initial = inverse.clone()
+    eye = torch.eye(n_params, dtype=torch.float64)
+    gnorm = grad.norm(dim=1).clamp_min(1e-30)
+    unit = objective.displacement(params, params + grad / gnorm[:, None], rows)
+    initial = eye / (unit.clamp_min(1e-12) * gnorm)[:, None, None]
+    inverse = initial.clone()
     best = params.clone()
-    active = torch.ones(n, dtype=torch.bool, device=device)
+    active = torch.ones(n, dtype=torch.bool)
     for _ in range(iterations):
         rows = torch.nonzero(active)[:, 0]
         g = grad[rows]
         direction = -(inverse[rows] @ g[..., None])[..., 0]
+        uphill = (direction * g).sum(1) >= 0
+        inverse[rows[uphill]] = initial[rows[uphill]]
+        direction[uphill] = -(initial[rows[uphill]] @ g[uphill][..., None])[..., 0]
         slope = (direction * g).sum(1)
-        uphill = slope >= 0
-        if uphill.any():
-            inverse[rows[uphill]] = initial[rows[uphill]]
-            direction[uphill] = -(initial[rows[uphill]] @ g[uphill][..., None])[..., 0]
-            slope = (direction * g).sum(1)
-        step = torch.ones_like(slope)
-        pending = torch.ones_like(slope, dtype=torch.bool)
+        reach = objective.displacement(best[rows], best[rows] + direction, rows)
+        step = (MAX_STEP_PX / reach.clamp_min(1e-12)).clamp(max=1.0)
+        pending = torch.ones(rows.numel(), dtype=torch.bool)
         new_value, new_grad = value[rows].clone(), g.clone()
-        for _ in range(20):
+        for _ in range(LINE_SEARCH_STEPS):
             idx = torch.nonzero(pending)[:, 0]
-            trial = best[rows[idx]] + (step[idx, None] * direction[idx]).to(best)
+            trial = best[rows[idx]] + step[idx, None] * direction[idx]
             v, gr = objective.gradient(trial, rows[idx])
-            ok = v <= value[rows[idx]] + 1e-4 * step[idx] * slope[idx]
+            rise = v - value[rows[idx]] - step[idx] * slope[idx]
+            ok = rise <= -(1 - 1e-4) * step[idx] * slope[idx]  # Armijo
             new_value[idx[ok]], new_grad[idx[ok]] = v[ok], gr[ok]
             pending[idx[ok]] = False
-            step[idx[~ok]] /= 2
+            a = step[idx[~ok]]
+            minimum = -slope[idx[~ok]] * a * a / (2 * rise[~ok].clamp_min(1e-30))
+            step[idx[~ok]] = torch.minimum(torch.maximum(minimum, 0.1 * a), 0.5 * a)
             if not pending.any():
                 break
-        moved_ok = ~pending
-        s = (step[:, None] * direction) * moved_ok[:, None]
+        s = step[:, None] * direction * (~pending)[:, None]
         y = new_grad - g
         sy = (s * y).sum(1)
-        update = moved_ok & (sy > 1e-12)
+        update = ~pending & (sy > 1e-12)
         if update.any():
-            rho = 1 / sy[update]
-            ss = s[update][:, :, None] @ s[update][:, None, :]
-            left = eye - rho[:, None, None] * (s[update][:, :, None] @ y[update][:, None, :])
-            inverse[rows[update]] = left @ inverse[rows[update]] @ left.transpose(1, 2) + rho[:, None, None] * ss
+            rho = (1 / sy[update])[:, None, None]
+            left = eye - rho * (s[update][:, :, None] @ y[update][:, None, :])
+            inverse[rows[update]] = (
+                left @ inverse[rows[update]] @ left.transpose(1, 2)
+                + rho * (s[update][:, :, None] @ s[update][:, None, :])
+            )
         old = best[rows].clone()
-        best[rows] = best[rows] + s.to(best)
+        best[rows] = best[rows] + s
         value[rows], grad[rows] = new_value, new_grad
         yield value.clone(), best
         moved = objective.displacement(old, best[rows], rows)
