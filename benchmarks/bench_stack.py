@@ -235,7 +235,7 @@ def _memory_child(path: str, out: str) -> None:
     }))
 
 
-def memory_check(gb: float = 1.0, size: int = 512, log=print) -> dict:
+def memory_check(gb: float = 1.0, size: int = 1024, log=print) -> dict:
     """Register a ~``gb`` GB memory-mapped uint16 stack in a subprocess."""
     from scipy import ndimage
 
@@ -287,7 +287,8 @@ def _load() -> str:
 
 
 def run(frames: int = 100, size: int = 512, memory: bool = True,
-        memory_gb: float = 1.0, sitk: bool = True, log=print) -> str:
+        memory_gb: float = 1.0, memory_size: int = 1024, sitk: bool = True,
+        log=print) -> str:
     """Run the stack benchmark and return it as a markdown section."""
     import pystackreg
     import SimpleITK
@@ -351,7 +352,7 @@ def run(frames: int = 100, size: int = 512, memory: bool = True,
     ]
     if memory:
         log('memory check ...')
-        m = memory_check(memory_gb, size, log=log)
+        m = memory_check(memory_gb, memory_size, log=log)
         anon_peak = m['peak']['RssAnon'] / 2**20
         anon_extra = (m['peak']['RssAnon'] - m['baseline']['RssAnon']) / 2**20
         lines += [
@@ -376,6 +377,7 @@ def main(argv=None) -> None:
     parser.add_argument('--no-memory', action='store_true')
     parser.add_argument('--memory-only', action='store_true')
     parser.add_argument('--memory-gb', type=float, default=1.0)
+    parser.add_argument('--memory-size', type=int, default=1024)
     parser.add_argument('--no-sitk', action='store_true')
     parser.add_argument('--out', type=Path, default=HERE / 'results' / 'stack.md')
     args = parser.parse_args(argv)
@@ -384,10 +386,12 @@ def main(argv=None) -> None:
         print(message, file=sys.stderr, flush=True)
 
     if args.memory_only:
-        print(json.dumps(memory_check(args.memory_gb, args.size, log=log), indent=1))
+        print(json.dumps(memory_check(args.memory_gb, args.memory_size, log=log),
+                         indent=1))
         return
     text = run(args.frames, args.size, memory=not args.no_memory,
-               memory_gb=args.memory_gb, sitk=not args.no_sitk, log=log)
+               memory_gb=args.memory_gb, memory_size=args.memory_size,
+               sitk=not args.no_sitk, log=log)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(textwrap.dedent(text))

@@ -206,12 +206,13 @@ class _Frames:
                 'the aligned stack of an out-of-core input is a dask array: '
                 "pip install 'napari-coreg[stack]', or pass out= to write it"
             ) from error
-        source = self.data if _is_dask(self.data) else da.from_array(
-            self.data, chunks=-1, asarray=True
-        )
-        chunks = dict.fromkeys(range(self.ndim), -1)
+        # one frame per chunk, read only when that chunk is computed
+        chunks = [-1] * self.ndim
         chunks[self.axis] = 1
-        source = source.rechunk(chunks)
+        if _is_dask(self.data):
+            source = self.data.rechunk(tuple(chunks))
+        else:
+            source = da.from_array(self.data, chunks=tuple(chunks), asarray=True)
 
         def block(values: NDArray, block_info=None) -> NDArray:
             start, stop = block_info[0]['array-location'][self.axis]

@@ -214,6 +214,7 @@ def test_out_of_core_stack_streams_and_writes_out(small_stack, tmp_path):
     lazy = register_stack(memmapped, reference='first', batch_size=2, **FAST)
     np.testing.assert_array_equal(lazy.moving_from_fixed, in_memory.moving_from_fixed)
     assert type(lazy.aligned).__module__.startswith('dask')
+    assert lazy.aligned.chunks[0] == (1,) * len(stack)     # read frame by frame
     np.testing.assert_array_equal(np.asarray(lazy.aligned), in_memory.aligned)
     assert in_memory.aligned.dtype == np.uint16
 

@@ -86,6 +86,7 @@ class StackRegistrationWidget(Container):
         self._worker = None
         self._running = False
         self._result: StackResult | None = None
+        self._aligned: dict = {}
         self._job: dict[str, Any] | None = None
         self._following: dict[str, Any] | None = None
         self.last_error: str | None = None
@@ -352,8 +353,14 @@ class StackRegistrationWidget(Container):
             'layouts': layouts,
         }
         self._result, self.last_error = None, None
+        # resampled stacks are computed in the worker too (lazily for
+        # out-of-core data), never in the GUI thread
+        resample = [
+            (other.name, other.data, *layouts[other.name][:2]) for other in also
+        ] if self._mode.value == 'resample' else None
         worker = create_worker(
-            _drive, steps, _progress={'desc': 'Registering stack'}, _ignore_errors=True,
+            _drive, steps, resample, _progress={'desc': 'Registering stack'},
+            _ignore_errors=True,
         )
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
@@ -398,8 +405,8 @@ class StackRegistrationWidget(Container):
             if progress.step > pbar.n:
                 pbar.update(progress.step - pbar.n)
 
-    def _on_returned(self, result: StackResult) -> None:
-        self._result = result
+    def _on_returned(self, returned: tuple[StackResult, dict]) -> None:
+        self._result, self._aligned = returned
 
     def _on_finished(self) -> None:
         result, job = self._result, self._job
@@ -412,6 +419,7 @@ class StackRegistrationWidget(Container):
             self._fail(exc)
         finally:
             self._worker = None
+            self._aligned = {}
             self._set_running(False)
 
     def _fail(self, exc: Exception | str) -> None:
@@ -443,11 +451,9 @@ class StackRegistrationWidget(Container):
             where = 'follows the time slider (Stop following restores it)'
         else:
             names = []
-            for layer, (axis, channel_axis, _) in zip(layers, layouts, strict=True):
-                aligned = (
-                    result.aligned if layer is job['layer']
-                    else result.apply(layer.data, channel_axis, axis=axis)
-                )
+            for layer in layers:
+                key = None if layer is job['layer'] else layer.name
+                aligned = self._aligned[key]
                 names.append(self._output_layer(layer, aligned, record).name)
             where = 'written to ' + ', '.join(repr(n) for n in names)
         better = 'higher' if result.metric in ('ncc', 'mi') else 'lower'
@@ -513,9 +519,20 @@ class StackRegistrationWidget(Container):
                 layer.affine = base
 
 
-def _drive(steps):
-    """Run a validated stack registration in the worker thread."""
-    return (yield from steps)
+def _drive(steps, resample: list | None):
+    """Run a validated stack registration in the worker thread.
+
+    With ``resample`` (``[(name, data, axis, channel_axis), ...]`` of other
+    layers), the aligned stacks are made here as well, off the GUI thread.
+    Returns ``(result, {name: aligned})``.
+    """
+    result = yield from steps
+    aligned = {}
+    if resample is not None:
+        aligned[None] = result.aligned
+        for name, data, axis, channel_axis in resample:
+            aligned[name] = result.apply(data, channel_axis, axis=axis)
+    return result, aligned
 
 
 def _set_record(layer, record: dict) -> None:
