@@ -114,12 +114,20 @@ def _prepare(
     backend = Backend.parse(backend, 'backend')
     opts = Settings(**settings)
     fixed_img = as_image(
-        fixed, 'fixed', spacing=fixed_spacing, origin=fixed_origin,
-        direction=fixed_direction, channel_axis=channel_axis,
+        fixed,
+        'fixed',
+        spacing=fixed_spacing,
+        origin=fixed_origin,
+        direction=fixed_direction,
+        channel_axis=channel_axis,
     )
     moving_img = as_image(
-        moving, 'moving', spacing=moving_spacing, origin=moving_origin,
-        direction=moving_direction, channel_axis=channel_axis,
+        moving,
+        'moving',
+        spacing=moving_spacing,
+        origin=moving_origin,
+        direction=moving_direction,
+        channel_axis=channel_axis,
     )
     ndim = fixed_img.grid.ndim
     if moving_img.grid.ndim != ndim:
@@ -164,8 +172,12 @@ def _prepare(
 
 
 def _result(
-    outcome: Outcome, problem: Problem, fixed: Image, moving: Image,
-    backend: Backend, elapsed: float,
+    outcome: Outcome,
+    problem: Problem,
+    fixed: Image,
+    moving: Image,
+    backend: Backend,
+    elapsed: float,
 ) -> RegistrationResult:
     settings = problem.settings.to_dict()
     settings['schedule'] = [
@@ -217,12 +229,22 @@ def iter_register(
     (``StopIteration.value``).
     """
     problem, fixed_img, moving_img, backend_ = _prepare(
-        fixed, moving, model, metric, backend,
-        fixed_spacing=fixed_spacing, fixed_origin=fixed_origin,
-        moving_spacing=moving_spacing, moving_origin=moving_origin,
-        fixed_direction=fixed_direction, moving_direction=moving_direction,
-        fixed_mask=fixed_mask, moving_mask=moving_mask, initial=initial,
-        channel_axis=channel_axis, settings=settings,
+        fixed,
+        moving,
+        model,
+        metric,
+        backend,
+        fixed_spacing=fixed_spacing,
+        fixed_origin=fixed_origin,
+        moving_spacing=moving_spacing,
+        moving_origin=moving_origin,
+        fixed_direction=fixed_direction,
+        moving_direction=moving_direction,
+        fixed_mask=fixed_mask,
+        moving_mask=moving_mask,
+        initial=initial,
+        channel_axis=channel_axis,
+        settings=settings,
     )
     run = load_engine(backend_)
 
@@ -239,7 +261,11 @@ def iter_register(
                 progress = replace(progress, matrix=progress.matrix[0])
             yield progress
         return _result(
-            outcome, problem, fixed_img, moving_img, backend_,
+            outcome,
+            problem,
+            fixed_img,
+            moving_img,
+            backend_,
             time.perf_counter() - start,
         )
 

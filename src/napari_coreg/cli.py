@@ -1,4 +1,4 @@
-"""Command line: ``napari-coreg register FIXED MOVING ...`` and ``napari-coreg demo``."""
+"""Command line: ``napari-coreg register FIXED MOVING ...``, ``napari-coreg demo``."""
 
 from __future__ import annotations
 
@@ -67,10 +67,18 @@ def _run_with_progress(steps, quiet: bool) -> RegistrationResult:
         while True:
             progress = next(steps)
             if bar is None:
-                bar = tqdm(total=progress.total, desc='registering', unit='it',
-                           disable=quiet, leave=False)
-            bar.set_postfix(level=f'{progress.level + 1}/{progress.n_levels}',
-                            loss=f'{progress.loss:.4g}', refresh=False)
+                bar = tqdm(
+                    total=progress.total,
+                    desc='registering',
+                    unit='it',
+                    disable=quiet,
+                    leave=False,
+                )
+            bar.set_postfix(
+                level=f'{progress.level + 1}/{progress.n_levels}',
+                loss=f'{progress.loss:.4g}',
+                refresh=False,
+            )
             bar.update(1)
     except StopIteration as done:
         return done.value
@@ -87,6 +95,7 @@ def _save_transform(path: Path, result: RegistrationResult) -> None:
 
 def _overlay(fixed: np.ndarray, moving: np.ndarray) -> np.ndarray:
     """Fixed in green, moving in magenta: grey where they agree."""
+
     def unit(image):
         gray = image.mean(axis=-1) if image.ndim == 3 else image
         low, high = np.percentile(gray, [0.5, 99.5])
@@ -96,8 +105,9 @@ def _overlay(fixed: np.ndarray, moving: np.ndarray) -> np.ndarray:
     return np.stack([m, f, m], axis=-1)
 
 
-def before_after_figure(fixed: np.ndarray, moving_on_fixed: np.ndarray,
-                        aligned: np.ndarray) -> np.ndarray:
+def before_after_figure(
+    fixed: np.ndarray, moving_on_fixed: np.ndarray, aligned: np.ndarray
+) -> np.ndarray:
     """Side-by-side colour overlays (before | after) as an RGB uint8 image.
 
     ``moving_on_fixed`` is the moving image shown on the fixed grid without
@@ -118,8 +128,10 @@ def _summary(result: RegistrationResult) -> str:
         f'{result.metric} before {result.metric_before:.4f} -> after '
         f'{result.metric_after:.4f}',
         'overlap NCC {:.3f} -> {:.3f}, SSIM {:.3f} -> {:.3f}'.format(
-            quality['before']['ncc'], quality['after']['ncc'],
-            quality['before']['ssim'], quality['after']['ssim'],
+            quality['before']['ncc'],
+            quality['after']['ncc'],
+            quality['before']['ssim'],
+            quality['after']['ssim'],
         ),
         'moving_from_fixed (row, col, 1):',
         np.array2string(result.moving_from_fixed, precision=4, suppress_small=True),
@@ -133,12 +145,20 @@ def _register_command(args: argparse.Namespace) -> int:
     _refuse_overwrite([out, transform], args.force)
     fixed = _read_image(Path(args.fixed))
     moving = _read_image(Path(args.moving))
-    settings = {k: v for k, v in (('levels', args.levels), ('device', args.device),
-                                  ('init', args.init), ('optimizer', args.optimizer))
-                if v is not None}
+    settings = {
+        k: v
+        for k, v in (
+            ('levels', args.levels),
+            ('device', args.device),
+            ('init', args.init),
+            ('optimizer', args.optimizer),
+        )
+        if v is not None
+    }
     try:
-        steps = iter_register(fixed, moving, args.model, args.metric, args.backend,
-                              **settings)
+        steps = iter_register(
+            fixed, moving, args.model, args.metric, args.backend, **settings
+        )
     except ValueError as error:
         raise SystemExit(f'napari-coreg: {error}') from None
     result = _run_with_progress(steps, args.quiet)
@@ -165,16 +185,28 @@ def _demo_command(args: argparse.Namespace) -> int:
     steps = iter_register(fixed, moving, 'rigid', 'ncc', args.backend)
     result = _run_with_progress(steps, quiet=False)
     before = resample(moving, np.eye(3), result.fixed_grid, result.moving_grid)
-    for name, image in (('fixed.tif', fixed), ('moving.tif', moving),
-                        ('aligned.tif', result.aligned)):
+    for name, image in (
+        ('fixed.tif', fixed),
+        ('moving.tif', moving),
+        ('aligned.tif', result.aligned),
+    ):
         _write_image(folder / name, image, image.dtype)
     _save_transform(folder / 'transform.json', result)
-    io.imsave(folder / 'before_after.png',
-              before_after_figure(fixed, before, result.aligned), check_contrast=False)
+    io.imsave(
+        folder / 'before_after.png',
+        before_after_figure(fixed, before, result.aligned),
+        check_contrast=False,
+    )
     error = corner_error(result.moving_from_fixed, truth, fixed.shape)
     print(_summary(result))
     print(f'corner error against the ground truth: {error:.4f} px')
-    names = ('aligned.tif', 'transform.json', 'before_after.png', 'fixed.tif', 'moving.tif')
+    names = (
+        'aligned.tif',
+        'transform.json',
+        'before_after.png',
+        'fixed.tif',
+        'moving.tif',
+    )
     print('wrote ' + ', '.join(str(folder / name) for name in names))
     return 0
 
@@ -182,7 +214,8 @@ def _demo_command(args: argparse.Namespace) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='napari-coreg',
-        description='Image registration (rigid, affine, homography) on PyTorch or SimpleITK.',
+        description='Image registration (rigid, affine, homography) on PyTorch '
+        'or SimpleITK.',
     )
     commands = parser.add_subparsers(dest='command', required=True)
 
@@ -192,10 +225,16 @@ def _parser() -> argparse.ArgumentParser:
     reg.add_argument('--model', default='affine', choices=[m.value for m in Model])
     reg.add_argument('--metric', default='ncc', choices=[m.value for m in Metric])
     reg.add_argument('--backend', default='torch', choices=[b.value for b in Backend])
-    reg.add_argument('--levels', type=int, help='pyramid levels (default: from the size)')
+    reg.add_argument(
+        '--levels', type=int, help='pyramid levels (default: from the size)'
+    )
     reg.add_argument('--init', help="'auto', 'identity', 'center' or 'phase'")
-    reg.add_argument('--optimizer', help="torch: 'auto', 'gauss-newton', 'bfgs', 'adam'")
-    reg.add_argument('--device', help="torch device, e.g. 'cpu' or 'cuda' (default: best)")
+    reg.add_argument(
+        '--optimizer', help="torch: 'auto', 'gauss-newton', 'bfgs', 'adam'"
+    )
+    reg.add_argument(
+        '--device', help="torch device, e.g. 'cpu' or 'cuda' (default: best)"
+    )
     reg.add_argument('--out', help='write moving resampled onto the fixed grid here')
     reg.add_argument('--transform', help='write the transform here (.json or ITK .tfm)')
     reg.add_argument('--force', action='store_true', help='overwrite existing outputs')

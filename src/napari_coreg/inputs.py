@@ -11,7 +11,11 @@ from numpy.typing import ArrayLike, NDArray
 from .transforms import Grid
 
 __all__ = [
-    'Image', 'as_image', 'as_mask', 'luminance', 'match_histogram',
+    'Image',
+    'as_image',
+    'as_mask',
+    'luminance',
+    'match_histogram',
     'normalise_intensities',
 ]
 
@@ -23,15 +27,13 @@ _LUMINANCE = np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
 class Image:
     """A checked image: its data, its luminance and its grid."""
 
-    data: NDArray          # the user's data as an array, channels (if any) last
+    data: NDArray  # the user's data as an array, channels (if any) last
     gray: NDArray[np.float32]
     grid: Grid
 
 
 def _is_sitk_image(data: object) -> bool:
-    return type(data).__module__.startswith('SimpleITK') and hasattr(
-        data, 'GetSpacing'
-    )
+    return type(data).__module__.startswith('SimpleITK') and hasattr(data, 'GetSpacing')
 
 
 def _from_sitk(data) -> tuple[NDArray, Grid]:
@@ -143,7 +145,12 @@ def as_image(
             f'{name} image is constant (all {gray.flat[0]}): it has no '
             'structure to register'
         )
-    if grid is None or spacing is not None or origin is not None or direction is not None:
+    if (
+        grid is None
+        or spacing is not None
+        or origin is not None
+        or direction is not None
+    ):
         base = grid or Grid(spatial)
         grid = Grid(
             spatial,
@@ -154,7 +161,9 @@ def as_image(
     return Image(data=array, gray=gray, grid=grid)
 
 
-def as_mask(mask: ArrayLike | None, shape: tuple[int, ...], name: str) -> NDArray | None:
+def as_mask(
+    mask: ArrayLike | None, shape: tuple[int, ...], name: str
+) -> NDArray | None:
     """Check a mask against its image's spatial shape."""
     if mask is None:
         return None

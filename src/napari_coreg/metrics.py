@@ -17,8 +17,12 @@ from torch import Tensor
 from .options import Metric
 
 __all__ = [
-    'gauss_newton_system', 'loss', 'loss_and_gradient', 'mutual_information',
-    'mutual_information_and_gradient', 'natural',
+    'gauss_newton_system',
+    'loss',
+    'loss_and_gradient',
+    'mutual_information',
+    'mutual_information_and_gradient',
+    'natural',
 ]
 
 #: Below this absolute difference L1's reweighting is capped (intensities
@@ -63,14 +67,26 @@ def _moving_window(x: Tensor, bins: int) -> tuple[Tensor, Tensor, Tensor]:
     first = position.floor().clamp(max=bins - 3)
     t = position - first
     t2 = t * t
-    weights = torch.stack(
-        [(1 - t) ** 3, 3 * t2 * t - 6 * t2 + 4, -3 * t2 * t + 3 * t2 + 3 * t + 1, t2 * t],
-        dim=-1,
-    ) / 6
+    weights = (
+        torch.stack(
+            [
+                (1 - t) ** 3,
+                3 * t2 * t - 6 * t2 + 4,
+                -3 * t2 * t + 3 * t2 + 3 * t + 1,
+                t2 * t,
+            ],
+            dim=-1,
+        )
+        / 6
+    )
     inside = ((x >= 0) & (x <= 1)).to(x.dtype)[..., None] * scale
-    slopes = torch.stack(
-        [-0.5 * (1 - t) ** 2, 1.5 * t2 - 2 * t, -1.5 * t2 + t + 0.5, 0.5 * t2], dim=-1
-    ) * inside
+    slopes = (
+        torch.stack(
+            [-0.5 * (1 - t) ** 2, 1.5 * t2 - 2 * t, -1.5 * t2 + t + 0.5, 0.5 * t2],
+            dim=-1,
+        )
+        * inside
+    )
     return first.long() - 1, weights, slopes
 
 
@@ -181,7 +197,11 @@ def gauss_newton_system(
         jc = _centred_jac(jac, w) / norm[..., None]
         jr = jc - zm[..., None] * (zm[:, None, :] @ jc)
         value = 0.5 * (residual**2).sum(dim=1)
-        return value, jr.transpose(1, 2) @ jr, (jr.transpose(1, 2) @ residual[..., None])[..., 0]
+        return (
+            value,
+            jr.transpose(1, 2) @ jr,
+            (jr.transpose(1, 2) @ residual[..., None])[..., 0],
+        )
     residual = (m - f) * w
     if metric is Metric.MSE:
         weights = w / count[:, None]

@@ -26,7 +26,9 @@ DIFFERENCE_STEP = 1e-5
 def _homogeneous(linear: Tensor, offset: Tensor) -> Tensor:
     """``(B, D, D)`` and ``(B, D)`` to ``(B, D+1, D+1)``."""
     batch, ndim = offset.shape
-    matrix = torch.zeros(batch, ndim + 1, ndim + 1, dtype=offset.dtype, device=offset.device)
+    matrix = torch.zeros(
+        batch, ndim + 1, ndim + 1, dtype=offset.dtype, device=offset.device
+    )
     matrix[:, :ndim, :ndim] = linear
     matrix[:, :ndim, ndim] = offset
     matrix[:, ndim, ndim] = 1
@@ -37,7 +39,9 @@ def _rotation(angles: Tensor, ndim: int) -> Tensor:
     """2D: one angle per row; 3D: a rotation vector (axis times angle), via exp."""
     if ndim == 2:
         cos, sin = torch.cos(angles[:, 0]), torch.sin(angles[:, 0])
-        return torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+        return torch.stack(
+            [torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2
+        )
     a, b, c = angles.unbind(-1)
     zero = torch.zeros_like(a)
     skew = torch.stack(
@@ -64,7 +68,10 @@ class ParamModel:
     """
 
     def __init__(
-        self, model: Model, ndim: int, n_params: int,
+        self,
+        model: Model,
+        ndim: int,
+        n_params: int,
         matrix: Callable[[Tensor], Tensor],
     ) -> None:
         self.model = model
@@ -79,7 +86,9 @@ class ParamModel:
     def jacobians(self, params: Tensor, base: Tensor) -> Tensor:
         """``d matrices / d params`` by central differences, ``(B, (D+1)**2, P)``."""
         batch, n_params = params.shape
-        steps = DIFFERENCE_STEP * torch.eye(n_params, dtype=params.dtype, device=params.device)
+        steps = DIFFERENCE_STEP * torch.eye(
+            n_params, dtype=params.dtype, device=params.device
+        )
         shifted = torch.cat([params[:, None] + steps, params[:, None] - steps], 1)
         size = self.ndim + 1
         mats = self.matrix(shifted.reshape(-1, n_params))
@@ -102,18 +111,24 @@ def param_model(model: Model, ndim: int, corners: Tensor | None = None) -> Param
     n_rot = 1 if ndim == 2 else 3
 
     def eye(p: Tensor) -> Tensor:
-        return torch.eye(ndim, dtype=p.dtype, device=p.device).expand(p.shape[0], -1, -1)
+        return torch.eye(ndim, dtype=p.dtype, device=p.device).expand(
+            p.shape[0], -1, -1
+        )
 
     if model is Model.TRANSLATION:
         return ParamModel(model, ndim, ndim, lambda p: _homogeneous(eye(p), p))
     if model is Model.RIGID:
         return ParamModel(
-            model, ndim, n_rot + ndim,
+            model,
+            ndim,
+            n_rot + ndim,
             lambda p: _homogeneous(_rotation(p[:, :n_rot], ndim), p[:, n_rot:]),
         )
     if model is Model.SIMILARITY:
         return ParamModel(
-            model, ndim, 1 + n_rot + ndim,
+            model,
+            ndim,
+            1 + n_rot + ndim,
             lambda p: _homogeneous(
                 torch.exp(p[:, :1, None]) * _rotation(p[:, 1 : 1 + n_rot], ndim),
                 p[:, 1 + n_rot :],
@@ -122,7 +137,9 @@ def param_model(model: Model, ndim: int, corners: Tensor | None = None) -> Param
     if model is Model.AFFINE:
         n_lin = ndim * ndim
         return ParamModel(
-            model, ndim, n_lin + ndim,
+            model,
+            ndim,
+            n_lin + ndim,
             lambda p: _homogeneous(
                 eye(p) + p[:, :n_lin].reshape(-1, ndim, ndim), p[:, n_lin:]
             ),
@@ -133,7 +150,9 @@ def param_model(model: Model, ndim: int, corners: Tensor | None = None) -> Param
         from .homography import corner_homography
 
         return ParamModel(
-            model, ndim, 8,
+            model,
+            ndim,
+            8,
             lambda p: corner_homography(p.reshape(-1, 4, 2), corners.to(p)),
         )
     raise ValueError(f'no parametrisation for {model}')

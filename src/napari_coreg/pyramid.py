@@ -122,13 +122,15 @@ def level_schedule(
             raise ValueError(f'levels must be at least 1, got {levels}')
         shrink_factors = [2**i for i in range(n_levels - 1, -1, -1)]
     factors = [int(f) for f in shrink_factors]
-    if not factors or any(f < 1 for f in factors) or any(
-        f != g for f, g in zip(factors, shrink_factors, strict=True)
+    if (
+        not factors
+        or any(f < 1 for f in factors)
+        or any(f != g for f, g in zip(factors, shrink_factors, strict=True))
     ):
         raise ValueError(
             f'shrink_factors must be positive integers, got {list(shrink_factors)}'
         )
-    if any(a < b for a, b in zip(factors, factors[1:])):
+    if any(a < b for a, b in zip(factors[:-1], factors[1:], strict=True)):
         raise ValueError(
             f'shrink_factors must run coarse to fine (non-increasing), got {factors}'
         )
@@ -148,7 +150,9 @@ def level_schedule(
     schedule = []
     for factor, sigma, n_iter in zip(factors, sigmas, iters, strict=True):
         shrink = shrink_per_axis(shape, factor)
-        if factor > 1 and all(s < factor for n, s in zip(shape, shrink) if n > 1):
+        if factor > 1 and all(
+            s < factor for n, s in zip(shape, shrink, strict=True) if n > 1
+        ):
             raise ValueError(
                 f'image of shape {tuple(shape)} is too small for shrink factor '
                 f'{factor} (levels need {MIN_LEVEL_SIZE}+ pixels per axis): use '

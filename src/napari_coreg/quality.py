@@ -28,8 +28,11 @@ def _figures(fixed: NDArray, moved: NDArray, valid: NDArray) -> dict[str, float]
 
 
 def overlap_quality(
-    fixed: NDArray, moving: NDArray, moving_from_fixed: NDArray,
-    fixed_grid: Grid, moving_grid: Grid,
+    fixed: NDArray,
+    moving: NDArray,
+    moving_from_fixed: NDArray,
+    fixed_grid: Grid,
+    moving_grid: Grid,
 ) -> dict[str, dict[str, float]]:
     """MSE, NCC and SSIM of moving resampled on fixed, over their overlap.
 

@@ -150,7 +150,10 @@ class RegistrationResult:
         from .quality import overlap_quality
 
         return overlap_quality(
-            self._fixed, self._moving, self.moving_from_fixed, self.fixed_grid,
+            self._fixed,
+            self._moving,
+            self.moving_from_fixed,
+            self.fixed_grid,
             self.moving_grid,
         )
 

@@ -139,9 +139,7 @@ class Grid:
         if direction.shape != (ndim, ndim) or not np.allclose(
             direction @ direction.T, np.eye(ndim), atol=1e-6
         ):
-            raise ValueError(
-                f'direction must be an orthonormal {ndim}x{ndim} matrix'
-            )
+            raise ValueError(f'direction must be an orthonormal {ndim}x{ndim} matrix')
         direction.setflags(write=False)
         object.__setattr__(self, 'shape', tuple(int(n) for n in self.shape))
         object.__setattr__(self, 'spacing', spacing)

@@ -15,7 +15,11 @@ def pixel_matrix(
     moving_from_fixed: ArrayLike, fixed_grid: Grid, moving_grid: Grid
 ) -> NDArray[np.float64]:
     """``moving_px_from_fixed_px``: the physical transform between pixel grids."""
-    return moving_grid.px_from_phys @ np.asarray(moving_from_fixed) @ fixed_grid.phys_from_px
+    return (
+        moving_grid.px_from_phys
+        @ np.asarray(moving_from_fixed)
+        @ fixed_grid.phys_from_px
+    )
 
 
 def resample(
@@ -65,8 +69,12 @@ def resample(
         image = flat[..., c] if order == 0 else flat[..., c].astype(np.float32)
         if affine:
             out[..., c] = ndimage.affine_transform(
-                image, matrix, output_shape=fixed_grid.shape, order=order,
-                mode='constant', cval=fill,
+                image,
+                matrix,
+                output_shape=fixed_grid.shape,
+                order=order,
+                mode='constant',
+                cval=fill,
             )
         else:
             out[..., c] = ndimage.map_coordinates(

@@ -10,8 +10,13 @@ from dataclasses import dataclass
 from ..options import Backend, Metric, Model
 
 __all__ = [
-    'CAPABILITIES', 'Capabilities', 'available_backends', 'check_device',
-    'check_supported', 'default_iterations', 'load_engine',
+    'CAPABILITIES',
+    'Capabilities',
+    'available_backends',
+    'check_device',
+    'check_supported',
+    'default_iterations',
+    'load_engine',
 ]
 
 
@@ -42,8 +47,13 @@ CAPABILITIES: dict[Backend, Capabilities] = {
         metrics=frozenset(Metric) - {Metric.L1},
         ndims=frozenset({2, 3}),
         optimizers=(
-            'gradient-descent', 'gradient-descent-line-search', 'conjugate-gradient',
-            'lbfgsb', 'lbfgs2', 'amoeba', 'evolutionary',
+            'gradient-descent',
+            'gradient-descent-line-search',
+            'conjugate-gradient',
+            'lbfgsb',
+            'lbfgs2',
+            'amoeba',
+            'evolutionary',
         ),
     ),
 }
@@ -70,27 +80,27 @@ def check_supported(
     caps = CAPABILITIES[backend]
     if optimizer != 'auto' and optimizer not in caps.optimizers:
         owners = [b.value for b, c in CAPABILITIES.items() if optimizer in c.optimizers]
-        hint = f" (use backend={owners[0]!r} for it)" if owners else ''
+        hint = f' (use backend={owners[0]!r} for it)' if owners else ''
         raise ValueError(
             f"backend '{backend}' has no optimizer {optimizer!r}{hint}: choose "
             f"'auto' or one of {', '.join(repr(o) for o in caps.optimizers)}"
         )
     if optimizer == 'gauss-newton' and metric is Metric.MI:
         raise ValueError(
-            "mutual information is not a least-squares metric: use "
+            'mutual information is not a least-squares metric: use '
             "optimizer='bfgs' or 'adam' (or 'auto')"
         )
     others = [b.value for b, c in CAPABILITIES.items() if b is not backend]
     if model not in caps.models:
         raise ValueError(
             f"backend '{backend}' has no '{model}' model: use backend='torch' "
-            f"for it, or choose one of {sorted(m.value for m in caps.models)}"
+            f'for it, or choose one of {sorted(m.value for m in caps.models)}'
         )
     if metric not in caps.metrics:
         raise ValueError(
             f"backend '{backend}' has no '{metric}' metric: use backend="
-            f"{others[0]!r} for it, or choose one of "
-            f"{sorted(m.value for m in caps.metrics)}"
+            f'{others[0]!r} for it, or choose one of '
+            f'{sorted(m.value for m in caps.metrics)}'
         )
     if ndim not in caps.ndims:
         raise ValueError(f"backend '{backend}' registers 2D or 3D images, not {ndim}D")
@@ -106,8 +116,7 @@ def load_engine(backend: Backend) -> Callable:
     package, module = _MODULES[backend]
     if importlib.util.find_spec(package) is None:
         raise ValueError(
-            f"backend '{backend}' needs the '{package}' package: "
-            f'pip install {package}'
+            f"backend '{backend}' needs the '{package}' package: pip install {package}"
         )
     return importlib.import_module(module).run
 

@@ -21,7 +21,13 @@ from ..pyramid import shrink_per_axis
 from ..result import LevelReport, Progress
 from ..transforms import apply_matrix, grid_points
 from .torch_init import starting_points
-from .torch_levels import LevelData, build_level, level_grid_matrix, normalised_frame, sample
+from .torch_levels import (
+    LevelData,
+    build_level,
+    level_grid_matrix,
+    normalised_frame,
+    sample,
+)
 from .torch_optim import OPTIMISERS, Objective
 
 __all__ = ['pick_device', 'run']
@@ -63,22 +69,36 @@ def _optimiser_name(problem: Problem) -> str:
     return name
 
 
-def _level(problem: Problem, index: int, device: torch.device, full: bool = False) -> LevelData:
+def _level(
+    problem: Problem, index: int, device: torch.device, full: bool = False
+) -> LevelData:
     """Level ``index`` of the problem; ``full`` ignores masks and point limits."""
     n_fixed = int(np.prod(problem.fixed_grid.shape))
     sampling = problem.settings.sampling
     if full:
         limit, seed, strong = n_fixed, None, None
     elif sampling is not None:
-        limit, seed, strong = max(64, int(sampling * n_fixed)), problem.settings.seed, None
+        limit, seed, strong = (
+            max(64, int(sampling * n_fixed)),
+            problem.settings.seed,
+            None,
+        )
     else:
         limit, seed = n_fixed, None
         strong = STRONG_POINTS.get(problem.metric, DEFAULT_STRONG_POINTS)
     return build_level(
-        problem.fixed, problem.moving, problem.fixed_grid, problem.moving_grid,
-        None if full else problem.fixed_mask, None if full else problem.moving_mask,
-        problem.schedule[index], normalised_frame(problem.fixed_grid), device,
-        max_points=limit, seed=seed, strong_points=strong,
+        problem.fixed,
+        problem.moving,
+        problem.fixed_grid,
+        problem.moving_grid,
+        None if full else problem.fixed_mask,
+        None if full else problem.moving_mask,
+        problem.schedule[index],
+        normalised_frame(problem.fixed_grid),
+        device,
+        max_points=limit,
+        seed=seed,
+        strong_points=strong,
     )
 
 
@@ -127,13 +147,19 @@ class _Run:
 
     def objective(self, model: ParamModel, data: LevelData) -> Objective:
         return Objective(
-            data, model, self.base, self.problem.metric,
-            self.problem.settings.mi_bins, self.frame_of,
+            data,
+            model,
+            self.base,
+            self.problem.metric,
+            self.problem.settings.mi_bins,
+            self.frame_of,
         )
 
     def keep_best_start(self, data: LevelData) -> None:
         """Reduce the multi-start rows to the best row per frame."""
-        objective = self.objective(param_model(Model.TRANSLATION, self.problem.ndim), data)
+        objective = self.objective(
+            param_model(Model.TRANSLATION, self.problem.ndim), data
+        )
         rows = torch.arange(self.base.shape[0])
         losses, overlaps = objective.loss_and_overlap(
             torch.zeros(rows.numel(), self.problem.ndim, dtype=torch.float64), rows
@@ -149,7 +175,10 @@ class _Run:
 
 
 def _stage(
-    run_: _Run, model: ParamModel, data: LevelData, level_index: int,
+    run_: _Run,
+    model: ParamModel,
+    data: LevelData,
+    level_index: int,
     losses: list[float],
 ) -> Generator[Progress, None, str]:
     """Optimise ``model`` on one level from ``run_.base``; fold the result in."""
@@ -157,7 +186,9 @@ def _stage(
     level = problem.schedule[level_index]
     kwargs = {}
     if run_.optimiser == 'adam':
-        kwargs['learning_rate'] = (problem.settings.learning_rate or ADAM_RATE) * level.factor
+        kwargs['learning_rate'] = (
+            problem.settings.learning_rate or ADAM_RATE
+        ) * level.factor
     params = torch.zeros(run_.base.shape[0], model.n_params, dtype=torch.float64)
     steps = OPTIMISERS[run_.optimiser](
         run_.objective(model, data), params, level.iterations, run_.tolerance, **kwargs
@@ -175,9 +206,13 @@ def _stage(
             matrix = _physical(model.matrices(params, run_.base), run_.norm)
             run_.last_matrix_time = now
         yield Progress(
-            step=run_.step, total=run_.total, level=level_index,
-            n_levels=len(problem.schedule), iteration=len(losses) - 1,
-            loss=losses[-1], matrix=matrix,
+            step=run_.step,
+            total=run_.total,
+            level=level_index,
+            n_levels=len(problem.schedule),
+            iteration=len(losses) - 1,
+            loss=losses[-1],
+            matrix=matrix,
         )
         run_.step += 1
     run_.base = model.matrices(params, run_.base)
@@ -206,9 +241,12 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
         optimiser=_optimiser_name(problem),
         tolerance=problem.settings.tolerance or TOLERANCE_PX,
         norm=norm,
-        base=torch.as_tensor(norm @ starts.reshape(-1, *starts.shape[2:]) @ np.linalg.inv(norm)),
+        base=torch.as_tensor(
+            norm @ starts.reshape(-1, *starts.shape[2:]) @ np.linalg.inv(norm)
+        ),
         frame_of=torch.arange(batch).repeat_interleave(n_starts),
-        total=sum(level.iterations for level in problem.schedule) + (first if warm else 0),
+        total=sum(level.iterations for level in problem.schedule)
+        + (first if warm else 0),
     )
     reports = []
     for index in range(len(problem.schedule)):
@@ -220,11 +258,15 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
         reason = yield from _stage(run_, model, data, index, losses)
         if n_starts > 1 and index == 0:
             run_.keep_best_start(data)
-        reports.append(LevelReport(
-            shape=data.fixed_shape, iterations=len(losses),
-            seconds=time.perf_counter() - started, stop_reason=reason,
-            losses=tuple(losses),
-        ))
+        reports.append(
+            LevelReport(
+                shape=data.fixed_shape,
+                iterations=len(losses),
+                seconds=time.perf_counter() - started,
+                stop_reason=reason,
+                losses=tuple(losses),
+            )
+        )
     identity = torch.eye(problem.ndim + 1, dtype=torch.float64).expand_as(run_.base)
     return Outcome(
         moving_from_fixed=_physical(run_.base, norm),

@@ -39,8 +39,12 @@ def _fixed_image(data: LevelData, frame: int) -> np.ndarray:
 
 
 def _phase_correlated(
-    data: LevelData, start: np.ndarray, frame: int, norm: np.ndarray,
-    phys_from_level_px: np.ndarray, edges: bool,
+    data: LevelData,
+    start: np.ndarray,
+    frame: int,
+    norm: np.ndarray,
+    phys_from_level_px: np.ndarray,
+    edges: bool,
 ) -> np.ndarray:
     """``start`` followed by the translation phase correlation finds (physical).
 
@@ -60,7 +64,10 @@ def _phase_correlated(
 
 
 def _ranked(
-    problem: Problem, data: LevelData, candidates: np.ndarray, frame: int,
+    problem: Problem,
+    data: LevelData,
+    candidates: np.ndarray,
+    frame: int,
     norm: np.ndarray,
 ) -> np.ndarray:
     """Candidates sorted best first by NCC (by MI when the metric is MI)."""
@@ -73,7 +80,9 @@ def _ranked(
 
 
 def starting_points(
-    problem: Problem, data: LevelData, norm: np.ndarray,
+    problem: Problem,
+    data: LevelData,
+    norm: np.ndarray,
     phys_from_level_px: np.ndarray,
 ) -> np.ndarray:
     """Starting ``moving_from_fixed`` matrices per frame, best first.
@@ -110,20 +119,29 @@ def starting_points(
         return np.broadcast_to(centre, (batch, 1, size, size)).copy()
     edges = problem.metric is Metric.MI
     if init is Init.PHASE:
-        return np.stack([
-            _phase_correlated(data, centre, frame, norm, phys_from_level_px, edges)[None]
-            for frame in range(batch)
-        ])
+        return np.stack(
+            [
+                _phase_correlated(data, centre, frame, norm, phys_from_level_px, edges)[
+                    None
+                ]
+                for frame in range(batch)
+            ]
+        )
     rotates = problem.ndim == 2 and problem.model is not Model.TRANSLATION
     angles = ROTATION_SEARCH if rotates else (0.0,)
     fixed_centre = problem.fixed_grid.center
-    starts = [centre @ _rotation_about(a, fixed_centre) if a else centre for a in angles]
+    starts = [
+        centre @ _rotation_about(a, fixed_centre) if a else centre for a in angles
+    ]
     ranked = []
     for frame in range(batch):
-        candidates = np.stack([
-            _phase_correlated(data, start, frame, norm, phys_from_level_px, edges)
-            for start in starts
-        ] + (starts[1:] if edges else []))
+        candidates = np.stack(
+            [
+                _phase_correlated(data, start, frame, norm, phys_from_level_px, edges)
+                for start in starts
+            ]
+            + (starts[1:] if edges else [])
+        )
         best = _ranked(problem, data, candidates, frame, norm)[: MULTI_START - 1]
         ranked.append(np.concatenate([best, centre[None]]))
     return np.stack(ranked)

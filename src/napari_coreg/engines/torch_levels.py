@@ -19,9 +19,15 @@ from ..pyramid import Level, shrink_per_axis
 from ..transforms import Grid, grid_points, homogeneous
 
 __all__ = [
-    'LevelData', 'Sample', 'build_level', 'level_grid_matrix', 'normalised_frame',
-    'point_jacobian', 'sample',
+    'LevelData',
+    'Sample',
+    'build_level',
+    'level_grid_matrix',
+    'normalised_frame',
+    'point_jacobian',
+    'sample',
 ]
+
 
 def normalised_frame(grid: Grid) -> np.ndarray:
     """``norm_from_phys``: centre the fixed image and divide by half its diagonal."""
@@ -70,7 +76,7 @@ def _shrink(image: Tensor, shrink: tuple[int, ...]) -> Tensor:
         return image
     spatial = image.shape[2:]
     crop = [slice(None), slice(None)] + [
-        slice(0, (n // s) * s) for n, s in zip(spatial, shrink)
+        slice(0, (n // s) * s) for n, s in zip(spatial, shrink, strict=True)
     ]
     pool = F.avg_pool2d if len(shrink) == 2 else F.avg_pool3d
     return pool(image[tuple(crop)], kernel_size=shrink, stride=shrink)
@@ -198,7 +204,9 @@ def build_level(
     px = torch.stack(torch.meshgrid(*axes, indexing='ij'), dim=-1).reshape(-1, ndim)
     weights = torch.ones(px.shape[0], dtype=torch.float64)
     if fixed_mask is not None:
-        mask_l = _shrink(torch.as_tensor(fixed_mask, dtype=torch.float64)[None, None], f_shrink)
+        mask_l = _shrink(
+            torch.as_tensor(fixed_mask, dtype=torch.float64)[None, None], f_shrink
+        )
         weights = (mask_l.reshape(-1) >= 0.5).double()
     keep = weights > 0
     index = torch.nonzero(keep)[:, 0]
@@ -213,7 +221,9 @@ def build_level(
     norm_from_px = torch.as_tensor(
         norm_from_phys @ level_grid_matrix(fixed_grid, f_shrink)
     )
-    points = torch.cat([px[index], torch.ones(index.numel(), 1, dtype=torch.float64)], 1)
+    points = torch.cat(
+        [px[index], torch.ones(index.numel(), 1, dtype=torch.float64)], 1
+    )
     points = points @ norm_from_px.T
     values = fixed_l.reshape(fixed_l.shape[0], -1)[:, index.to(device)]
 
@@ -221,18 +231,29 @@ def build_level(
     px_from_norm = np.linalg.inv(
         norm_from_phys @ level_grid_matrix(moving_grid, m_shrink)
     )
-    gradient = torch.stack(torch.gradient(moving_l[:, 0], dim=tuple(range(1, ndim + 1))), 1)
-    linear = torch.as_tensor(px_from_norm[:ndim, :ndim], dtype=gradient.dtype, device=device)
+    gradient = torch.stack(
+        torch.gradient(moving_l[:, 0], dim=tuple(range(1, ndim + 1))), 1
+    )
+    linear = torch.as_tensor(
+        px_from_norm[:ndim, :ndim], dtype=gradient.dtype, device=device
+    )
     gradient = torch.einsum('bi...,ij->bj...', gradient, linear)
     channels = [moving_l, gradient]
     if moving_mask is not None:
-        mask_l = _shrink(torch.as_tensor(moving_mask, dtype=moving_l.dtype, device=device)[None, None], m_shrink)
+        mask_l = _shrink(
+            torch.as_tensor(moving_mask, dtype=moving_l.dtype, device=device)[
+                None, None
+            ],
+            m_shrink,
+        )
         channels.append(mask_l.expand(moving_l.shape[0], -1, *[-1] * ndim))
     stack = torch.cat(channels, dim=1).contiguous()
     gs_from_norm = _grid_sample_from_px(moving_shape) @ px_from_norm
 
     dtype = moving_l.dtype
-    corners = np.c_[grid_points(fixed_shape), np.ones(2**ndim + 1)] @ norm_from_px.numpy().T
+    corners = (
+        np.c_[grid_points(fixed_shape), np.ones(2**ndim + 1)] @ norm_from_px.numpy().T
+    )
     return LevelData(
         fixed_points=points.to(device=device, dtype=dtype),
         fixed_values=values,
@@ -252,12 +273,12 @@ def build_level(
 class Sample:
     """Moving values at the mapped fixed points and what their derivative needs."""
 
-    values: Tensor      # (B, N)
-    weights: Tensor     # (B, N): overlap (and masks)
-    gradient: Tensor    # (B, N, D): d values / d mapped point (normalised)
-    mapped: Tensor      # (B, N, D): mapped points (normalised)
-    points: Tensor      # (B, N, D + 1): homogeneous points fed to the matrix
-    depth: Tensor       # (B, N): projective depth w
+    values: Tensor  # (B, N)
+    weights: Tensor  # (B, N): overlap (and masks)
+    gradient: Tensor  # (B, N, D): d values / d mapped point (normalised)
+    mapped: Tensor  # (B, N, D): mapped points (normalised)
+    points: Tensor  # (B, N, D + 1): homogeneous points fed to the matrix
+    depth: Tensor  # (B, N): projective depth w
 
 
 def sample(data: LevelData, matrices: Tensor, frames: Tensor | None = None) -> Sample:
@@ -291,7 +312,10 @@ def sample(data: LevelData, matrices: Tensor, frames: Tensor | None = None) -> S
     grid = torch.where(inside[..., None], grid, 0)  # no inf/NaN into grid_sample
     shape = (grid.shape[0],) + (1,) * (ndim - 1) + grid.shape[1:]
     sampled = F.grid_sample(
-        stack, grid.reshape(shape), mode='bilinear', padding_mode='zeros',
+        stack,
+        grid.reshape(shape),
+        mode='bilinear',
+        padding_mode='zeros',
         align_corners=True,
     ).reshape(stack.shape[0], stack.shape[1], -1)
     sampled = sampled * inside[:, None]

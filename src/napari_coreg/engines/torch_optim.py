@@ -40,10 +40,10 @@ class Objective:
 
     data: LevelData
     model: ParamModel
-    base: Tensor        # (R, D+1, D+1): starting normalised matrices, CPU float64
+    base: Tensor  # (R, D+1, D+1): starting normalised matrices, CPU float64
     metric: Metric
     bins: int
-    frame_of: Tensor    # (R,): frame of each row
+    frame_of: Tensor  # (R,): frame of each row
 
     def _fixed(self, rows: Tensor) -> Tensor:
         values = self.data.fixed_values
@@ -63,9 +63,13 @@ class Objective:
 
     def _jacobian(self, s, params: Tensor, rows: Tensor) -> Tensor:
         projective = self.model.model is Model.HOMOGRAPHY
-        return point_jacobian(s, self.model.jacobians(params, self.base[rows]), projective)
+        return point_jacobian(
+            s, self.model.jacobians(params, self.base[rows]), projective
+        )
 
-    def gauss_newton(self, params: Tensor, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def gauss_newton(
+        self, params: Tensor, rows: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Loss, Gauss-Newton matrix and gradient (least-squares metrics)."""
         s = self._sample(params, rows)
         jac = self._jacobian(s, params, rows)
@@ -90,7 +94,9 @@ class Objective:
         base = self.base[rows]
         moved = []
         for params in (old, new):
-            homog = self.data.corners @ self.model.matrices(params, base).transpose(1, 2)
+            homog = self.data.corners @ self.model.matrices(params, base).transpose(
+                1, 2
+            )
             mapped = homog[..., :-1] / homog[..., -1:]
             moved.append(mapped @ self.data.px_linear.T)
         return (moved[1] - moved[0]).norm(dim=-1).amax(dim=-1).double()
@@ -192,10 +198,9 @@ def bfgs(
         if update.any():
             rho = (1 / sy[update])[:, None, None]
             left = eye - rho * (s[update][:, :, None] @ y[update][:, None, :])
-            inverse[rows[update]] = (
-                left @ inverse[rows[update]] @ left.transpose(1, 2)
-                + rho * (s[update][:, :, None] @ s[update][:, None, :])
-            )
+            inverse[rows[update]] = left @ inverse[rows[update]] @ left.transpose(
+                1, 2
+            ) + rho * (s[update][:, :, None] @ s[update][:, None, :])
         old = best[rows].clone()
         best[rows] = best[rows] + s
         value[rows], grad[rows] = new_value, new_grad
@@ -208,7 +213,10 @@ def bfgs(
 
 
 def adam(
-    objective: Objective, params: Tensor, iterations: int, tolerance: float,
+    objective: Objective,
+    params: Tensor,
+    iterations: int,
+    tolerance: float,
     learning_rate: float,
 ) -> Steps:
     """Adam (the method of kornia's registration tutorial), for any metric.
@@ -230,7 +238,9 @@ def adam(
         optimiser.step()
         history.append(float(value.mean()))
         yield best_loss.clone(), best
-        if len(history) > 20 and history[-21] - min(history[-20:]) < tolerance * abs(history[-21]):
+        if len(history) > 20 and history[-21] - min(history[-20:]) < tolerance * abs(
+            history[-21]
+        ):
             return best, 'converged'
     return best, 'max_iterations'
 
