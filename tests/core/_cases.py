@@ -56,8 +56,9 @@ def rotation(degrees: float) -> np.ndarray:
     return np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
 
 
-def random_transform(model: str, shape, rng: np.random.Generator,
-                     strength: float = 1.0) -> np.ndarray:
+def random_transform(
+    model: str, shape, rng: np.random.Generator, strength: float = 1.0
+) -> np.ndarray:
     """A moderate random ``moving_from_fixed`` of ``model`` about the centre.
 
     Shift up to 5% of the size, rotation up to 8 degrees, scale +-8%, shear
@@ -87,8 +88,9 @@ def random_transform(model: str, shape, rng: np.random.Generator,
     return matrix
 
 
-def warp_source(source: np.ndarray, source_from_out: np.ndarray, shape,
-                order: int = 3) -> np.ndarray:
+def warp_source(
+    source: np.ndarray, source_from_out: np.ndarray, shape, order: int = 3
+) -> np.ndarray:
     """Pull ``source`` back through a (projective) matrix onto ``shape``."""
     grid = np.indices(shape, dtype=np.float64).reshape(len(shape), -1)
     homog = source_from_out @ np.vstack([grid, np.ones(grid.shape[1])])
@@ -132,13 +134,23 @@ def make_case(
     moving = mi_remap(moving) if multimodal else moving**gamma
     fixed = fixed + rng.normal(0, noise, fixed.shape)
     moving = moving + rng.normal(0, noise, moving.shape)
-    return Case(fixed.astype(dtype), moving.astype(dtype), np.asarray(truth, np.float64))
+    return Case(
+        fixed.astype(dtype), moving.astype(dtype), np.asarray(truth, np.float64)
+    )
 
 
-def random_case(model: str, metric: str = 'ncc', shape=(128, 160), seed: int = 0,
-                strength: float = 1.0, source: str = 'camera', crop=(120, 150)) -> Case:
+def random_case(
+    model: str,
+    metric: str = 'ncc',
+    shape=(128, 160),
+    seed: int = 0,
+    strength: float = 1.0,
+    source: str = 'camera',
+    crop=(120, 150),
+) -> Case:
     """A random case of ``model``; MI cases get the non-monotonic remap."""
     rng = np.random.default_rng(seed)
     truth = random_transform(model, shape, rng, strength)
-    return make_case(truth, shape, source=source, crop=crop,
-                     multimodal=(metric == 'mi'), seed=seed)
+    return make_case(
+        truth, shape, source=source, crop=crop, multimodal=(metric == 'mi'), seed=seed
+    )

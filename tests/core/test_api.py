@@ -43,7 +43,9 @@ def _drain(generator):
 
 def test_register_recovers_the_case(case, result) -> None:
     assert corner_error(result.moving_from_fixed, case.truth, SHAPE) < 0.1
-    np.testing.assert_allclose(result.fixed_from_moving @ result.moving_from_fixed, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(
+        result.fixed_from_moving @ result.moving_from_fixed, np.eye(3), atol=1e-12
+    )
     assert result.moving_from_fixed.dtype == np.float64
     assert result.moving_from_fixed.shape == (3, 3)
     assert (result.model, result.metric, result.backend) == ('rigid', 'ncc', 'torch')
@@ -55,7 +57,9 @@ def test_result_matrix_is_read_only(result) -> None:
 
 
 def test_iter_register_streams_progress(case) -> None:
-    events, result = _drain(iter_register(case.fixed, case.moving, model='rigid', metric='ncc'))
+    events, result = _drain(
+        iter_register(case.fixed, case.moving, model='rigid', metric='ncc')
+    )
     assert isinstance(result, RegistrationResult)
     assert events and all(isinstance(e, Progress) for e in events)
     assert [e.step for e in events] == list(range(len(events)))
@@ -105,8 +109,12 @@ def test_abandoning_the_generator_leaves_no_threads(case) -> None:
 
 def test_callback_sees_every_event(case) -> None:
     seen: list[Progress] = []
-    result = register(case.fixed, case.moving, model='rigid', metric='ncc', callback=seen.append)
-    events, _ = _drain(iter_register(case.fixed, case.moving, model='rigid', metric='ncc'))
+    result = register(
+        case.fixed, case.moving, model='rigid', metric='ncc', callback=seen.append
+    )
+    events, _ = _drain(
+        iter_register(case.fixed, case.moving, model='rigid', metric='ncc')
+    )
     assert len(seen) == len(events) == sum(len(h) for h in result.loss_history)
     assert [p.step for p in seen] == [p.step for p in events]
     assert [p.loss for p in seen] == [p.loss for p in events]
@@ -124,13 +132,15 @@ def test_callback_exception_propagates(case) -> None:
 def test_aligned_of_a_gray_image_has_the_fixed_shape(moving_shape) -> None:
     truth = about_centre(rotation(-3.0), (np.array(SHAPE) - 1) / 2, (6.0, -4.0))
     c = make_case(truth, SHAPE, moving_shape=moving_shape, seed=2)
-    result = register(c.fixed, c.moving, model='translation', levels=1, iterations=2, init='identity')
+    result = register(
+        c.fixed, c.moving, model='translation', levels=1, iterations=2, init='identity'
+    )
     assert result.aligned.shape == SHAPE
 
 
 def test_aligned_is_moving_on_the_fixed_grid(case, result) -> None:
-    assert result.aligned.shape[:2] == case.fixed.shape  # exact shape: test above
-    aligned = result.aligned.reshape(case.fixed.shape)
+    aligned = result.aligned
+    assert aligned.shape == case.fixed.shape
     inner = (slice(12, -12), slice(12, -12))
     gamma_fixed = np.clip(case.fixed, 0, 1) ** 1.2  # the case's moving has gamma 1.2
     assert np.corrcoef(aligned[inner].ravel(), gamma_fixed[inner].ravel())[0, 1] > 0.98
@@ -147,7 +157,11 @@ def test_aligned_keeps_rgb_channels() -> None:
     crop[:2, 2] = (60, 180)
     fixed = np.stack([warp_source(rgb[..., c], crop, SHAPE) for c in range(3)], -1)
     moving = np.stack(
-        [warp_source(rgb[..., c], crop @ np.linalg.inv(truth), SHAPE) for c in range(3)], -1
+        [
+            warp_source(rgb[..., c], crop @ np.linalg.inv(truth), SHAPE)
+            for c in range(3)
+        ],
+        -1,
     )
     fixed8, moving8 = (np.round(a * 255).astype(np.uint8) for a in (fixed, moving))
     result = register(fixed8, moving8, model='rigid', metric='ncc')
@@ -155,7 +169,9 @@ def test_aligned_keeps_rgb_channels() -> None:
     assert result.aligned.shape == (*SHAPE, 3)
     inner = (slice(12, -12), slice(12, -12))
     for c in range(3):  # each channel lands on its own channel
-        diff = np.abs(result.aligned[inner][..., c] - fixed8[inner][..., c].astype(np.float32))
+        diff = np.abs(
+            result.aligned[inner][..., c] - fixed8[inner][..., c].astype(np.float32)
+        )
         assert diff.mean() < 4.0, c
 
 
@@ -195,8 +211,12 @@ def test_level_reports(result) -> None:
 def test_to_dict_is_json_serialisable(result) -> None:
     as_dict = result.to_dict()
     restored = json.loads(json.dumps(as_dict))
-    np.testing.assert_array_equal(np.array(restored['moving_from_fixed']), result.moving_from_fixed)
-    np.testing.assert_allclose(np.array(restored['fixed_from_moving']), result.fixed_from_moving)
+    np.testing.assert_array_equal(
+        np.array(restored['moving_from_fixed']), result.moving_from_fixed
+    )
+    np.testing.assert_allclose(
+        np.array(restored['fixed_from_moving']), result.fixed_from_moving
+    )
     assert restored['model'] == 'rigid' and restored['metric'] == 'ncc'
     assert restored['stop_reason'] == result.stop_reason
     assert 'direction' in restored['conventions']
@@ -215,7 +235,9 @@ def test_identical_input_returns_identity() -> None:
 def test_gauss_newton_finest_loss_is_non_increasing(case, metric) -> None:
     """Levenberg-Marquardt accepts only steps that do not raise the loss, so the
     reported loss is non-increasing (tolerance: 1e-9 relative, for rounding)."""
-    result = register(case.fixed, case.moving, model='rigid', metric=metric, optimizer='gauss-newton')
+    result = register(
+        case.fixed, case.moving, model='rigid', metric=metric, optimizer='gauss-newton'
+    )
     losses = np.array(result.loss_history[-1])
     assert losses.size > 0
     assert np.all(np.diff(losses) <= 1e-9 * np.abs(losses[:-1]))
@@ -227,5 +249,5 @@ def test_misaligned_shapes_give_aligned_of_fixed_shape() -> None:
     truth = about_centre(rotation(-3.0), (np.array(shape_f) - 1) / 2, (6.0, -4.0))
     c = make_case(truth, shape_f, moving_shape=shape_m, seed=2)
     result = register(c.fixed, c.moving, model='rigid', metric='ncc', init='identity')
-    assert result.aligned.shape[:2] == shape_f  # exact shape: see the gray-image test
+    assert result.aligned.shape == shape_f
     assert corner_error(result.moving_from_fixed, truth, shape_f) < 0.25

@@ -112,7 +112,9 @@ def test_homography_in_3d_raises(rng, no_engine) -> None:
         ({'model': 'homography'}, "sitk.*'homography'"),
     ],
 )
-def test_sitk_refuses_what_it_lacks_before_any_work(rng, no_engine, kwargs, match) -> None:
+def test_sitk_refuses_what_it_lacks_before_any_work(
+    rng, no_engine, kwargs, match
+) -> None:
     """Refused by capability, before any backend is imported or run.
 
     The images are large so a refusal after any real work would be obvious;
@@ -143,8 +145,8 @@ def test_nearly_empty_mask_raises(pair, no_engine) -> None:
 @pytest.mark.parametrize(
     'kwargs',
     [
-        {'levels': 5},                              # 64 px cannot shrink 16x
-        {'shrink_factors': [16, 1]},                # 64 / 16 = 4 px < 8
+        {'levels': 5},  # 64 px cannot shrink 16x
+        {'shrink_factors': [16, 1]},  # 64 / 16 = 4 px < 8
     ],
 )
 def test_image_too_small_for_the_pyramid_raises(pair, no_engine, kwargs) -> None:
@@ -185,13 +187,17 @@ def test_bad_settings_raise(pair, no_engine, kwargs) -> None:
         register(*pair, **kwargs)
 
 
-@pytest.mark.parametrize('kwargs', [{'optimizer': 'newton'}, {'optimizer': 'gauss-newton', 'metric': 'mi'}])
+@pytest.mark.parametrize(
+    'kwargs', [{'optimizer': 'newton'}, {'optimizer': 'gauss-newton', 'metric': 'mi'}]
+)
 def test_bad_optimizer_raises(pair, kwargs) -> None:
     with pytest.raises(ValueError, match='optimizer|least-squares'):
         register(*pair, **kwargs)
 
 
-@pytest.mark.parametrize('kwargs', [{'optimizer': 'newton'}, {'optimizer': 'gauss-newton', 'metric': 'mi'}])
+@pytest.mark.parametrize(
+    'kwargs', [{'optimizer': 'newton'}, {'optimizer': 'gauss-newton', 'metric': 'mi'}]
+)
 def test_bad_optimizer_raises_on_call_of_iter_register(pair, no_engine, kwargs) -> None:
     with pytest.raises(ValueError, match='optimizer|least-squares'):
         iter_register(*pair, **kwargs)
@@ -216,16 +222,22 @@ def _as_dtype(image: np.ndarray, dtype) -> np.ndarray:
     return scaled.astype(dtype)
 
 
-@pytest.mark.parametrize('dtype', [np.uint8, np.uint16, np.int16, np.float64, np.float32])
+@pytest.mark.parametrize(
+    'dtype', [np.uint8, np.uint16, np.int16, np.float64, np.float32]
+)
 def test_inputs_are_never_modified(pair, dtype) -> None:
     fixed, moving = (_as_dtype(a, dtype) for a in pair)
     fixed_mask = np.ones(SHAPE, bool)
     fixed_mask[:5] = False
     initial = np.eye(3)
     copies = [a.copy() for a in (fixed, moving, fixed_mask, initial)]
-    result = register(fixed, moving, model='rigid', fixed_mask=fixed_mask, initial=initial, **FAST)
+    result = register(
+        fixed, moving, model='rigid', fixed_mask=fixed_mask, initial=initial, **FAST
+    )
     _ = result.aligned, result.quality
-    for original, copy in zip((fixed, moving, fixed_mask, initial), copies):
+    for original, copy in zip(
+        (fixed, moving, fixed_mask, initial), copies, strict=True
+    ):
         assert original.dtype == copy.dtype
         np.testing.assert_array_equal(original, copy)
     assert fixed.flags.writeable and moving.flags.writeable
@@ -237,7 +249,7 @@ def test_rgb_inputs_are_never_modified(pair) -> None:
     copies = [a.copy() for a in rgb]
     result = register(*rgb, model='translation', **FAST)
     _ = result.aligned, result.quality
-    for original, copy in zip(rgb, copies):
+    for original, copy in zip(rgb, copies, strict=True):
         np.testing.assert_array_equal(original, copy)
 
 
@@ -255,11 +267,11 @@ def test_simpleitk_image_keeps_its_geometry_in_numpy_order(pair) -> None:
     sitk = pytest.importorskip('SimpleITK')
     fixed, _ = pair
     image = sitk.GetImageFromArray(fixed)
-    image.SetSpacing((0.5, 2.0))      # (x = col, y = row)
+    image.SetSpacing((0.5, 2.0))  # (x = col, y = row)
     image.SetOrigin((3.0, -4.0))
     result = register(image, image, model='translation', **FAST)
     assert result.fixed_grid.shape == SHAPE
-    assert result.fixed_grid.spacing == (2.0, 0.5)   # (row, col)
+    assert result.fixed_grid.spacing == (2.0, 0.5)  # (row, col)
     assert result.fixed_grid.origin == (-4.0, 3.0)
     assert result.moving_grid.spacing == (2.0, 0.5)
 

@@ -14,7 +14,10 @@ from napari_coreg import corner_error, register, reverse_axes
 PD = 'BrainProtonDensitySliceBorder20.png'
 T1 = 'BrainT1SliceBorder20.png'
 SHIFTED = 'BrainProtonDensitySliceShifted13x17y.png'
-T1_KEY = 'BrainT1SliceBorder20.png (as FIXED) vs BrainProtonDensitySliceShifted13x17y.png (as MOVING)'
+T1_KEY = (
+    'BrainT1SliceBorder20.png (as FIXED) vs '
+    'BrainProtonDensitySliceShifted13x17y.png (as MOVING)'
+)
 
 #: The exact (translation) pairs must be recovered to this many pixels (issue #2).
 EXACT_TOLERANCE_PX = 0.05
@@ -43,7 +46,7 @@ def brain(shared_data):
 
 
 def test_ground_truth_convention(brain) -> None:
-    """The JSON's (x, y) matrix, reversed, maps our (row, col) points: +17 rows, +13 cols."""
+    """The JSON's (x, y) matrix, reversed, maps (row, col): +17 rows, +13 cols."""
     _, truth = brain
     matrix = reverse_axes(truth[SHIFTED]['fixed_to_moving_3x3'])
     np.testing.assert_array_equal(matrix[:2, 2], [17.0, 13.0])
@@ -113,7 +116,10 @@ def test_rotated_pairs(brain, moving_name, model) -> None:
     result = register(fixed, moving, model=model, metric='ncc')
     error = corner_error(result.moving_from_fixed, expected, fixed.shape)
     assert error < MEASURED_TOLERANCE_PX, result.moving_from_fixed
-    assert abs(_angle_deg(result.moving_from_fixed) - _angle_deg(expected)) < MEASURED_TOLERANCE_DEG
+    assert (
+        abs(_angle_deg(result.moving_from_fixed) - _angle_deg(expected))
+        < MEASURED_TOLERANCE_DEG
+    )
 
 
 def test_rotated10_rigid(brain) -> None:
@@ -124,5 +130,11 @@ def test_rotated10_rigid(brain) -> None:
     fixed, moving = read(PD), read(name)
     expected = reverse_axes(truth[name]['fixed_to_moving_3x3_measured'])
     result = register(fixed, moving, model='rigid', metric='ncc')
-    assert corner_error(result.moving_from_fixed, expected, fixed.shape) < MEASURED_TOLERANCE_PX
-    assert abs(_angle_deg(result.moving_from_fixed) - _angle_deg(expected)) < MEASURED_TOLERANCE_DEG
+    assert (
+        corner_error(result.moving_from_fixed, expected, fixed.shape)
+        < MEASURED_TOLERANCE_PX
+    )
+    assert (
+        abs(_angle_deg(result.moving_from_fixed) - _angle_deg(expected))
+        < MEASURED_TOLERANCE_DEG
+    )

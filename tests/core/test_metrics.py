@@ -86,21 +86,28 @@ def test_mutual_information_counts_only_the_overlap(values) -> None:
 def test_gradients_flow_through_mutual_information(values) -> None:
     small = values[:, :200].clone()
     generator = torch.Generator().manual_seed(2)
-    moving = (small + 0.05 * torch.rand(small.shape, generator=generator, dtype=torch.float64))
+    moving = small + 0.05 * torch.rand(
+        small.shape, generator=generator, dtype=torch.float64
+    )
     moving = moving.clamp(0.02, 0.98).requires_grad_(True)
     w = _ones(small)
     value = mutual_information(moving, small, w, bins=8)
     (grad,) = torch.autograd.grad(value.sum(), moving)
     assert torch.isfinite(grad).all() and grad.abs().max() > 0
     assert torch.autograd.gradcheck(
-        lambda m: mutual_information(m, small, w, bins=8), (moving,), eps=1e-6, atol=1e-6
+        lambda m: mutual_information(m, small, w, bins=8),
+        (moving,),
+        eps=1e-6,
+        atol=1e-6,
     )
 
 
 @pytest.mark.parametrize('metric', list(Metric))
 def test_loss_is_lower_for_the_match(values, metric) -> None:
     w = _ones(values)
-    shuffled = values[:, torch.randperm(values.shape[1], generator=torch.Generator().manual_seed(3))]
+    shuffled = values[
+        :, torch.randperm(values.shape[1], generator=torch.Generator().manual_seed(3))
+    ]
     assert loss(metric, values, values, w) < loss(metric, shuffled, values, w)
 
 
@@ -127,10 +134,14 @@ def test_l1_and_mse_average_over_the_overlap_only(values) -> None:
 
 def _linear_model(values: torch.Tensor, n_params: int = 3):
     generator = torch.Generator().manual_seed(4)
-    jac = torch.randn(1, values.shape[1], n_params, generator=generator, dtype=torch.float64)
+    jac = torch.randn(
+        1, values.shape[1], n_params, generator=generator, dtype=torch.float64
+    )
     target = torch.tensor([0.02, -0.01, 0.03], dtype=torch.float64)[:n_params]
     fixed = values
-    base = values - (jac @ target[:, None])[..., 0]  # m(p) = base + J p equals fixed at p = target
+    base = (
+        values - (jac @ target[:, None])[..., 0]
+    )  # m(p) = base + J p equals fixed at p = target
     return fixed, base, jac, target
 
 
@@ -172,8 +183,11 @@ def test_mutual_information_analytic_gradient_matches_autograd(values) -> None:
 
     generator = torch.Generator().manual_seed(5)
     fixed = values[:, :3000]
-    moving = (0.5 + 0.5 * torch.cos(1.5 * np.pi * fixed)
-              + 0.05 * torch.randn(fixed.shape, generator=generator, dtype=torch.float64))
+    moving = (
+        0.5
+        + 0.5 * torch.cos(1.5 * np.pi * fixed)
+        + 0.05 * torch.randn(fixed.shape, generator=generator, dtype=torch.float64)
+    )
     moving = moving.clamp(0.01, 0.99)
     w = _ones(fixed)
     w[:, :100] = 0  # outside the overlap: zero derivative
@@ -199,8 +213,13 @@ def test_mutual_information_gradient_matches_finite_differences(values) -> None:
         up, down = moving.clone(), moving.clone()
         up[0, i] += eps
         down[0, i] -= eps
-        numeric = (mutual_information(up, fixed, w, 16) - mutual_information(down, fixed, w, 16)) / (2 * eps)
-        assert gradient[0, i].item() == pytest.approx(numeric.item(), rel=1e-4, abs=1e-9)
+        numeric = (
+            mutual_information(up, fixed, w, 16)
+            - mutual_information(down, fixed, w, 16)
+        ) / (2 * eps)
+        assert gradient[0, i].item() == pytest.approx(
+            numeric.item(), rel=1e-4, abs=1e-9
+        )
 
 
 @pytest.mark.parametrize('metric', list(Metric))
@@ -218,6 +237,10 @@ def test_loss_and_gradient_is_consistent(values, metric) -> None:
         up, down = moving.clone(), moving.clone()
         up[0, i] += eps
         down[0, i] -= eps
-        numeric = (loss(metric, up, fixed, w, 16) - loss(metric, down, fixed, w, 16)) / (2 * eps)
-        assert gradient[0, i].item() == pytest.approx(numeric.item(), rel=1e-4, abs=1e-10)
+        numeric = (
+            loss(metric, up, fixed, w, 16) - loss(metric, down, fixed, w, 16)
+        ) / (2 * eps)
+        assert gradient[0, i].item() == pytest.approx(
+            numeric.item(), rel=1e-4, abs=1e-10
+        )
     assert gradient[:, -50:].abs().max() == 0

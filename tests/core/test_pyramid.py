@@ -36,21 +36,28 @@ def test_levels_builds_powers_of_two() -> None:
 
 def test_explicit_lists_are_used_as_given() -> None:
     schedule = level_schedule(
-        (256, 320), shrink_factors=[4, 2, 1], smoothing_sigmas=[2.0, 1.0, 0.0],
+        (256, 320),
+        shrink_factors=[4, 2, 1],
+        smoothing_sigmas=[2.0, 1.0, 0.0],
         iterations=[10, 20, 30],
     )
     assert schedule == (Level(4, 2.0, 10), Level(2, 1.0, 20), Level(1, 0.0, 30))
 
 
 def test_single_values_apply_to_every_level() -> None:
-    schedule = level_schedule((256, 320), shrink_factors=[3, 1], smoothing_sigmas=1.5, iterations=5)
+    schedule = level_schedule(
+        (256, 320), shrink_factors=[3, 1], smoothing_sigmas=1.5, iterations=5
+    )
     assert schedule == (Level(3, 1.5, 5), Level(1, 1.5, 5))
 
 
 @pytest.mark.parametrize(
     'kwargs, match',
     [
-        ({'shrink_factors': [4, 2, 1], 'smoothing_sigmas': [1.0, 1.0]}, 'smoothing_sigmas'),
+        (
+            {'shrink_factors': [4, 2, 1], 'smoothing_sigmas': [1.0, 1.0]},
+            'smoothing_sigmas',
+        ),
         ({'shrink_factors': [4, 2, 1], 'iterations': [10, 10, 10, 10]}, 'iterations'),
         ({'levels': 3, 'iterations': [10, 10]}, 'iterations'),
     ],

@@ -97,7 +97,12 @@ def rigid_case():
 )
 def test_optimizers_recover_a_rigid_case(rigid_case, optimizer, extra) -> None:
     result = register(
-        rigid_case.fixed, rigid_case.moving, model='rigid', metric='ncc', optimizer=optimizer, **extra
+        rigid_case.fixed,
+        rigid_case.moving,
+        model='rigid',
+        metric='ncc',
+        optimizer=optimizer,
+        **extra,
     )
     assert corner_error(result.moving_from_fixed, rigid_case.truth, SHAPE) < SUCCESS_PX
     assert result.settings['optimizer'] == optimizer
@@ -106,13 +111,21 @@ def test_optimizers_recover_a_rigid_case(rigid_case, optimizer, extra) -> None:
 @pytest.mark.parametrize('optimizer', ['bfgs', 'adam'])
 def test_optimizers_with_mutual_information(rigid_case, optimizer) -> None:
     moving = 0.5 + 0.5 * np.cos(1.5 * np.pi * np.clip(rigid_case.moving, 0, 1))
-    result = register(rigid_case.fixed, moving, model='rigid', metric='mi', optimizer=optimizer)
+    result = register(
+        rigid_case.fixed, moving, model='rigid', metric='mi', optimizer=optimizer
+    )
     assert corner_error(result.moving_from_fixed, rigid_case.truth, SHAPE) < SUCCESS_PX
 
 
 def test_gauss_newton_refuses_mutual_information(rigid_case) -> None:
     with pytest.raises(ValueError, match='bfgs|adam'):
-        register(rigid_case.fixed, rigid_case.moving, model='rigid', metric='mi', optimizer='gauss-newton')
+        register(
+            rigid_case.fixed,
+            rigid_case.moving,
+            model='rigid',
+            metric='mi',
+            optimizer='gauss-newton',
+        )
 
 
 def test_unknown_optimizer_raises(rigid_case) -> None:
@@ -126,7 +139,9 @@ def test_unknown_optimizer_raises(rigid_case) -> None:
 
 @pytest.mark.parametrize('init', ['identity', 'center', 'phase', 'auto'])
 def test_every_init_recovers_a_small_misalignment(rigid_case, init) -> None:
-    result = register(rigid_case.fixed, rigid_case.moving, model='rigid', metric='ncc', init=init)
+    result = register(
+        rigid_case.fixed, rigid_case.moving, model='rigid', metric='ncc', init=init
+    )
     assert corner_error(result.moving_from_fixed, rigid_case.truth, SHAPE) < SUCCESS_PX
     assert result.settings['init'] == init
 
@@ -137,9 +152,13 @@ def test_center_init_aligns_image_centres() -> None:
     offset = (np.array(shape_m) - np.array(SHAPE)) / 2  # (24, 24)
     truth = about_centre(rotation(2.0), CENTRE, offset)
     case = make_case(truth, SHAPE, moving_shape=shape_m, crop=(110, 140), seed=4)
-    result = register(case.fixed, case.moving, model='rigid', metric='ncc', init='center')
+    result = register(
+        case.fixed, case.moving, model='rigid', metric='ncc', init='center'
+    )
     np.testing.assert_allclose(
-        np.array(result.settings['initial_moving_from_fixed']), translation(offset), atol=1e-9
+        np.array(result.settings['initial_moving_from_fixed']),
+        translation(offset),
+        atol=1e-9,
     )
     assert corner_error(result.moving_from_fixed, truth, SHAPE) < SUCCESS_PX
 
@@ -150,13 +169,17 @@ def test_phase_init_finds_a_large_translation() -> None:
     within 2 level pixels (4 px); the optimiser does the rest."""
     truth = translation((0.2 * SHAPE[0], -0.2 * SHAPE[1]))
     case = make_case(truth, SHAPE, seed=5)
-    result = register(case.fixed, case.moving, model='translation', metric='ncc', init='phase')
+    result = register(
+        case.fixed, case.moving, model='translation', metric='ncc', init='phase'
+    )
     initial = np.array(result.settings['initial_moving_from_fixed'])
     assert corner_error(initial, truth, SHAPE) < 4.0
     assert corner_error(result.moving_from_fixed, truth, SHAPE) < SUCCESS_PX
 
 
-@pytest.mark.parametrize('angle, shift', [(28.0, (0.15, -0.15)), (-25.0, (-0.15, 0.12))])
+@pytest.mark.parametrize(
+    'angle, shift', [(28.0, (0.15, -0.15)), (-25.0, (-0.15, 0.12))]
+)
 def test_auto_init_recovers_a_large_rotation_and_shift(angle, shift) -> None:
     truth = about_centre(rotation(angle), CENTRE, np.array(shift) * SHAPE)
     case = make_case(truth, SHAPE, seed=6)
@@ -170,9 +193,16 @@ def test_user_initial_matrix_is_honoured() -> None:
     case = make_case(truth, SHAPE, seed=6)
     initial = about_centre(rotation(26.0), CENTRE, (10.0, -13.0))
     result = register(
-        case.fixed, case.moving, model='rigid', metric='ncc', init='identity', initial=initial
+        case.fixed,
+        case.moving,
+        model='rigid',
+        metric='ncc',
+        init='identity',
+        initial=initial,
     )
-    np.testing.assert_array_equal(np.array(result.settings['initial_moving_from_fixed']), initial)
+    np.testing.assert_array_equal(
+        np.array(result.settings['initial_moving_from_fixed']), initial
+    )
     assert corner_error(result.moving_from_fixed, truth, SHAPE) < SUCCESS_PX
 
 
@@ -181,8 +211,15 @@ def test_initial_matrix_is_the_start_point() -> None:
     truth = about_centre(rotation(3.0), CENTRE, (2.0, 3.0))
     case = make_case(truth, SHAPE, seed=8)
     far = translation((30.0, -30.0))
-    result = register(case.fixed, case.moving, model='translation', metric='ncc',
-                      initial=far, levels=1, iterations=1)
+    result = register(
+        case.fixed,
+        case.moving,
+        model='translation',
+        metric='ncc',
+        initial=far,
+        levels=1,
+        iterations=1,
+    )
     assert corner_error(result.moving_from_fixed, far, SHAPE) < 2.0
 
 
@@ -190,8 +227,14 @@ def test_initial_matrix_is_the_start_point() -> None:
 # physical spacing and origin
 
 
-def _physical_case(spacing_f, spacing_m, origin_f=(0.0, 0.0), origin_m=(0.0, 0.0),
-                   shape_f=(64, 160), shape_m=(128, 160)):
+def _physical_case(
+    spacing_f,
+    spacing_m,
+    origin_f=(0.0, 0.0),
+    origin_m=(0.0, 0.0),
+    shape_f=(64, 160),
+    shape_m=(128, 160),
+):
     """The scene is the camera photo (1 unit = 1 source pixel), blurred so the
     coarser grid does not alias; the truth is a rigid map in physical units."""
     from scipy import ndimage
@@ -210,27 +253,56 @@ def _physical_case(spacing_f, spacing_m, origin_f=(0.0, 0.0), origin_m=(0.0, 0.0
 
 def _physical_error(estimate, truth, phys_from_px, shape) -> float:
     points = apply_matrix(phys_from_px, grid_points(shape))
-    return float(np.linalg.norm(apply_matrix(estimate, points) - apply_matrix(truth, points), axis=1).mean())
+    return float(
+        np.linalg.norm(
+            apply_matrix(estimate, points) - apply_matrix(truth, points), axis=1
+        ).mean()
+    )
 
 
 def test_spacing_result_is_in_physical_units() -> None:
     fixed, moving, truth, phys_f = _physical_case((2.0, 1.0), (1.0, 1.0))
-    result = register(fixed, moving, model='rigid', metric='ncc',
-                      fixed_spacing=(2.0, 1.0), moving_spacing=(1.0, 1.0))
-    assert _physical_error(result.moving_from_fixed, truth, phys_f, fixed.shape) < SUCCESS_PX
+    result = register(
+        fixed,
+        moving,
+        model='rigid',
+        metric='ncc',
+        fixed_spacing=(2.0, 1.0),
+        moving_spacing=(1.0, 1.0),
+    )
+    assert (
+        _physical_error(result.moving_from_fixed, truth, phys_f, fixed.shape)
+        < SUCCESS_PX
+    )
     linear = result.moving_from_fixed[:2, :2]
-    np.testing.assert_allclose(linear @ linear.T, np.eye(2), atol=1e-9)  # rigid in physical units
-    assert result.aligned.shape[:2] == fixed.shape
+    np.testing.assert_allclose(
+        linear @ linear.T, np.eye(2), atol=1e-9
+    )  # rigid in physical units
+    assert result.aligned.shape == fixed.shape
 
 
 def test_spacing_and_origin_on_both_images() -> None:
     fixed, moving, truth, phys_f = _physical_case(
-        (2.0, 1.0), (1.0, 1.5), origin_f=(10.0, -5.0), origin_m=(-3.0, 7.0), shape_m=(128, 107)
+        (2.0, 1.0),
+        (1.0, 1.5),
+        origin_f=(10.0, -5.0),
+        origin_m=(-3.0, 7.0),
+        shape_m=(128, 107),
     )
-    result = register(fixed, moving, model='rigid', metric='ncc',
-                      fixed_spacing=(2.0, 1.0), moving_spacing=(1.0, 1.5),
-                      fixed_origin=(10.0, -5.0), moving_origin=(-3.0, 7.0))
-    assert _physical_error(result.moving_from_fixed, truth, phys_f, fixed.shape) < SUCCESS_PX
+    result = register(
+        fixed,
+        moving,
+        model='rigid',
+        metric='ncc',
+        fixed_spacing=(2.0, 1.0),
+        moving_spacing=(1.0, 1.5),
+        fixed_origin=(10.0, -5.0),
+        moving_origin=(-3.0, 7.0),
+    )
+    assert (
+        _physical_error(result.moving_from_fixed, truth, phys_f, fixed.shape)
+        < SUCCESS_PX
+    )
     assert result.fixed_grid.spacing == (2.0, 1.0)
     assert result.moving_grid.origin == (-3.0, 7.0)
 
@@ -250,7 +322,7 @@ def test_ignoring_spacing_gives_a_different_answer() -> None:
 
 
 def _corrupted_case():
-    """Fixed gets a bright textured patch (a piece of another photo) that moving lacks."""
+    """Fixed gets a bright textured patch (from another photo) that moving lacks."""
     truth = about_centre(rotation(4.0), CENTRE, (5.0, -7.0))
     case = make_case(truth, SHAPE, seed=9)
     patch = source_image('coins')[60:124, 80:160].astype(np.float32)
@@ -263,7 +335,9 @@ def _corrupted_case():
 
 def test_fixed_mask_excludes_a_corrupted_region() -> None:
     case, corrupted, mask = _corrupted_case()
-    masked = register(corrupted, case.moving, model='affine', metric='ncc', fixed_mask=mask)
+    masked = register(
+        corrupted, case.moving, model='affine', metric='ncc', fixed_mask=mask
+    )
     unmasked = register(corrupted, case.moving, model='affine', metric='ncc')
     masked_error = corner_error(masked.moving_from_fixed, case.truth, SHAPE)
     unmasked_error = corner_error(unmasked.moving_from_fixed, case.truth, SHAPE)
@@ -278,7 +352,9 @@ def test_moving_mask_excludes_a_corrupted_region() -> None:
     moving[20:84, 10:90] = source_image('coins')[60:124, 80:160]
     mask = np.ones(SHAPE, bool)
     mask[16:88, 6:94] = False
-    masked = register(case.fixed, moving, model='affine', metric='ncc', moving_mask=mask)
+    masked = register(
+        case.fixed, moving, model='affine', metric='ncc', moving_mask=mask
+    )
     unmasked = register(case.fixed, moving, model='affine', metric='ncc')
     masked_error = corner_error(masked.moving_from_fixed, truth, SHAPE)
     assert masked_error < 0.1
@@ -290,7 +366,9 @@ def test_moving_mask_excludes_a_corrupted_region() -> None:
 
 
 def test_runs_on_the_device(device, rigid_case) -> None:
-    result = register(rigid_case.fixed, rigid_case.moving, model='rigid', metric='ncc', device=device)
+    result = register(
+        rigid_case.fixed, rigid_case.moving, model='rigid', metric='ncc', device=device
+    )
     assert corner_error(result.moving_from_fixed, rigid_case.truth, SHAPE) < SUCCESS_PX
     assert result.settings['device'] == device
 
@@ -301,8 +379,15 @@ def test_default_device_is_cpu_without_accelerators(rigid_case) -> None:
     if torch.cuda.is_available() or torch.backends.mps.is_available():
         pytest.skip('an accelerator is present')
     assert pick_device(None) == torch.device('cpu')
-    result = register(rigid_case.fixed, rigid_case.moving, model='rigid', metric='ncc',
-                      device=None, levels=1, iterations=3)
+    result = register(
+        rigid_case.fixed,
+        rigid_case.moving,
+        model='rigid',
+        metric='ncc',
+        device=None,
+        levels=1,
+        iterations=3,
+    )
     assert result.settings['device'] is None
 
 
@@ -315,7 +400,9 @@ def test_translation_sign_and_axis_order() -> None:
     moving_from_fixed is a translation by +s, in (row, col) order."""
     from scipy import ndimage
 
-    fixed = ndimage.gaussian_filter(source_image('camera')[100:196, 200:328], 1.0).astype(np.float32)
+    fixed = ndimage.gaussian_filter(
+        source_image('camera')[100:196, 200:328], 1.0
+    ).astype(np.float32)
     moving = ndimage.shift(fixed, (2.5, -6.25), order=3, mode='nearest')
     result = register(fixed, moving, model='translation', metric='ncc')
     np.testing.assert_allclose(result.moving_from_fixed[:2, 2], [2.5, -6.25], atol=0.05)
@@ -324,8 +411,10 @@ def test_translation_sign_and_axis_order() -> None:
 
 def test_integer_and_float_inputs_agree(rigid_case) -> None:
     """Intensities are normalised: uint16 and float64 versions give the same answer."""
-    as_uint16 = [np.round(np.clip(a, 0, 1) * 60000).astype(np.uint16)
-                 for a in (rigid_case.fixed, rigid_case.moving)]
+    as_uint16 = [
+        np.round(np.clip(a, 0, 1) * 60000).astype(np.uint16)
+        for a in (rigid_case.fixed, rigid_case.moving)
+    ]
     as_float = [a.astype(np.float64) / 60000 for a in as_uint16]
     a = register(*as_uint16, model='rigid', metric='ncc').moving_from_fixed
     b = register(*as_float, model='rigid', metric='ncc').moving_from_fixed
@@ -381,19 +470,37 @@ def test_objective_gradient_matches_autograd_through_the_sampler(model, metric) 
         moving = 0.5 + 0.5 * np.cos(1.5 * np.pi * moving)
     grid = Grid(shape, spacing=(1.5, 0.8))  # anisotropic: axis mix-ups show
     norm = normalised_frame(grid)
-    data = build_level(fixed[None], moving.astype(np.float32)[None], grid, grid, None, None,
-                       Level(1, 0.0, 1), norm, torch.device('cpu'), max_points=10**6)
+    data = build_level(
+        fixed[None],
+        moving.astype(np.float32)[None],
+        grid,
+        grid,
+        None,
+        None,
+        Level(1, 0.0, 1),
+        norm,
+        torch.device('cpu'),
+        max_points=10**6,
+    )
     corners = None
     if model == 'homography':
-        corners = torch.as_tensor(apply_matrix(norm, apply_matrix(grid.phys_from_px, grid_points(shape)[:-1])))
+        corners = torch.as_tensor(
+            apply_matrix(norm, apply_matrix(grid.phys_from_px, grid_points(shape)[:-1]))
+        )
     params_model = param_model(Model(model), 2, corners)
     base = torch.eye(3, dtype=torch.float64)[None]
-    objective = Objective(data, params_model, base, Metric(metric), 16, torch.zeros(1, dtype=torch.long))
-    params = torch.as_tensor(np.random.default_rng(1).normal(0, 0.004, (1, params_model.n_params)))
+    objective = Objective(
+        data, params_model, base, Metric(metric), 16, torch.zeros(1, dtype=torch.long)
+    )
+    params = torch.as_tensor(
+        np.random.default_rng(1).normal(0, 0.004, (1, params_model.n_params))
+    )
     _, analytic = objective.gradient(params, torch.tensor([0]))
 
     leaf = params.clone().requires_grad_(True)
-    s = sample(data, params_model.matrices(leaf, base), torch.zeros(1, dtype=torch.long))
+    s = sample(
+        data, params_model.matrices(leaf, base), torch.zeros(1, dtype=torch.long)
+    )
     value = loss(Metric(metric), s.values, data.fixed_values, s.weights.detach(), 16)
     (expected,) = torch.autograd.grad(value.sum(), leaf)
     # the engine differentiates the smoothed image by central differences,

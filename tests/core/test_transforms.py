@@ -9,7 +9,9 @@ from napari_coreg import Grid, apply_matrix, corner_error, reverse_axes
 from napari_coreg.transforms import grid_points, homogeneous
 
 
-def _random_matrix(rng: np.random.Generator, ndim: int, projective: bool = False) -> np.ndarray:
+def _random_matrix(
+    rng: np.random.Generator, ndim: int, projective: bool = False
+) -> np.ndarray:
     matrix = np.eye(ndim + 1)
     matrix[:ndim, :] = rng.normal(size=(ndim, ndim + 1))
     if projective:
@@ -68,7 +70,9 @@ def test_grid_phys_from_px_with_spacing_origin_direction() -> None:
     expected = px * [2.0, 0.5] @ direction.T + [10.0, -3.0]
     np.testing.assert_allclose(phys, expected, atol=1e-12)
     np.testing.assert_allclose(apply_matrix(grid.px_from_phys, phys), px, atol=1e-10)
-    np.testing.assert_allclose(grid.center, apply_matrix(grid.phys_from_px, [[18.0, 26.0]])[0])
+    np.testing.assert_allclose(
+        grid.center, apply_matrix(grid.phys_from_px, [[18.0, 26.0]])[0]
+    )
 
 
 def test_grid_defaults_are_pixels() -> None:
@@ -88,9 +92,9 @@ def test_grid_defaults_are_pixels() -> None:
         {'spacing': (1.0, 1.0, 1.0)},
         {'origin': (0.0,)},
         {'origin': (np.nan, 0.0)},
-        {'direction': [[1.0, 0.2], [0.0, 1.0]]},      # not orthonormal
-        {'direction': [[2.0, 0.0], [0.0, 2.0]]},      # scaled
-        {'direction': np.eye(3)},                     # wrong size
+        {'direction': [[1.0, 0.2], [0.0, 1.0]]},  # not orthonormal
+        {'direction': [[2.0, 0.0], [0.0, 2.0]]},  # scaled
+        {'direction': np.eye(3)},  # wrong size
     ],
 )
 def test_grid_rejects_invalid_geometry(kwargs) -> None:
@@ -109,7 +113,10 @@ def test_grid_points_are_corners_and_centre() -> None:
 @pytest.mark.parametrize('shape', [(37, 53), (9, 37, 53)])
 def test_corner_error_of_identical_matrices_is_zero(rng, shape) -> None:
     ndim = len(shape)
-    matrix = np.eye(ndim + 1) + 0.01 * _random_matrix(rng, ndim) * (np.arange(ndim + 1) < ndim)[:, None]
+    matrix = (
+        np.eye(ndim + 1)
+        + 0.01 * _random_matrix(rng, ndim) * (np.arange(ndim + 1) < ndim)[:, None]
+    )
     assert corner_error(matrix, matrix.copy(), shape) == 0.0
 
 
@@ -120,7 +127,9 @@ def test_corner_error_of_a_one_pixel_shift_is_one(shape, axis) -> None:
     offset = np.zeros(ndim)
     offset[axis] = 1.0
     shifted = homogeneous(np.eye(ndim), offset)
-    assert corner_error(shifted, np.eye(ndim + 1), shape) == pytest.approx(1.0, abs=1e-12)
+    assert corner_error(shifted, np.eye(ndim + 1), shape) == pytest.approx(
+        1.0, abs=1e-12
+    )
 
 
 def test_corner_error_of_a_rotation_is_the_mean_corner_displacement() -> None:

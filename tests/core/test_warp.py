@@ -66,7 +66,9 @@ def test_resample_keeps_channels(image) -> None:
     out = resample(rgb, AFFINE, Grid(FIXED_SHAPE))
     assert out.shape == (*FIXED_SHAPE, 3)
     for c in range(3):
-        np.testing.assert_allclose(out[..., c], resample(rgb[..., c], AFFINE, Grid(FIXED_SHAPE)), atol=1e-6)
+        np.testing.assert_allclose(
+            out[..., c], resample(rgb[..., c], AFFINE, Grid(FIXED_SHAPE)), atol=1e-6
+        )
 
 
 @pytest.mark.parametrize('matrix', [AFFINE, HOMOGRAPHY], ids=['affine', 'homography'])
@@ -106,8 +108,15 @@ def _level_data(image: np.ndarray, fixed_grid: Grid, moving_grid: Grid):
     fixed = np.zeros((1, *fixed_grid.shape), np.float32)
     norm = normalised_frame(fixed_grid)
     data = build_level(
-        fixed, image[None], fixed_grid, moving_grid, None, None,
-        Level(1, 0.0, 1), norm, torch.device('cpu'),
+        fixed,
+        image[None],
+        fixed_grid,
+        moving_grid,
+        None,
+        None,
+        Level(1, 0.0, 1),
+        norm,
+        torch.device('cpu'),
         max_points=int(np.prod(fixed_grid.shape)),  # every pixel, in order
     )
     return data, norm
@@ -167,9 +176,13 @@ def test_grid_sample_frame_matches_kornia_normalize_homography() -> None:
     from napari_coreg.engines.torch_levels import _grid_sample_from_px
 
     ours = (
-        _grid_sample_from_px(MOVING_SHAPE) @ HOMOGRAPHY @ np.linalg.inv(_grid_sample_from_px(FIXED_SHAPE))
+        _grid_sample_from_px(MOVING_SHAPE)
+        @ HOMOGRAPHY
+        @ np.linalg.inv(_grid_sample_from_px(FIXED_SHAPE))
     )
     theirs = kornia.geometry.conversions.normalize_homography(
         torch.as_tensor(reverse_axes(HOMOGRAPHY))[None], FIXED_SHAPE, MOVING_SHAPE
     )[0].numpy()
-    np.testing.assert_allclose(ours / ours[2, 2], theirs / theirs[2, 2], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        ours / ours[2, 2], theirs / theirs[2, 2], rtol=1e-6, atol=1e-9
+    )
