@@ -25,6 +25,8 @@ Steps = Generator[tuple[Tensor, Tensor], None, tuple[Tensor, str]]
 
 #: BFGS tries no step that moves a corner by more than this many level pixels.
 MAX_STEP_PX = 4.0
+#: Gauss-Newton stops when a step this many times the tolerance is rejected.
+NOISE_FLOOR = 10.0
 #: Most loss evaluations of one BFGS line search.
 LINE_SEARCH_STEPS = 12
 
@@ -109,7 +111,8 @@ def gauss_newton(
 
     A step that raises the loss is rejected and the damping raised; an
     accepted one lowers it. A frame stops when its step moves no corner by
-    more than ``tolerance`` level pixels.
+    more than ``tolerance`` level pixels, or when a step of less than
+    ``NOISE_FLOOR`` times that is rejected: the loss no longer resolves it.
     """
     n = params.shape[0]
     best = params.clone()
@@ -118,18 +121,24 @@ def gauss_newton(
     damping = torch.full_like(best_loss, 1e-3)
     active = torch.ones(n, dtype=torch.bool, device=params.device)
     trial = params.clone()
+    attempted = torch.full_like(best_loss, torch.inf)
     for _ in range(iterations):
         rows = torch.nonzero(active)[:, 0]
         value, h, g = objective.gauss_newton(trial[rows], rows)
         if hessian is None:
             hessian, gradient = h.clone(), g.clone()
         accept = value <= best_loss[rows]
+        floor = rows[~accept & (attempted[rows] < NOISE_FLOOR * tolerance)]
+        active[floor] = False
         done = rows[accept]
         best[done], best_loss[done] = trial[rows][accept], value[accept]
         hessian[done], gradient[done] = h[accept], g[accept]
         damping[done] = (damping[done] / 4).clamp_min(1e-9)
         damping[rows[~accept]] *= 8
         yield best_loss.clone(), best
+        rows = torch.nonzero(active)[:, 0]
+        if rows.numel() == 0:
+            return best, 'converged'
 
         h = hessian[rows]
         diag = torch.diagonal(h, dim1=1, dim2=2)
@@ -138,6 +147,7 @@ def gauss_newton(
         step = -torch.linalg.solve(damped, gradient[rows][..., None])[..., 0]
         trial[rows] = best[rows] + step.to(best)
         moved = objective.displacement(best[rows], trial[rows], rows)
+        attempted[rows] = moved
         stuck = damping[rows] > 1e8
         active[rows[(moved < tolerance) | stuck]] = False
         if not active.any():
