@@ -178,12 +178,19 @@ def test_phase_init_finds_a_large_translation() -> None:
 
 
 @pytest.mark.parametrize(
-    'angle, shift', [(28.0, (0.15, -0.15)), (-25.0, (-0.15, 0.12))]
+    'angle, shift, metric',
+    [
+        (28.0, (0.15, -0.15), 'ncc'),
+        (-25.0, (-0.15, 0.12), 'ncc'),
+        (27.0, (-0.15, -0.15), 'mi'),
+    ],
 )
-def test_auto_init_recovers_a_large_rotation_and_shift(angle, shift) -> None:
+def test_auto_init_recovers_a_large_rotation_and_shift(angle, shift, metric) -> None:
     truth = about_centre(rotation(angle), CENTRE, np.array(shift) * SHAPE)
-    case = make_case(truth, SHAPE, seed=6)
-    result = register(case.fixed, case.moving, model='rigid', metric='ncc', init='auto')
+    case = make_case(truth, SHAPE, seed=6, multimodal=(metric == 'mi'))
+    result = register(
+        case.fixed, case.moving, model='rigid', metric=metric, init='auto'
+    )
     assert corner_error(result.moving_from_fixed, truth, SHAPE) < SUCCESS_PX
 
 
@@ -315,6 +322,30 @@ def test_ignoring_spacing_gives_a_different_answer() -> None:
     assert corner_error(result.moving_from_fixed, truth_px, fixed.shape) < SUCCESS_PX
     linear = result.moving_from_fixed[:2, :2]
     assert not np.allclose(linear @ linear.T, np.eye(2), atol=1e-2)
+
+
+@pytest.mark.parametrize('model', ['rigid', 'affine'])
+def test_direction_matrix_is_honoured(model) -> None:
+    """Moving is fixed's pixels rotated by 90 degrees, with a direction and origin
+    that put them back where they were: the physical transform is the identity."""
+    from scipy import ndimage
+
+    fixed = ndimage.gaussian_filter(source_image('camera')[100:196, 200:328], 1.0)
+    fixed = fixed.astype(np.float32)
+    width = fixed.shape[1]
+    moving = np.rot90(fixed).copy()  # moving[i, j] = fixed[j, width - 1 - i]
+    result = register(
+        fixed,
+        moving,
+        model=model,
+        metric='ncc',
+        moving_direction=[[0.0, 1.0], [-1.0, 0.0]],
+        moving_origin=(0.0, width - 1.0),
+    )
+    assert corner_error(result.moving_from_fixed, np.eye(3), fixed.shape) < 0.01
+    assert result.aligned.shape == fixed.shape
+    inner = (slice(4, -4), slice(4, -4))
+    np.testing.assert_allclose(result.aligned[inner], fixed[inner], atol=1e-3)
 
 
 # --------------------------------------------------------------------------
