@@ -36,6 +36,13 @@ def no_engine(monkeypatch):
     return calls
 
 
+def test_no_engine_fixture_is_live(pair, no_engine) -> None:
+    """Valid input does reach the patched loader, so the refusals below are real."""
+    with pytest.raises(AssertionError, match='engine'):
+        register(*pair)
+    assert len(no_engine) == 1
+
+
 def test_1d_raises(pair, no_engine) -> None:
     fixed, _ = pair
     with pytest.raises(ValueError, match='2D or 3D'):
