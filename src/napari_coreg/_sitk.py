@@ -128,7 +128,7 @@ def empty_transform(model: str, ndim: int) -> sitk.Transform:
         )
     if model == 'affine':
         return sitk.AffineTransform(ndim)
-    raise ValueError(f"no ITK transform for model {model!r}")
+    raise ValueError(f'no ITK transform for model {model!r}')
 
 
 def set_transform_matrix(

@@ -325,11 +325,11 @@ def load_transform(path: str | Path) -> TransformFile:
     else:
         inverse = _check_matrix(document['fixed_from_moving'], 'fixed_from_moving')
         matrix = np.linalg.inv(inverse)
-    meta = {
-        k: v for k, v in document.items() if k not in (*_MATRIX_KEYS, 'model')
-    }
+    meta = {k: v for k, v in document.items() if k not in (*_MATRIX_KEYS, 'model')}
     return TransformFile(
-        moving_from_fixed=matrix, model=document.get('model'), format='json',
+        moving_from_fixed=matrix,
+        model=document.get('model'),
+        format='json',
         metadata=meta,
     )
 
@@ -351,7 +351,9 @@ def _load_itk(path: Path) -> TransformFile:
     else:
         model = _ITK_MODELS.get(name, 'affine')
     return TransformFile(
-        moving_from_fixed=matrix, model=model, format='itk',
+        moving_from_fixed=matrix,
+        model=model,
+        format='itk',
         metadata={
             'itk_type': name,
             'itk_parameters': list(actual.GetParameters()),

@@ -60,7 +60,8 @@ TRUTHS_3D = {
     'similarity': _about(1.05 * _rotation((-3.0, 2.0, 4.0)), CENTRE, (-1.0, 1.0, 1.5)),
     'affine': _about(
         [[1.04, 0.03, -0.02], [0.02, 0.97, 0.04], [-0.03, 0.02, 1.02]],
-        CENTRE, (1.0, -1.0, 0.5),
+        CENTRE,
+        (1.0, -1.0, 0.5),
     ),
 }
 
@@ -87,9 +88,16 @@ def test_anisotropic_voxels_rigid_stays_rigid(backend):
     assert not np.allclose(truth_px[:3, :3] @ truth_px[:3, :3].T, np.eye(3), atol=1e-3)
     fixed, moving = _volume_pair(truth_px, shape=shape, seed=1)
     res = register(
-        fixed, moving, model='rigid', metric='ncc', backend=backend, levels=2,
-        fixed_spacing=spacing, moving_spacing=spacing,
-        fixed_origin=phys_from_px[:3, 3], moving_origin=phys_from_px[:3, 3],
+        fixed,
+        moving,
+        model='rigid',
+        metric='ncc',
+        backend=backend,
+        levels=2,
+        fixed_spacing=spacing,
+        moving_spacing=spacing,
+        fixed_origin=phys_from_px[:3, 3],
+        moving_origin=phys_from_px[:3, 3],
     )
     linear = res.moving_from_fixed[:3, :3]
     np.testing.assert_allclose(linear @ linear.T, np.eye(3), atol=1e-9)

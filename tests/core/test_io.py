@@ -111,7 +111,8 @@ def test_json_round_trip_of_a_result(tmp_path):
     assert document['backend'] == 'sitk' and document['metric'] == 'ncc'
     assert document['metadata'] == {'note': 'hi'}
     np.testing.assert_allclose(
-        np.array(document['fixed_from_moving']) @ res.moving_from_fixed, np.eye(3),
+        np.array(document['fixed_from_moving']) @ res.moving_from_fixed,
+        np.eye(3),
         atol=1e-12,
     )
     loaded = load_transform(path)

@@ -103,7 +103,11 @@ def test_other_optimizers(optimizer):
     truth = TRUTHS['rigid']
     fixed, moving = _pair(truth)
     res = register(
-        fixed, moving, model='rigid', metric='ncc', backend='sitk',
+        fixed,
+        moving,
+        model='rigid',
+        metric='ncc',
+        backend='sitk',
         optimizer=optimizer,
     )
     assert corner_error(res.moving_from_fixed, truth, SHAPE) < 0.25
@@ -119,9 +123,15 @@ def test_physical_spacing_and_origin_2d():
     truth_px = np.linalg.inv(phys_from_px) @ truth @ phys_from_px
     fixed, moving = _pair(truth_px)
     res = register(
-        fixed, moving, model='rigid', metric='ncc', backend='sitk',
-        fixed_spacing=spacing, moving_spacing=spacing,
-        fixed_origin=origin, moving_origin=origin,
+        fixed,
+        moving,
+        model='rigid',
+        metric='ncc',
+        backend='sitk',
+        fixed_spacing=spacing,
+        moving_spacing=spacing,
+        fixed_origin=origin,
+        moving_origin=origin,
     )
     linear = res.moving_from_fixed[:2, :2]
     np.testing.assert_allclose(linear @ linear.T, np.eye(2), atol=1e-9)
@@ -137,7 +147,11 @@ def test_initial_outside_the_model_is_kept():
     fixed, moving = _pair(truth)
     start = truth @ homogeneous(np.eye(2), [1.5, 1.0])
     res = register(
-        fixed, moving, model='translation', metric='ncc', backend='sitk',
+        fixed,
+        moving,
+        model='translation',
+        metric='ncc',
+        backend='sitk',
         initial=start,
     )
     np.testing.assert_allclose(res.settings['initial_moving_from_fixed'], start)
@@ -150,7 +164,11 @@ def test_init_modes(init):
     fixed, moving = _pair(shifted)
     truth = homogeneous(np.eye(2), [-5.0, 0.0]) @ shifted  # moving cropped below
     res = register(
-        fixed, moving[5:, :-3], model='translation', metric='ncc', backend='sitk',
+        fixed,
+        moving[5:, :-3],
+        model='translation',
+        metric='ncc',
+        backend='sitk',
         init=init,
     )
     start = np.array(res.settings['initial_moving_from_fixed'])
@@ -167,8 +185,13 @@ def test_sampling_is_reproducible():
     fixed, moving = _pair(TRUTHS['rigid'])
     runs = [
         register(
-            fixed, moving, model='rigid', metric='mi', backend='sitk',
-            sampling=0.2, seed=seed,
+            fixed,
+            moving,
+            model='rigid',
+            metric='mi',
+            backend='sitk',
+            sampling=0.2,
+            seed=seed,
         ).moving_from_fixed
         for seed in (3, 3, 4)
     ]
@@ -188,7 +211,11 @@ def test_masks_exclude_an_occluder():
     free = register(fixed, moving, model='translation', metric='ncc', backend='sitk')
     for where in ('moving_mask', 'fixed_mask'):
         masked = register(
-            fixed, moving, model='translation', metric='ncc', backend='sitk',
+            fixed,
+            moving,
+            model='translation',
+            metric='ncc',
+            backend='sitk',
             **{where: mask},
         )
         assert corner_error(masked.moving_from_fixed, truth, SHAPE) < 0.05
@@ -225,6 +252,9 @@ def test_progress_stream_matches_the_level_reports():
             res = done.value
             break
     assert [p.step for p in seen] == list(range(len(seen)))
+    previews = [p.matrix for p in seen if p.matrix is not None]
+    assert previews and all(m.shape == (3, 3) for m in previews)
+    assert corner_error(previews[-1], res.moving_from_fixed, SHAPE) < 5
     assert {p.level for p in seen} == set(range(len(res.levels)))
     assert all(p.total == seen[0].total and p.n_levels == len(res.levels) for p in seen)
     for index, level in enumerate(res.levels):
@@ -241,17 +271,39 @@ def test_batch_runs_frame_after_frame():
     truths = [TRUTHS['rigid'], TRUTHS['translation']]
     pairs = [_pair(t, seed=i) for i, t in enumerate(truths)]
     problem = _prepare(
-        pairs[0][0], pairs[0][1], 'rigid', 'ncc', 'sitk',
-        fixed_spacing=None, fixed_origin=None, moving_spacing=None,
-        moving_origin=None, fixed_direction=None, moving_direction=None,
-        fixed_mask=None, moving_mask=None, initial=None, channel_axis=None,
+        pairs[0][0],
+        pairs[0][1],
+        'rigid',
+        'ncc',
+        'sitk',
+        fixed_spacing=None,
+        fixed_origin=None,
+        moving_spacing=None,
+        moving_origin=None,
+        fixed_direction=None,
+        moving_direction=None,
+        fixed_mask=None,
+        moving_mask=None,
+        initial=None,
+        channel_axis=None,
         settings={},
     )[0]
     second = _prepare(
-        pairs[1][0], pairs[1][1], 'rigid', 'ncc', 'sitk',
-        fixed_spacing=None, fixed_origin=None, moving_spacing=None,
-        moving_origin=None, fixed_direction=None, moving_direction=None,
-        fixed_mask=None, moving_mask=None, initial=None, channel_axis=None,
+        pairs[1][0],
+        pairs[1][1],
+        'rigid',
+        'ncc',
+        'sitk',
+        fixed_spacing=None,
+        fixed_origin=None,
+        moving_spacing=None,
+        moving_origin=None,
+        fixed_direction=None,
+        moving_direction=None,
+        fixed_mask=None,
+        moving_mask=None,
+        initial=None,
+        channel_axis=None,
         settings={},
     )[0]
     batch = replace(
@@ -286,8 +338,15 @@ def test_cancel_within_a_level(optimizer, capfd):
     vnl ones (Amoeba); no thread is left behind and nothing is printed."""
     fixed, moving = _pair(TRUTHS['rigid'], shape=(160, 192))
     steps = iter_register(
-        fixed, moving, model='rigid', metric='ncc', backend='sitk',
-        optimizer=optimizer, levels=1, iterations=100000, tolerance=1e-12,
+        fixed,
+        moving,
+        model='rigid',
+        metric='ncc',
+        backend='sitk',
+        optimizer=optimizer,
+        levels=1,
+        iterations=100000,
+        tolerance=1e-12,
     )
     for _ in range(3):
         next(steps)
@@ -381,8 +440,10 @@ def test_parity_with_torch_on_itk_brain(
     truths = json.loads(
         (shared_data / 'itk_brain_2d' / 'ground_truth.json').read_text()
     )
-    key = moving_name if fixed_name.startswith('BrainProton') else next(
-        k for k in truths['pairs'] if k.startswith(fixed_name)
+    key = (
+        moving_name
+        if fixed_name.startswith('BrainProton')
+        else next(k for k in truths['pairs'] if k.startswith(fixed_name))
     )
     entry = truths['pairs'][key]
     measured = entry.get('fixed_to_moving_3x3_measured')

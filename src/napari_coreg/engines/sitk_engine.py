@@ -58,6 +58,9 @@ __all__ = ['CANCEL_WITHIN_LEVEL', 'OPTIMIZERS', 'run']
 ROTATION_SEARCH = (0.0, -10.0, 10.0, -20.0, 20.0, -30.0, 30.0)
 #: Default first step of the gradient optimisers, in pixels of the level.
 STEP_PX = 1.0
+#: Progress events carry the current matrix at most this often (seconds),
+#: for a single pair (``(1, D + 1, D + 1)``, as the torch backend).
+PREVIEW_SECONDS = 0.2
 #: Default convergence: an iteration that moves no corner of the fixed level
 #: by more than this many level pixels ends it (as the torch backend).
 TOLERANCE_PX = 1e-3
@@ -70,8 +73,11 @@ def _regular_step(method, step, iterations, seed):
     # parameter take a step of ``step`` *radians* or *scale units* near the
     # optimum. Convergence is our corner test, so ITK's minStep is off.
     method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=1.0, minStep=1e-12, numberOfIterations=iterations,
-        relaxationFactor=0.5, gradientMagnitudeTolerance=1e-12,
+        learningRate=1.0,
+        minStep=1e-12,
+        numberOfIterations=iterations,
+        relaxationFactor=0.5,
+        gradientMagnitudeTolerance=1e-12,
         estimateLearningRate=method.EachIteration,
         maximumStepSizeInPhysicalUnits=step,
     )
@@ -79,17 +85,23 @@ def _regular_step(method, step, iterations, seed):
 
 def _line_search(method, step, iterations, seed):
     method.SetOptimizerAsGradientDescentLineSearch(
-        learningRate=1.0, numberOfIterations=iterations,
-        convergenceMinimumValue=1e-6, convergenceWindowSize=10,
-        estimateLearningRate=method.Once, maximumStepSizeInPhysicalUnits=step,
+        learningRate=1.0,
+        numberOfIterations=iterations,
+        convergenceMinimumValue=1e-6,
+        convergenceWindowSize=10,
+        estimateLearningRate=method.Once,
+        maximumStepSizeInPhysicalUnits=step,
     )
 
 
 def _conjugate_gradient(method, step, iterations, seed):
     method.SetOptimizerAsConjugateGradientLineSearch(
-        learningRate=1.0, numberOfIterations=iterations,
-        convergenceMinimumValue=1e-6, convergenceWindowSize=10,
-        estimateLearningRate=method.Once, maximumStepSizeInPhysicalUnits=step,
+        learningRate=1.0,
+        numberOfIterations=iterations,
+        convergenceMinimumValue=1e-6,
+        convergenceWindowSize=10,
+        estimateLearningRate=method.Once,
+        maximumStepSizeInPhysicalUnits=step,
     )
 
 
@@ -99,15 +111,18 @@ def _lbfgs2(method, step, iterations, seed):
 
 def _lbfgsb(method, step, iterations, seed):
     method.SetOptimizerAsLBFGSB(
-        gradientConvergenceTolerance=1e-5, numberOfIterations=iterations,
-        maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=2000,
+        gradientConvergenceTolerance=1e-5,
+        numberOfIterations=iterations,
+        maximumNumberOfCorrections=5,
+        maximumNumberOfFunctionEvaluations=2000,
         costFunctionConvergenceFactor=1e7,
     )
 
 
 def _amoeba(method, step, iterations, seed):
     method.SetOptimizerAsAmoeba(
-        simplexDelta=step, numberOfIterations=iterations,
+        simplexDelta=step,
+        numberOfIterations=iterations,
         parametersConvergenceTolerance=step * 1e-3,
         functionConvergenceTolerance=1e-6,
     )
@@ -115,8 +130,12 @@ def _amoeba(method, step, iterations, seed):
 
 def _evolutionary(method, step, iterations, seed):
     method.SetOptimizerAsOnePlusOneEvolutionary(
-        numberOfIterations=iterations, epsilon=1e-3 * step, initialRadius=step,
-        growthFactor=1.05, shrinkFactor=0.98, seed=seed,
+        numberOfIterations=iterations,
+        epsilon=1e-3 * step,
+        initialRadius=step,
+        growthFactor=1.05,
+        shrinkFactor=0.98,
+        seed=seed,
     )
 
 
@@ -187,9 +206,9 @@ class _Pair:
 
     fixed: sitk.Image
     moving: sitk.Image
-    shape: tuple[int, ...]       # fixed level shape, numpy order
-    pixel: float                 # mean fixed level spacing (physical)
-    corners: np.ndarray          # fixed level corners, physical, numpy order
+    shape: tuple[int, ...]  # fixed level shape, numpy order
+    pixel: float  # mean fixed level spacing (physical)
+    corners: np.ndarray  # fixed level corners, physical, numpy order
 
 
 def _level_image(image: sitk.Image, shape: tuple[int, ...], level: Level) -> sitk.Image:
@@ -199,8 +218,11 @@ def _level_image(image: sitk.Image, shape: tuple[int, ...], level: Level) -> sit
     if level.sigma > 0:
         variance = [(level.sigma * sp) ** 2 for sp in image.GetSpacing()]
         image = sitk.DiscreteGaussian(
-            image, variance=variance, maximumKernelWidth=128,
-            maximumError=0.01, useImageSpacing=True,
+            image,
+            variance=variance,
+            maximumKernelWidth=128,
+            maximumError=0.01,
+            useImageSpacing=True,
         )
     return image
 
@@ -213,8 +235,11 @@ def _level_pair(
     grid = _grid_of(fixed_l)
     corners = apply_matrix(grid.phys_from_px, grid_points(grid.shape)[:-1])
     return _Pair(
-        fixed=fixed_l, moving=moving_l, shape=grid.shape,
-        pixel=float(np.mean(grid.spacing)), corners=corners,
+        fixed=fixed_l,
+        moving=moving_l,
+        shape=grid.shape,
+        pixel=float(np.mean(grid.spacing)),
+        corners=corners,
     )
 
 
@@ -339,8 +364,10 @@ def _phase(pair: _Pair, matrix: np.ndarray) -> np.ndarray:
         pair.moving, pair.fixed, _affine(matrix), sitk.sitkLinear, 0.0
     )
     shift, _, _ = phase_cross_correlation(
-        sitk.GetArrayViewFromImage(pair.fixed), sitk.GetArrayViewFromImage(moved),
-        upsample_factor=4, normalization=None,
+        sitk.GetArrayViewFromImage(pair.fixed),
+        sitk.GetArrayViewFromImage(moved),
+        upsample_factor=4,
+        normalization=None,
     )
     grid_linear = _grid_of(pair.fixed).phys_from_px[:-1, :-1]
     return matrix @ homogeneous(np.eye(len(shift)), grid_linear @ -np.asarray(shift))
@@ -350,8 +377,10 @@ def _grid_of(image: sitk.Image) -> Grid:
     ndim = image.GetDimension()
     direction = np.array(image.GetDirection()).reshape(ndim, ndim)[::-1, ::-1]
     return Grid(
-        tuple(image.GetSize()[::-1]), image.GetSpacing()[::-1],
-        image.GetOrigin()[::-1], direction,
+        tuple(image.GetSize()[::-1]),
+        image.GetSpacing()[::-1],
+        image.GetOrigin()[::-1],
+        direction,
     )
 
 
@@ -361,8 +390,13 @@ def _rotation_about(angle_deg: float, centre: np.ndarray) -> np.ndarray:
     return homogeneous(rot, centre - rot @ centre)
 
 
-def _initial(problem: Problem, frame: int, full: tuple[sitk.Image, sitk.Image],
-             coarse: _Pair, masks) -> np.ndarray:
+def _initial(
+    problem: Problem,
+    frame: int,
+    full: tuple[sitk.Image, sitk.Image],
+    coarse: _Pair,
+    masks,
+) -> np.ndarray:
     """Starting ``moving_from_fixed`` (physical, numpy order) of one frame."""
     ndim = problem.ndim
     if problem.initial is not None:
@@ -474,8 +508,9 @@ class _Watch:
 
 def _execute(
     method, pair: _Pair, metric: Metric, stoppable: bool, watch: _Watch | None
-) -> Generator[tuple[int, float], None, _LevelRun]:
-    """Run ``method.Execute`` in a thread; yield (iteration, loss) as it goes."""
+) -> Generator[tuple[int, float, tuple], None, _LevelRun]:
+    """Run ``method.Execute`` in a thread; yield (iteration, loss, position)
+    as it goes."""
     events: queue.Queue = queue.Queue()
     cancel = threading.Event()
     converged = threading.Event()
@@ -489,7 +524,8 @@ def _execute(
             sys.excepthook = _quiet_hook(sys.excepthook)
             raise _Cancelled('registration cancelled')
         iteration = method.GetOptimizerIteration()
-        events.put(('iteration', iteration, method.GetMetricValue()))
+        position = method.GetOptimizerPosition()
+        events.put(('iteration', iteration, (method.GetMetricValue(), position)))
         if watch is not None and watch.converged(method.GetOptimizerPosition()):
             converged.set()
             method.StopRegistration()
@@ -509,13 +545,14 @@ def _execute(
         while True:
             kind, a, b = events.get()
             if kind == 'iteration':
-                loss = _loss(metric, b)
+                value, position = b
+                loss = _loss(metric, value)
                 if record.iterations and record.iterations[-1] == a:
                     record.losses[-1] = loss  # vnl optimisers: several evaluations
                     continue
                 record.iterations.append(a)
                 record.losses.append(loss)
-                yield len(record.losses) - 1, loss
+                yield len(record.losses) - 1, loss, position
             elif kind == 'done':
                 record.reason = 'converged' if converged.is_set() else _reason(a)
                 return record
@@ -572,12 +609,17 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
     optimizer = OPTIMIZERS[name]
     n_levels = len(problem.schedule)
     total = problem.batch * sum(level.iterations for level in problem.schedule)
-    counter = {'step': 0}
+    counter = {'step': 0, 'preview': 0.0}
 
     matrices, initials, before, after, per_frame = [], [], [], [], []
     for frame in range(problem.batch):
         outcome = yield from _run_frame(
-            problem, frame, optimizer, counter, total, n_levels,
+            problem,
+            frame,
+            optimizer,
+            counter,
+            total,
+            n_levels,
         )
         start, final, value_before, value_after, reports = outcome
         initials.append(start)
@@ -627,30 +669,56 @@ def _run_frame(problem, frame, optimizer, counter, total, n_levels):
         if optimizer.watch:
             watch = _Watch(transform, moving_initial, pair.corners, tolerance)
         steps = _execute(method, pair, problem.metric, optimizer.stops, watch)
-        while True:
-            try:
-                iteration, loss = next(steps)
-            except StopIteration as done:
-                record = done.value
-                break
-            yield Progress(
-                step=counter['step'], total=total, level=index, n_levels=n_levels,
-                iteration=iteration, loss=loss,
-            )
-            counter['step'] += 1
+        probe = type(transform)(transform)
+        try:
+            while True:
+                try:
+                    iteration, loss, position = next(steps)
+                except StopIteration as done:
+                    record = done.value
+                    break
+                matrix = None
+                now = time.perf_counter()
+                if problem.batch == 1 and now - counter['preview'] > PREVIEW_SECONDS:
+                    probe.SetParameters(position)
+                    matrix = matrix_from_transform(probe)
+                    if moving_initial is not None:
+                        matrix = moving_initial @ matrix
+                    matrix = matrix[None]
+                    counter['preview'] = now
+                yield Progress(
+                    step=counter['step'],
+                    total=total,
+                    level=index,
+                    n_levels=n_levels,
+                    iteration=iteration,
+                    loss=loss,
+                    matrix=matrix,
+                )
+                counter['step'] += 1
+        finally:  # also when the consumer fails: stop and join the thread
+            steps.close()
         if not record.losses:  # the stream reports every level at least once
             value = _loss(problem.metric, method.GetMetricValue())
             record.losses.append(value)
             yield Progress(
-                step=counter['step'], total=total, level=index,
-                n_levels=n_levels, iteration=0, loss=value,
+                step=counter['step'],
+                total=total,
+                level=index,
+                n_levels=n_levels,
+                iteration=0,
+                loss=value,
             )
             counter['step'] += 1
-        reports.append(LevelReport(
-            shape=pair.shape, iterations=len(record.iterations),
-            seconds=time.perf_counter() - started, stop_reason=record.reason,
-            losses=tuple(record.losses),
-        ))
+        reports.append(
+            LevelReport(
+                shape=pair.shape,
+                iterations=len(record.iterations),
+                seconds=time.perf_counter() - started,
+                stop_reason=record.reason,
+                losses=tuple(record.losses),
+            )
+        )
 
     final = matrix_from_transform(transform)
     if moving_initial is not None:
@@ -669,15 +737,20 @@ def _merge_reports(per_frame: list[list[LevelReport]]) -> tuple[LevelReport, ...
     merged = []
     for reports in zip(*per_frame, strict=True):
         longest = max(len(r.losses) for r in reports)
-        padded = np.array([
-            list(r.losses) + [r.losses[-1]] * (longest - len(r.losses)) for r in reports
-        ])
+        padded = np.array(
+            [
+                list(r.losses) + [r.losses[-1]] * (longest - len(r.losses))
+                for r in reports
+            ]
+        )
         reasons = sorted({r.stop_reason for r in reports})
-        merged.append(LevelReport(
-            shape=reports[0].shape,
-            iterations=max(r.iterations for r in reports),
-            seconds=float(sum(r.seconds for r in reports)),
-            stop_reason=reasons[0] if len(reasons) == 1 else ', '.join(reasons),
-            losses=tuple(float(v) for v in padded.mean(axis=0)),
-        ))
+        merged.append(
+            LevelReport(
+                shape=reports[0].shape,
+                iterations=max(r.iterations for r in reports),
+                seconds=float(sum(r.seconds for r in reports)),
+                stop_reason=reasons[0] if len(reasons) == 1 else ', '.join(reasons),
+                losses=tuple(float(v) for v in padded.mean(axis=0)),
+            )
+        )
     return tuple(merged)
