@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(_var, "2")
+for _var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'):
+    os.environ.setdefault(_var, '2')
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
@@ -39,9 +39,9 @@ import peers as PR  # noqa: E402
 from peers import MONO, MULTI, Config  # noqa: E402
 
 ROOT = HERE.parent
-RESULTS = HERE / "results" / "records.json"
-GRAF = Path("/work/shared/data/oxford_affine/graf")
-OURS = "ours"
+RESULTS = HERE / 'results' / 'records.json'
+GRAF = Path('/work/shared/data/oxford_affine/graf')
+OURS = 'ours'
 OK_STRICT, OK_LOOSE = 0.5, 1.0
 
 # --------------------------------------------------------------------------
@@ -53,7 +53,7 @@ def ours_available() -> str | None:
     try:
         from napari_coreg import register  # noqa: F401
     except Exception as exc:  # noqa: BLE001
-        return f"{type(exc).__name__}: {exc}"
+        return f'{type(exc).__name__}: {exc}'
     return None
 
 
@@ -65,29 +65,29 @@ def ours_register(fixed, moving, **kwargs):
     from napari_coreg import register
 
     LAST_INFO.clear()
-    res = register(fixed, moving, backend="torch", **kwargs)
-    LAST_INFO["stop_reason"] = str(getattr(res, "stop_reason", ""))
-    LAST_INFO["engine_elapsed"] = getattr(res, "elapsed", None)
+    res = register(fixed, moving, backend='torch', **kwargs)
+    LAST_INFO['stop_reason'] = str(getattr(res, 'stop_reason', ''))
+    LAST_INFO['engine_elapsed'] = getattr(res, 'elapsed', None)
     return np.asarray(res.moving_from_fixed, dtype=np.float64)
 
 
 def ours_configs() -> list[Config]:
     """Our engine on each family: the matching model, several metrics."""
     plan = {
-        ("translation", MONO): ("translation", ("ncc",)),
-        ("rigid", MONO): ("rigid", ("ncc", "mse", "l1", "mi")),
-        ("rigid", MULTI): ("rigid", ("mi",)),
-        ("affine", MONO): ("affine", ("ncc", "mse", "mi")),
-        ("affine", MULTI): ("affine", ("mi",)),
-        ("homography", MONO): ("homography", ("ncc", "l1", "mi", None)),
-        ("homography", MULTI): ("homography", ("mi",)),
-        ("capture", MONO): ("rigid", ("ncc", "mi")),
+        ('translation', MONO): ('translation', ('ncc',)),
+        ('rigid', MONO): ('rigid', ('ncc', 'mse', 'l1', 'mi')),
+        ('rigid', MULTI): ('rigid', ('mi',)),
+        ('affine', MONO): ('affine', ('ncc', 'mse', 'mi')),
+        ('affine', MULTI): ('affine', ('mi',)),
+        ('homography', MONO): ('homography', ('ncc', 'l1', 'mi', None)),
+        ('homography', MULTI): ('homography', ('mi',)),
+        ('capture', MONO): ('rigid', ('ncc', 'mi')),
     }
     out = []
     for fam, (model, metrics) in plan.items():
         for metric in metrics:
-            kw = {"model": model} | ({"metric": metric} if metric else {})
-            label = f"{model} ({metric or 'defaults'})"
+            kw = {'model': model} | ({'metric': metric} if metric else {})
+            label = f'{model} ({metric or "defaults"})'
             out.append(
                 Config(OURS, label, functools.partial(ours_register, **kw), (fam,))
             )
@@ -127,28 +127,28 @@ def run_one(config: Config, case: C.Case) -> dict:
     try:
         est = config.run(case.fixed, case.moving)
     except Exception as exc:  # noqa: BLE001
-        est, error = None, f"{type(exc).__name__}: {exc}"[:300]
+        est, error = None, f'{type(exc).__name__}: {exc}'[:300]
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     info = dict(LAST_INFO) if config.who == OURS else {}
     if est is None and error is None:
-        error = "peer raised"
+        error = 'peer raised'
     return {
-        "who": config.who,
-        "method": config.method,
-        "family": case.family,
-        "modality": case.modality,
-        "size": case.size,
-        "index": case.index,
-        "image": case.image,
-        "case": case.name,
-        "time": seconds,
-        "cpu": cpu,
-        "err": C.corner_error(est, case.truth, case.fixed.shape),
-        "error": error,
-        "params": {k: np.round(v, 4).tolist() for k, v in case.params.items()},
-        "matrix": None if est is None else np.asarray(est).tolist(),
-        "info": info,
-        "threads": PR.THREADS,
+        'who': config.who,
+        'method': config.method,
+        'family': case.family,
+        'modality': case.modality,
+        'size': case.size,
+        'index': case.index,
+        'image': case.image,
+        'case': case.name,
+        'time': seconds,
+        'cpu': cpu,
+        'err': C.corner_error(est, case.truth, case.fixed.shape),
+        'error': error,
+        'params': {k: np.round(v, 4).tolist() for k, v in case.params.items()},
+        'matrix': None if est is None else np.asarray(est).tolist(),
+        'info': info,
+        'threads': PR.THREADS,
     }
 
 
@@ -179,22 +179,22 @@ def run_cases(configs: list[Config], args, log) -> list[dict]:
             t0 = time.perf_counter()
             batch = C.make_cases(family, modality, size, cases_per_size(args, size))
             log(
-                f"[{size}] {family}/{modality}: {len(batch)} cases "
-                f"({time.perf_counter() - t0:.1f}s to generate)"
+                f'[{size}] {family}/{modality}: {len(batch)} cases '
+                f'({time.perf_counter() - t0:.1f}s to generate)'
             )
             for config in todo:
                 warm_up(config, batch[0], warmed)
                 recs = [run_one(config, case) for case in batch]
                 records += recs
-                log(f"    {config.who:24s} {config.method:44s} " + summary_line(recs))
+                log(f'    {config.who:24s} {config.method:44s} ' + summary_line(recs))
     return records
 
 
 def summary_line(recs: list[dict]) -> str:
     s = stats(recs)
     return (
-        f"ok<0.5 {s['ok05']}/{s['n']}  ok<1 {s['ok1']}/{s['n']}  "
-        f"med err {fmt_err(s['err'])} px  med time {s['time']:.3f} s"
+        f'ok<0.5 {s["ok05"]}/{s["n"]}  ok<1 {s["ok1"]}/{s["n"]}  '
+        f'med err {fmt_err(s["err"])} px  med time {s["time"]:.3f} s'
     )
 
 
@@ -203,40 +203,40 @@ def summary_line(recs: list[dict]) -> str:
 
 
 def stats(recs: list[dict]) -> dict:
-    errs = np.array([r["err"] for r in recs], float)
-    times = np.array([r["time"] for r in recs], float)
-    cpu = np.array([r.get("cpu", np.nan) for r in recs], float)
+    errs = np.array([r['err'] for r in recs], float)
+    times = np.array([r['time'] for r in recs], float)
+    cpu = np.array([r.get('cpu', np.nan) for r in recs], float)
     return {
-        "cpu": float(np.median(cpu)) if len(cpu) else float("nan"),
-        "n": len(recs),
-        "ok05": int((errs < OK_STRICT).sum()),
-        "ok1": int((errs < OK_LOOSE).sum()),
-        "err": float(np.median(errs)) if len(errs) else float("nan"),
-        "time": float(np.median(times)) if len(times) else float("nan"),
+        'cpu': float(np.median(cpu)) if len(cpu) else float('nan'),
+        'n': len(recs),
+        'ok05': int((errs < OK_STRICT).sum()),
+        'ok1': int((errs < OK_LOOSE).sum()),
+        'err': float(np.median(errs)) if len(errs) else float('nan'),
+        'time': float(np.median(times)) if len(times) else float('nan'),
     }
 
 
 def fmt_err(x: float) -> str:
     if not np.isfinite(x):
-        return "fail"
-    return f"{x:.3f}" if x < 10 else f"{x:.0f}"
+        return 'fail'
+    return f'{x:.3f}' if x < 10 else f'{x:.0f}'
 
 
 def fmt_time(x: float) -> str:
     if not np.isfinite(x):
-        return "-"
-    return f"{x:.3f}" if x < 10 else f"{x:.1f}"
+        return '-'
+    return f'{x:.3f}' if x < 10 else f'{x:.1f}'
 
 
 def fmt_ratio(x: float) -> str:
-    return "-" if not np.isfinite(x) else (f"{x:.2f}" if x < 10 else f"{x:.0f}")
+    return '-' if not np.isfinite(x) else (f'{x:.2f}' if x < 10 else f'{x:.0f}')
 
 
 def md_table(headers: list[str], rows: list[list]) -> str:
     """A GitHub markdown table."""
-    lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    lines = ['| ' + ' | '.join(map(str, headers)) + ' |', '|' + '---|' * len(headers)]
+    lines += ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows]
+    return '\n'.join(lines) + '\n'
 
 
 def select(records, **kw) -> list[dict]:
@@ -246,7 +246,7 @@ def select(records, **kw) -> list[dict]:
 def methods_of(records, family, modality) -> list[tuple[str, str]]:
     """(who, method) pairs present, ours first, in first-seen order."""
     seen = dict.fromkeys(
-        (r["who"], r["method"])
+        (r['who'], r['method'])
         for r in select(records, family=family, modality=modality)
     )
     return sorted(seen, key=lambda k: k[0] != OURS)
@@ -270,35 +270,35 @@ def family_table(records, family, modality, sizes) -> str:
             rows.append(
                 [
                     size,
-                    f"**{who}**" if who == OURS else who,
+                    f'**{who}**' if who == OURS else who,
                     method,
-                    s["n"],
-                    s["ok05"],
-                    s["ok1"],
-                    fmt_err(s["err"]),
-                    fmt_time(s["time"]),
-                    fmt_time(s["cpu"]),
+                    s['n'],
+                    s['ok05'],
+                    s['ok1'],
+                    fmt_err(s['err']),
+                    fmt_time(s['time']),
+                    fmt_time(s['cpu']),
                 ]
             )
     return md_table(
         [
-            "size",
-            "who",
-            "model (metric)",
-            "n",
-            "ok < 0.5 px",
-            "ok < 1 px",
-            "median err (px)",
-            "median time (s)",
-            "median CPU time (s)",
+            'size',
+            'who',
+            'model (metric)',
+            'n',
+            'ok < 0.5 px',
+            'ok < 1 px',
+            'median err (px)',
+            'median time (s)',
+            'median CPU time (s)',
         ],
         rows,
     )
 
 
-def median_of(records, field="time", **kw) -> float:
+def median_of(records, field='time', **kw) -> float:
     recs = select(records, **kw)
-    return stats(recs)[field] if recs else float("nan")
+    return stats(recs)[field] if recs else float('nan')
 
 
 def ratio_table(records, family, modality, sizes) -> str:
@@ -310,23 +310,23 @@ def ratio_table(records, family, modality, sizes) -> str:
     ours = [m for w, m in pairs if w == OURS]
     theirs = [(w, m) for w, m in pairs if w != OURS]
     if not ours or not theirs:
-        return ""
+        return ''
     rows = []
     for who, method in theirs:
-        row = [f"{who}: {method}"]
+        row = [f'{who}: {method}']
         for mine in ours:
             cells = []
             for size in sizes:
-                kw = {"family": family, "modality": modality, "size": size}
+                kw = {'family': family, 'modality': modality, 'size': size}
                 r = [
                     median_of(records, f, who=OURS, method=mine, **kw)
                     / median_of(records, f, who=who, method=method, **kw)
-                    for f in ("time", "cpu")
+                    for f in ('time', 'cpu')
                 ]
-                cells.append(f"{fmt_ratio(r[0])} ({fmt_ratio(r[1])})")
-            row.append(" / ".join(cells))
+                cells.append(f'{fmt_ratio(r[0])} ({fmt_ratio(r[1])})')
+            row.append(' / '.join(cells))
         rows.append(row)
-    head = ["peer \\ ours, per size " + " / ".join(map(str, sizes))] + ours
+    head = ['peer \\ ours, per size ' + ' / '.join(map(str, sizes))] + ours
     return md_table(head, rows)
 
 
@@ -335,79 +335,79 @@ def ratio_table(records, family, modality, sizes) -> str:
 
 
 PEERS_REF = {
-    ("SimpleITK", "Euler2D (MeanSquares)", "rigid", MONO): {
+    ('SimpleITK', 'Euler2D (MeanSquares)', 'rigid', MONO): {
         256: (8, 0.07, 0.12),
         512: (8, 0.08, 0.44),
         1024: (7, 0.17, 2.5),
     },
-    ("SimpleITK", "Euler2D (Correlation)", "rigid", MONO): {
+    ('SimpleITK', 'Euler2D (Correlation)', 'rigid', MONO): {
         256: (8, 0.02, 0.16),
         512: (8, 0.02, 0.66),
         1024: (8, 0.02, 4.0),
     },
-    ("SimpleITK", "Euler2D (Mattes MI)", "rigid", MULTI): {
+    ('SimpleITK', 'Euler2D (Mattes MI)', 'rigid', MULTI): {
         256: (7, 0.03, 0.15),
         512: (8, 0.02, 0.61),
         1024: (8, 0.01, 3.8),
     },
-    ("SimpleITK", "Affine (Correlation)", "affine", MONO): {
+    ('SimpleITK', 'Affine (Correlation)', 'affine', MONO): {
         256: (7, 0.04, 0.23),
         512: (7, 0.05, 0.94),
         1024: (7, 0.05, 5.9),
     },
-    ("SimpleITK", "Affine (Mattes MI)", "affine", MONO): {
+    ('SimpleITK', 'Affine (Mattes MI)', 'affine', MONO): {
         256: (8, 0.04, 0.19),
         512: (8, 0.02, 0.67),
         1024: (6, 0.02, 4.5),
     },
-    ("SimpleITK", "Affine (Mattes MI)", "affine", MULTI): {
+    ('SimpleITK', 'Affine (Mattes MI)', 'affine', MULTI): {
         256: (8, 0.04, 0.17),
         512: (7, 0.03, 0.66),
         1024: (7, 0.03, 6.3),
     },
-    ("OpenCV ECC", "Euclidean", "rigid", MONO): {
+    ('OpenCV ECC', 'Euclidean', 'rigid', MONO): {
         256: (7, 0.04, 0.011),
         512: (8, 0.02, 0.044),
         1024: (8, 0.01, 0.17),
     },
-    ("OpenCV ECC", "Affine", "affine", MONO): {
+    ('OpenCV ECC', 'Affine', 'affine', MONO): {
         256: (7, 0.06, 0.013),
         512: (8, 0.04, 0.073),
         1024: (8, 0.04, 0.20),
     },
-    ("OpenCV ECC", "Homography", "homography", MONO): {
+    ('OpenCV ECC', 'Homography', 'homography', MONO): {
         256: (8, 0.07, 0.046),
         512: (8, 0.05, 0.12),
         1024: (8, 0.04, 0.33),
     },
-    ("OpenCV ECC", "Euclidean", "rigid", MULTI): {256: (3,), 512: (4,), 1024: (5,)},
-    ("OpenCV ECC", "Affine", "affine", MULTI): {256: (3,), 512: (2,), 1024: (2,)},
-    ("OpenCV ECC", "Homography", "homography", MULTI): {
+    ('OpenCV ECC', 'Euclidean', 'rigid', MULTI): {256: (3,), 512: (4,), 1024: (5,)},
+    ('OpenCV ECC', 'Affine', 'affine', MULTI): {256: (3,), 512: (2,), 1024: (2,)},
+    ('OpenCV ECC', 'Homography', 'homography', MULTI): {
         256: (1,),
         512: (3,),
         1024: (1,),
     },
-    ("kornia ImageRegistrator", "similarity, defaults", "rigid", MONO): {
+    ('kornia ImageRegistrator', 'similarity, defaults', 'rigid', MONO): {
         256: (0, 22, 0.51),
         512: (0, 56, 0.64),
         1024: (0, 56, 1.8),
     },
-    ("kornia ImageRegistrator", "homography, defaults", "homography", MONO): {
+    ('kornia ImageRegistrator', 'homography, defaults', 'homography', MONO): {
         256: (5, 0.68, 0.47),
         512: (5, 0.68, 0.89),
         1024: (2, 1.2, 1.5),
     },
-    ("kornia ImageRegistrator", "homography, tuned", "homography", MONO): {
+    ('kornia ImageRegistrator', 'homography, tuned', 'homography', MONO): {
         256: (5, 0.41, 0.87),
         512: (6, 0.71, 1.5),
         1024: (5, 0.57, 3.0),
     },
-    ("pystackreg", "RIGID_BODY", "rigid", MONO): {
+    ('pystackreg', 'RIGID_BODY', 'rigid', MONO): {
         256: (7, 0.04, 0.09),
         512: (7, 0.05, 0.21),
         1024: (8, 0.10, 0.84),
     },
-    ("pystackreg", "AFFINE", "affine", MONO): {
+    ('pystackreg', 'AFFINE', 'affine', MONO): {
         256: (4, 5.7, 0.08),
         512: (7, 0.09, 0.29),
         1024: (5, 0.22, 0.96),
@@ -418,7 +418,7 @@ PEERS_REF = {
 def peers_vs_reference(records, sizes) -> str:
     rows = []
     for (who, method, family, modality), ref in PEERS_REF.items():
-        row = [who, method, f"{family} {modality}"]
+        row = [who, method, f'{family} {modality}']
         for size in sizes:
             recs = select(
                 records,
@@ -428,16 +428,16 @@ def peers_vs_reference(records, sizes) -> str:
                 modality=modality,
                 size=size,
             )
-            got = "-"
+            got = '-'
             if recs:
                 s = stats(recs)
-                got = f"{s['ok1']}/{s['n']}, {fmt_err(s['err'])}, {fmt_time(s['time'])}"
-            want = ", ".join(f"{v:g}" for v in ref.get(size, ()))
-            row.append(f"{got} ({want})")
+                got = f'{s["ok1"]}/{s["n"]}, {fmt_err(s["err"])}, {fmt_time(s["time"])}'
+            want = ', '.join(f'{v:g}' for v in ref.get(size, ()))
+            row.append(f'{got} ({want})')
         rows.append(row)
     return md_table(
-        ["peer", "model (metric)", "case"]
-        + [f"{s}²: measured (PEERS.md)" for s in sizes],
+        ['peer', 'model (metric)', 'case']
+        + [f'{s}²: measured (PEERS.md)' for s in sizes],
         rows,
     )
 
@@ -449,48 +449,48 @@ def peers_vs_reference(records, sizes) -> str:
 SPEED_TARGETS = [
     # (title, family, modality, our method, peer, peer method, target ratio)
     (
-        "affine + NCC vs OpenCV ECC affine, 3 levels (target <= 3x)",
-        "affine",
+        'affine + NCC vs OpenCV ECC affine, 3 levels (target <= 3x)',
+        'affine',
         MONO,
-        "affine (ncc)",
-        "OpenCV ECC",
-        "Affine, 3 levels",
+        'affine (ncc)',
+        'OpenCV ECC',
+        'Affine, 3 levels',
         3.0,
     ),
     (
-        "rigid + MI vs SimpleITK Euler2D Mattes, full sampling, 3 levels",
-        "rigid",
+        'rigid + MI vs SimpleITK Euler2D Mattes, full sampling, 3 levels',
+        'rigid',
         MULTI,
-        "rigid (mi)",
-        "SimpleITK",
-        "Euler2D (Mattes MI, full sampling, 3 levels)",
+        'rigid (mi)',
+        'SimpleITK',
+        'Euler2D (Mattes MI, full sampling, 3 levels)',
         None,
     ),
     (
-        "affine + MI vs SimpleITK Affine Mattes, full sampling, 3 levels",
-        "affine",
+        'affine + MI vs SimpleITK Affine Mattes, full sampling, 3 levels',
+        'affine',
         MULTI,
-        "affine (mi)",
-        "SimpleITK",
-        "Affine (Mattes MI, full sampling, 3 levels)",
+        'affine (mi)',
+        'SimpleITK',
+        'Affine (Mattes MI, full sampling, 3 levels)',
         None,
     ),
     (
-        "homography (our defaults) vs kornia ImageRegistrator defaults",
-        "homography",
+        'homography (our defaults) vs kornia ImageRegistrator defaults',
+        'homography',
         MONO,
-        "homography (defaults)",
-        "kornia ImageRegistrator",
-        "homography, defaults",
+        'homography (defaults)',
+        'kornia ImageRegistrator',
+        'homography, defaults',
         None,
     ),
     (
-        "homography + NCC vs kornia ImageRegistrator defaults",
-        "homography",
+        'homography + NCC vs kornia ImageRegistrator defaults',
+        'homography',
         MONO,
-        "homography (ncc)",
-        "kornia ImageRegistrator",
-        "homography, defaults",
+        'homography (ncc)',
+        'kornia ImageRegistrator',
+        'homography, defaults',
         None,
     ),
 ]
@@ -504,16 +504,16 @@ def speed_targets(records, size=512) -> str:
             records, who=peer, method=theirs, family=fam, modality=mod, size=size
         )
         if not a or not b:
-            rows.append([title, "-", "-", "-", "not run"])
+            rows.append([title, '-', '-', '-', 'not run'])
             continue
         sa, sb = stats(a), stats(b)
-        ratio, cpu_ratio = sa["time"] / sb["time"], sa["cpu"] / sb["cpu"]
+        ratio, cpu_ratio = sa['time'] / sb['time'], sa['cpu'] / sb['cpu']
         verdict = (
-            ""
+            ''
             if target is None
             else (
-                f"wall {'PASS' if ratio <= target else 'FAIL'}, "
-                f"CPU {'PASS' if cpu_ratio <= target else 'FAIL'}"
+                f'wall {"PASS" if ratio <= target else "FAIL"}, '
+                f'CPU {"PASS" if cpu_ratio <= target else "FAIL"}'
             )
         )
         rows.append(
@@ -521,24 +521,24 @@ def speed_targets(records, size=512) -> str:
                 title,
                 _time_cell(sa),
                 _time_cell(sb),
-                f"{fmt_ratio(ratio)} ({fmt_ratio(cpu_ratio)})",
+                f'{fmt_ratio(ratio)} ({fmt_ratio(cpu_ratio)})',
                 verdict,
             ]
         )
     return md_table(
         [
-            f"comparison at {size}² (same cases)",
-            "ours: median wall (CPU) s, ok < 0.5 px",
-            "peer: median wall (CPU) s, ok < 0.5 px",
-            "ours / peer: wall (CPU)",
-            "target",
+            f'comparison at {size}² (same cases)',
+            'ours: median wall (CPU) s, ok < 0.5 px',
+            'peer: median wall (CPU) s, ok < 0.5 px',
+            'ours / peer: wall (CPU)',
+            'target',
         ],
         rows,
     )
 
 
 def _time_cell(s: dict) -> str:
-    return f"{fmt_time(s['time'])} ({fmt_time(s['cpu'])}), {s['ok05']}/{s['n']}"
+    return f'{fmt_time(s["time"])} ({fmt_time(s["cpu"])}), {s["ok05"]}/{s["n"]}'
 
 
 # --------------------------------------------------------------------------
@@ -546,42 +546,42 @@ def _time_cell(s: dict) -> str:
 
 
 def ours_failures(records) -> str:
-    bad = [r for r in records if r["who"] == OURS and not r["err"] < OK_STRICT]
+    bad = [r for r in records if r['who'] == OURS and not r['err'] < OK_STRICT]
     if not bad:
-        return "No case above 0.5 px.\n"
+        return 'No case above 0.5 px.\n'
     rows = [
         [
-            r["method"],
-            r["case"],
-            fmt_err(r["err"]),
-            fmt_time(r["time"]),
-            r.get("info", {}).get("stop_reason", ""),
-            (r["error"] or "").replace("|", "/")[:120],
+            r['method'],
+            r['case'],
+            fmt_err(r['err']),
+            fmt_time(r['time']),
+            r.get('info', {}).get('stop_reason', ''),
+            (r['error'] or '').replace('|', '/')[:120],
         ]
         for r in bad
     ]
     return md_table(
-        ["ours", "case", "err (px)", "time (s)", "stop reason", "exception"], rows
+        ['ours', 'case', 'err (px)', 'time (s)', 'stop reason', 'exception'], rows
     )
 
 
 def capture_cases(records, size) -> str:
-    recs = select(records, family="capture", size=size)
+    recs = select(records, family='capture', size=size)
     methods = sorted(
-        dict.fromkeys((r["who"], r["method"]) for r in recs), key=lambda k: k[0] != OURS
+        dict.fromkeys((r['who'], r['method']) for r in recs), key=lambda k: k[0] != OURS
     )
-    names = list(dict.fromkeys(r["case"] for r in recs))
+    names = list(dict.fromkeys(r['case'] for r in recs))
     rows = []
     for name in names:
         one = select(recs, case=name)
-        p = one[0]["params"]
-        row = [name, f"{p['angle']:.1f}", f"{np.hypot(*p['shift']):.0f}"]
+        p = one[0]['params']
+        row = [name, f'{p["angle"]:.1f}', f'{np.hypot(*p["shift"]):.0f}']
         for who, method in methods:
             got = select(one, who=who, method=method)
-            row.append(fmt_err(got[0]["err"]) if got else "-")
+            row.append(fmt_err(got[0]['err']) if got else '-')
         rows.append(row)
     return md_table(
-        ["case", "rotation (deg)", "|shift| (px)"] + [f"{w}: {m}" for w, m in methods],
+        ['case', 'rotation (deg)', '|shift| (px)'] + [f'{w}: {m}' for w, m in methods],
         rows,
     )
 
@@ -597,8 +597,8 @@ def load_graf():
         img = cv2.imread(str(GRAF / name), cv2.IMREAD_COLOR)
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
 
-    img1, img2 = rgb("img1.ppm"), rgb("img2.ppm")
-    h_xy = np.loadtxt(GRAF / "H1to2p")
+    img1, img2 = rgb('img1.ppm'), rgb('img2.ppm')
+    h_xy = np.loadtxt(GRAF / 'H1to2p')
     return img1, img2, C.swap_axes(h_xy / h_xy[2, 2])
 
 
@@ -611,7 +611,7 @@ def warp_l1(img1, est_rc, truth_rc) -> float:
     import cv2
 
     if est_rc is None or not np.all(np.isfinite(est_rc)):
-        return float("nan")
+        return float('nan')
     h, w = img1.shape[:2]
 
     def warp(m):
@@ -626,20 +626,20 @@ def graf_runners(args, with_ours: bool, with_peers: bool):
     if with_peers:
 
         def kornia_tutorial(i1, i2):  # the tutorial's order: src=img1, dst=img2
-            est = PR.kornia_register(i2, i1, model="homography", **PR.KORNIA_TUTORIAL)
+            est = PR.kornia_register(i2, i1, model='homography', **PR.KORNIA_TUTORIAL)
             return None if est is None else np.linalg.inv(est)
 
         if not args.quick:
             out.append(
                 (
                     PR.KORNIA,
-                    "homography, tutorial settings (RGB, L1, 6 levels, "
-                    "Adam 1e-3, 100 it/level)",
+                    'homography, tutorial settings (RGB, L1, 6 levels, '
+                    'Adam 1e-3, 100 it/level)',
                     kornia_tutorial,
                 )
             )
         for levels in (6, None):
-            label = f"Homography, {levels or 'auto (coarsest >= 64 px)'} levels (gray)"
+            label = f'Homography, {levels or "auto (coarsest >= 64 px)"} levels (gray)'
             out.append(
                 (
                     PR.ECC,
@@ -647,18 +647,18 @@ def graf_runners(args, with_ours: bool, with_peers: bool):
                     functools.partial(
                         _gray_run,
                         functools.partial(
-                            PR.ecc_register, motion="homography", levels=levels
+                            PR.ecc_register, motion='homography', levels=levels
                         ),
                     ),
                 )
             )
     if with_ours:
-        for metric in (None, "l1", "ncc", "mi"):
-            kw = {"model": "homography"} | ({"metric": metric} if metric else {})
+        for metric in (None, 'l1', 'ncc', 'mi'):
+            kw = {'model': 'homography'} | ({'metric': metric} if metric else {})
             out.append(
                 (
                     OURS,
-                    f"homography ({metric or 'defaults'}, gray)",
+                    f'homography ({metric or "defaults"}, gray)',
                     functools.partial(
                         _gray_run, functools.partial(ours_register, **kw)
                     ),
@@ -679,19 +679,19 @@ def run_graf(args, with_ours, with_peers, log) -> list[dict]:
         try:
             est = fn(img1, img2)
         except Exception as exc:  # noqa: BLE001
-            est, error = None, f"{type(exc).__name__}: {exc}"[:300]
+            est, error = None, f'{type(exc).__name__}: {exc}'[:300]
         seconds = time.perf_counter() - t0
         rec = {
-            "who": who,
-            "method": label,
-            "time": seconds,
-            "error": error,
-            "err": C.corner_error(est, truth, img1.shape),
-            "l1": warp_l1(img1, est, truth),
+            'who': who,
+            'method': label,
+            'time': seconds,
+            'error': error,
+            'err': C.corner_error(est, truth, img1.shape),
+            'l1': warp_l1(img1, est, truth),
         }
         log(
-            f"graf: {who:24s} {label:60s} err {fmt_err(rec['err'])} px "
-            f"L1 {rec['l1']:.4f} {seconds:.2f} s"
+            f'graf: {who:24s} {label:60s} err {fmt_err(rec["err"])} px '
+            f'L1 {rec["l1"]:.4f} {seconds:.2f} s'
         )
         out.append(rec)
     return out
@@ -700,16 +700,16 @@ def run_graf(args, with_ours, with_peers, log) -> list[dict]:
 def graf_table(recs) -> str:
     rows = [
         [
-            r["who"],
-            r["method"],
-            fmt_err(r["err"]),
-            "-" if not np.isfinite(r["l1"]) else f"{r['l1']:.4f}",
-            fmt_time(r["time"]),
+            r['who'],
+            r['method'],
+            fmt_err(r['err']),
+            '-' if not np.isfinite(r['l1']) else f'{r["l1"]:.4f}',
+            fmt_time(r['time']),
         ]
-        for r in sorted(recs, key=lambda r: r["who"] != OURS)
+        for r in sorted(recs, key=lambda r: r['who'] != OURS)
     ]
     return md_table(
-        ["who", "settings", "corner err (px)", "mean L1 of warps", "time (s)"], rows
+        ['who', 'settings', 'corner err (px)', 'mean L1 of warps', 'time (s)'], rows
     )
 
 
@@ -718,19 +718,31 @@ def graf_table(recs) -> str:
 
 
 MEMORY_CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 import torch
 torch.set_num_threads(int(sys.argv[3]))
 from napari_coreg import register
+
+
+def status():
+    # VmHWM (peak RSS) is per process image, unlike ru_maxrss which a child
+    # inherits from its parent across fork + exec
+    with open("/proc/self/status") as f:
+        d = dict(line.split(":", 1) for line in f if ":" in line)
+    return {k: int(d[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM")}
+
+
 data = np.load(sys.argv[1])
+fixed, moving = data["fixed"], data["moving"]
 kw = json.loads(sys.argv[2])
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = status()
 t0 = time.perf_counter()
-res = register(data["fixed"], data["moving"], backend="torch", **kw)
+res = register(fixed, moving, backend="torch", **kw)
 dt = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"base_mb": base / 1024, "peak_mb": peak / 1024, "time": dt,
+peak = status()
+print(json.dumps({"base_mb": base["VmRSS"], "peak_mb": peak["VmHWM"], "time": dt,
+                  "inputs_mb": (fixed.nbytes + moving.nbytes) / 2**20,
                   "matrix": np.asarray(res.moving_from_fixed).tolist()}))
 """
 
@@ -740,11 +752,11 @@ def memory_pair(size: int):
     from scipy import ndimage
     from skimage.transform import resize
 
-    fixed = resize(C._raw_image("camera"), (size, size), order=1).astype(np.float32)
+    fixed = resize(C._raw_image('camera'), (size, size), order=1).astype(np.float32)
     centre = np.full(2, (size - 1) / 2.0)
     truth = C._about(centre, C._rotation(4.0), np.array([0.02, -0.03]) * size)
     moving = ndimage.affine_transform(
-        fixed, np.linalg.inv(truth), order=1, mode="reflect"
+        fixed, np.linalg.inv(truth), order=1, mode='reflect'
     )
     return fixed, moving.astype(np.float32), truth
 
@@ -753,18 +765,18 @@ def run_memory(size: int, log) -> list[dict]:
     fixed, moving, truth = memory_pair(size)
     out = []
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "pair.npz"
+        path = Path(tmp) / 'pair.npz'
         np.savez(path, fixed=fixed, moving=moving)
         del fixed, moving
         for kw in (
-            {"model": "affine", "metric": "ncc"},
-            {"model": "affine", "metric": "mi"},
+            {'model': 'affine', 'metric': 'ncc'},
+            {'model': 'affine', 'metric': 'mi'},
         ):
-            rec = {"size": size, "kw": kw}
+            rec = {'size': size, 'kw': kw}
             proc = subprocess.run(
                 [
                     sys.executable,
-                    "-c",
+                    '-c',
                     MEMORY_CHILD,
                     str(path),
                     json.dumps(kw),
@@ -776,15 +788,15 @@ def run_memory(size: int, log) -> list[dict]:
             )
             if proc.returncode == 0:
                 rec |= json.loads(proc.stdout.strip().splitlines()[-1])
-                est = np.array(rec.pop("matrix"))
-                rec["err"] = C.corner_error(est, truth, (size, size))
+                est = np.array(rec.pop('matrix'))
+                rec['err'] = C.corner_error(est, truth, (size, size))
             else:
-                rec["error"] = (
+                rec['error'] = (
                     proc.stderr.strip().splitlines()[-1][:300]
                     if proc.stderr
-                    else "failed"
+                    else 'failed'
                 )
-            log(f"memory {size}²: {kw} -> {rec}")
+            log(f'memory {size}²: {kw} -> {rec}')
             out.append(rec)
     return out
 
@@ -792,34 +804,133 @@ def run_memory(size: int, log) -> list[dict]:
 def memory_table(recs) -> str:
     rows = []
     for r in recs:
-        kw = ", ".join(f"{k}={v}" for k, v in r["kw"].items())
-        if "error" in r:
-            rows.append([f"{r['size']}²", kw, "-", "-", "-", "-", r["error"]])
+        kw = ', '.join(f'{k}={v}' for k, v in r['kw'].items())
+        if 'error' in r:
+            rows.append([f'{r["size"]}²', kw, '-', '-', '-', '-', r['error']])
             continue
-        verdict = "PASS" if r["peak_mb"] < 2048 else "FAIL"
+        gb = r['peak_mb'] * 2**20 / 1e9
+        verdict = 'PASS' if gb < 2.0 else 'FAIL'
         rows.append(
             [
-                f"{r['size']}²",
+                f'{r["size"]}²',
                 kw,
-                f"{r['peak_mb']:.0f}",
-                f"{r['base_mb']:.0f}",
-                fmt_time(r["time"]),
-                fmt_err(r["err"]),
+                f'{r["peak_mb"]:.0f} MiB ({gb:.2f} GB)',
+                f'{r["base_mb"]:.0f}',
+                f'{r["peak_mb"] - r["base_mb"]:.0f}',
+                fmt_time(r['time']),
+                fmt_err(r['err']),
                 verdict,
             ]
         )
     return md_table(
         [
-            "pair",
-            "register(...)",
-            "peak RSS (MB)",
-            "RSS before register (MB)",
-            "time (s)",
-            "err (px)",
-            "target < 2 GB",
+            'pair',
+            'register(...)',
+            'peak RSS',
+            'RSS before register, inputs loaded (MiB)',
+            'growth during register (MiB)',
+            'time (s)',
+            'err (px)',
+            'target < 2 GB (10^9 bytes)',
         ],
         rows,
     )
+
+
+# --------------------------------------------------------------------------
+# thread sensitivity (one case, 1 vs 2 threads, same process)
+
+
+THREAD_CHECK = [
+    (
+        'ours',
+        'affine (ncc)',
+        functools.partial(ours_register, model='affine', metric='ncc'),
+    ),
+    (
+        'ours',
+        'rigid (ncc)',
+        functools.partial(ours_register, model='rigid', metric='ncc'),
+    ),
+    (PR.ECC, 'Affine', functools.partial(PR.ecc_register, motion='affine')),
+    (
+        PR.KORNIA,
+        'homography, defaults',
+        functools.partial(PR.kornia_register, model='homography'),
+    ),
+]
+
+
+def run_thread_check(log, reps: int = 3) -> list[dict]:
+    """Median wall/CPU time of a few methods with 1 and with 2 threads."""
+    case = C.make_case('affine', MONO, 256, 1)
+    before, out = PR.THREADS, []
+    for who, method, fn in THREAD_CHECK:
+        for n in (1, 2):
+            PR.limit_threads(n)
+            fn(case.fixed[:128, :128].copy(), case.moving[:128, :128].copy())
+            wall, cpu = [], []
+            for _ in range(reps):
+                t0, c0 = time.perf_counter(), time.process_time()
+                fn(case.fixed, case.moving)
+                wall.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
+            rec = {
+                'who': who,
+                'method': method,
+                'threads': n,
+                'time': float(np.median(wall)),
+                'cpu': float(np.median(cpu)),
+                'load': os.getloadavg()[0],
+            }
+            log(
+                f'threads check: {who} {method} {n} thread(s): '
+                f'{rec["time"]:.3f} s wall, {rec["cpu"]:.3f} s CPU'
+            )
+            out.append(rec)
+    PR.limit_threads(before)
+    return out
+
+
+def thread_section(store) -> list[str]:
+    recs = store.get('thread_check')
+    if not recs:
+        return []
+    rows = []
+    for who, method, _ in THREAD_CHECK:
+        one = {
+            r['threads']: r for r in recs if r['who'] == who and r['method'] == method
+        }
+        if 1 in one and 2 in one:
+            rows.append(
+                [
+                    who,
+                    method,
+                    f'{fmt_time(one[1]["time"])} ({fmt_time(one[1]["cpu"])})',
+                    f'{fmt_time(one[2]["time"])} ({fmt_time(one[2]["cpu"])})',
+                    fmt_ratio(one[2]['time'] / one[1]['time']),
+                ]
+            )
+    load = np.mean([r['load'] for r in recs])
+    return [
+        '## Thread sensitivity\n',
+        f'One 256² affine case ({C.case_name("affine", MONO, 256, 1)}), median of '
+        f'3 runs, same process, load average about {load:.1f} on 2 cores. '
+        'When other processes keep the cores busy, a library that splits every '
+        'small operation over 2 threads waits for a descheduled thread at each '
+        'join: this section shows which methods suffer.\n',
+        md_table(
+            [
+                'who',
+                'method',
+                '1 thread: wall (CPU) s',
+                '2 threads: wall (CPU) s',
+                '2 threads / 1 thread',
+            ],
+            rows,
+        ),
+        '',
+    ]
 
 
 # --------------------------------------------------------------------------
@@ -829,7 +940,7 @@ def memory_table(recs) -> str:
 def load_store() -> dict:
     if RESULTS.exists():
         return json.loads(RESULTS.read_text())
-    return {"records": [], "graf": [], "memory": [], "runs": {}}
+    return {'records': [], 'graf': [], 'memory': [], 'runs': {}}
 
 
 def merge(old: list[dict], new: list[dict], key) -> list[dict]:
@@ -838,11 +949,11 @@ def merge(old: list[dict], new: list[dict], key) -> list[dict]:
 
 
 def rec_key(r):
-    return (r["who"], r["method"], r["case"])
+    return (r['who'], r['method'], r['case'])
 
 
 def graf_key(r):
-    return (r["who"], r["method"])
+    return (r['who'], r['method'])
 
 
 def save_store(store: dict) -> None:
@@ -864,33 +975,33 @@ def versions() -> str:
 
     cpu = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                cpu = line.split(':', 1)[1].strip()
                 break
     except OSError:
         pass
     return (
-        f"Python {platform.python_version()}, numpy {np.__version__}, torch "
-        f"{torch.__version__}, kornia {kornia.__version__}, SimpleITK "
-        f"{sitk.Version_VersionString()}, OpenCV {cv2.__version__}, pystackreg "
-        f"{getattr(pystackreg, '__version__', '?')}, "
-        f"scikit-image {skimage.__version__}; "
-        f"CPU: {cpu}, {os.cpu_count()} cores."
+        f'Python {platform.python_version()}, numpy {np.__version__}, torch '
+        f'{torch.__version__}, kornia {kornia.__version__}, SimpleITK '
+        f'{sitk.Version_VersionString()}, OpenCV {cv2.__version__}, pystackreg '
+        f'{getattr(pystackreg, "__version__", "?")}, '
+        f'scikit-image {skimage.__version__}; '
+        f'CPU: {cpu}, {os.cpu_count()} cores.'
     )
 
 
 def git_head() -> str:
     try:
         out = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            ['git', '-C', str(ROOT), 'rev-parse', '--short', 'HEAD'],
             capture_output=True,
             text=True,
             check=True,
         )
         return out.stdout.strip()
     except (subprocess.CalledProcessError, OSError):
-        return "no commit"
+        return 'no commit'
 
 
 CASES_DOC = """\
@@ -925,115 +1036,117 @@ backend="torch")` with its defaults otherwise.
 
 def write_markdown(store, names, args, notes) -> str:
     names = set(names)
-    records = [r for r in store["records"] if r["case"] in names]
+    records = [r for r in store['records'] if r['case'] in names]
     sizes = [s for s in args.sizes if select(records, size=s)]
     out = [
-        "# Benchmarks: napari-coreg vs SimpleITK, OpenCV ECC, kornia, pystackreg\n",
-        f"Generated by `python benchmarks/run_all.py {' '.join(sys.argv[1:])}` on "
-        f"{datetime.datetime.now():%Y-%m-%d %H:%M} (repository HEAD {git_head()}).\n",
-        versions() + "\n",
-        "Cases per size: "
-        + ", ".join(f"{s}²: {cases_per_size(args, s)}" for s in sizes)
+        '# Benchmarks: napari-coreg vs SimpleITK, OpenCV ECC, kornia, pystackreg\n',
+        f'Generated by `python benchmarks/run_all.py {" ".join(sys.argv[1:])}` on '
+        f'{datetime.datetime.now():%Y-%m-%d %H:%M} (repository HEAD {git_head()}).\n',
+        versions() + '\n',
+        'Cases per size: '
+        + ', '.join(f'{s}²: {cases_per_size(args, s)}' for s in sizes)
         + (
-            " (1024² uses fewer cases to keep the run under 20 minutes)"
+            ' (1024² uses fewer cases to keep the run under 20 minutes)'
             if 1024 in sizes and cases_per_size(args, 1024) < args.cases
-            else ""
+            else ''
         )
-        + ".\n",
+        + '.\n',
     ]
-    out += [f"> {n}\n" for n in notes + [threads_note(records)]]
+    out += [f'> {n}\n' for n in notes + [threads_note(records)]]
     out += [
-        "## Speed targets\n",
+        '## Speed targets\n',
         speed_targets(records),
-        "",
-        "## Peers: measured vs PEERS.md\n",
-        "Cells: successes (< 1 px) / n, median error (px), median time (s); "
+        '',
+        '## Peers: measured vs PEERS.md\n',
+        'Cells: successes (< 1 px) / n, median error (px), median time (s); '
         "in brackets PEERS.md's figures (successes of 8, error, time).\n",
         peers_vs_reference(records, sizes),
-        "",
+        '',
     ]
-    out += ["## Results per case family\n"]
-    for family, modality in sorted({(r["family"], r["modality"]) for r in records}):
+    out += ['## Results per case family\n']
+    for family, modality in sorted({(r['family'], r['modality']) for r in records}):
         out += [
-            f"### {family} / {modality}\n",
+            f'### {family} / {modality}\n',
             family_table(records, family, modality, sizes),
         ]
         ratios = ratio_table(records, family, modality, sizes)
         if ratios:
             out += [
                 "Our median time / the peer's median time, per size: wall clock "
-                "(CPU time in brackets):\n",
+                '(CPU time in brackets):\n',
                 ratios,
             ]
     out += capture_section(records, sizes)
     out += graf_section(store)
     out += memory_section(store)
+    out += thread_section(store)
     out += [
-        "## Our engine: cases above 0.5 px\n",
+        '## Our engine: cases above 0.5 px\n',
         ours_failures(records),
-        "",
-        "## How the cases are made\n",
+        '',
+        '## How the cases are made\n',
         CASES_DOC,
     ]
-    return "\n".join(out)
+    return '\n'.join(out)
 
 
 def threads_note(records) -> str:
     """Which thread limit each group of results ran with."""
     groups = {}
     for r in records:
-        key = "ours" if r["who"] == OURS else "peers"
-        groups.setdefault(key, set()).add(r.get("threads", 2))
+        key = 'ours' if r['who'] == OURS else 'peers'
+        groups.setdefault(key, set()).add(r.get('threads', 2))
     parts = [
-        f"{k}: {', '.join(map(str, sorted(v)))}" for k, v in sorted(groups.items())
+        f'{k}: {", ".join(map(str, sorted(v)))}' for k, v in sorted(groups.items())
     ]
-    return "Threads per library in these results: " + "; ".join(parts) + "."
+    return 'Threads per library in these results: ' + '; '.join(parts) + '.'
 
 
 def capture_section(records, sizes) -> list[str]:
-    if not select(records, family="capture"):
+    if not select(records, family='capture'):
         return []
     size = 512 if 512 in sizes else sizes[0]
     return [
-        "## Capture range\n",
-        "Rigid cases with rotation up to 30 deg and shift up to 20 % of S "
-        "(the capture family above); per case at "
-        f"{size}² (corner error in px):\n",
+        '## Capture range\n',
+        'Rigid cases with rotation up to 30 deg and shift up to 20 % of S '
+        '(the capture family above); per case at '
+        f'{size}² (corner error in px):\n',
         capture_cases(records, size),
     ]
 
 
 def graf_section(store) -> list[str]:
-    if not store.get("graf"):
+    if not store.get('graf'):
         return []
     return [
-        "## kornia homography tutorial: Oxford graf img1 -> img2\n",
-        "800x640 pair, ground truth `H1to2p` (img1 (x, y) -> img2 (x, y)); ours is "
+        '## kornia homography tutorial: Oxford graf img1 -> img2\n',
+        '800x640 pair, ground truth `H1to2p` (img1 (x, y) -> img2 (x, y)); ours is '
         "`register(fixed=img1, moving=img2, model='homography')` on gray images, "
-        "whose `moving_from_fixed` is H1to2 in (row, col). kornia follows the "
-        "tutorial: "
-        "`register(src=img1, dst=img2)` on RGB returns img1_from_img2 (normalised), "
+        'whose `moving_from_fixed` is H1to2 in (row, col). kornia follows the '
+        'tutorial: '
+        '`register(src=img1, dst=img2)` on RGB returns img1_from_img2 (normalised), '
         "inverted here. Corner error over img1's corners + centre; mean L1 = mean "
-        "absolute difference (RGB, [0, 1], whole 800x640 frame, zeros outside) between "
+        'absolute difference (RGB, [0, 1], whole 800x640 frame, zeros outside) between '
         "img1 warped into img2's frame by the estimate and by the truth (the tutorial "
-        "printed 0.0053; PEERS.md measured 0.0063 for kornia in 25.8 s and ECC 6 "
-        "levels 0.93 px in 0.59 s).\n",
-        graf_table(store["graf"]),
-        "",
+        'printed 0.0053; PEERS.md measured 0.0063 for kornia in 25.8 s and ECC 6 '
+        'levels 0.93 px in 0.59 s).\n',
+        graf_table(store['graf']),
+        '',
     ]
 
 
 def memory_section(store) -> list[str]:
-    if not store.get("memory"):
+    if not store.get('memory'):
         return []
     return [
-        "## Memory\n",
-        "Peak RSS (`resource.getrusage(RUSAGE_SELF).ru_maxrss`) of a fresh Python "
-        "process that imports torch and napari_coreg, loads a rigidly moved pair "
-        "of the camera image resized to the given size (float32) and registers it once "
-        "with our engine (CPU). Target: < 2 GB.\n",
-        memory_table(store["memory"]),
-        "",
+        '## Memory\n',
+        'Peak RSS (`VmHWM` of `/proc/self/status`) of a fresh Python '
+        'process that imports torch and napari_coreg, loads a rigidly moved pair '
+        'of the camera image resized to the given size (float32, 64 MiB each at '
+        '4096²) and registers it once with our engine (CPU; default settings). '
+        'Target: < 2 GB.\n',
+        memory_table(store['memory']),
+        '',
     ]
 
 
@@ -1045,65 +1158,66 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--sizes", type=int, nargs="+", default=list(C.SIZES))
-    ap.add_argument("--cases", type=int, default=8, help="cases per family and size")
+    ap.add_argument('--sizes', type=int, nargs='+', default=list(C.SIZES))
+    ap.add_argument('--cases', type=int, default=8, help='cases per family and size')
     ap.add_argument(
-        "--cases-large",
+        '--cases-large',
         type=int,
         default=4,
-        help="at most this many cases at 1024² and above",
+        help='at most this many cases at 1024² and above',
     )
     ap.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: 256² only, 2 cases, small memory check, no kornia tutorial",
+        '--quick',
+        action='store_true',
+        help='smoke run: 256² only, 2 cases, small memory check, no kornia tutorial',
     )
-    ap.add_argument("--only", choices=["ours", "peers"])
+    ap.add_argument('--only', choices=['ours', 'peers'])
     ap.add_argument(
-        "--out",
+        '--out',
         type=Path,
         default=None,
-        help="default docs/benchmarks.md (--quick: benchmarks/results/quick.md)",
+        help='default docs/benchmarks.md (--quick: benchmarks/results/quick.md)',
     )
     ap.add_argument(
-        "--families",
-        nargs="+",
-        metavar="FAMILY/MODALITY",
-        help="run only these, e.g. rigid/multi affine/mono (default: all)",
+        '--families',
+        nargs='+',
+        metavar='FAMILY/MODALITY',
+        help='run only these, e.g. rigid/multi affine/mono (default: all; '
+        "'none' runs no case, e.g. for the memory check alone)",
     )
     ap.add_argument(
-        "--threads",
+        '--threads',
         type=int,
         default=PR.THREADS,
-        help="threads per library (torch, OpenCV, SimpleITK); default 2",
+        help='threads per library (torch, OpenCV, SimpleITK); default 2',
     )
-    ap.add_argument("--memory-size", type=int, default=4096)
+    ap.add_argument('--memory-size', type=int, default=4096)
     ap.add_argument(
-        "--report",
-        action="store_true",
-        help="run nothing: rewrite the document from the stored results",
+        '--report',
+        action='store_true',
+        help='run nothing: rewrite the document from the stored results',
     )
-    ap.add_argument("--skip-graf", action="store_true")
-    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument('--skip-graf', action='store_true')
+    ap.add_argument('--skip-memory', action='store_true')
     args = ap.parse_args(argv)
     if args.quick:
         args.sizes, args.cases, args.memory_size = [256], 2, 1024
     if args.out is None:
         args.out = (
-            (HERE / "results" / "quick.md")
+            (HERE / 'results' / 'quick.md')
             if args.quick
-            else ROOT / "docs" / "benchmarks.md"
+            else ROOT / 'docs' / 'benchmarks.md'
         )
     return args
 
 
 def run_note(group: str, info: dict) -> str:
     return (
-        f"Latest run of {group}: {info['when']}, `run_all.py {info['command']}`, "
-        f"{info['threads']} thread(s) per library, load average "
-        f"{info['load'][0]:.1f} at the start and {info['load'][1]:.1f} at the end "
-        f"(2 cores: other processes on the machine inflate wall times), "
-        f"{info['seconds']} s."
+        f'Latest run of {group}: {info["when"]}, `run_all.py {info["command"]}`, '
+        f'{info["threads"]} thread(s) per library, load average '
+        f'{info["load"][0]:.1f} at the start and {info["load"][1]:.1f} at the end '
+        f'(2 cores: other processes on the machine inflate wall times), '
+        f'{info["seconds"]} s.'
     )
 
 
@@ -1123,16 +1237,16 @@ def main(argv=None) -> None:
     t_start = time.perf_counter()
 
     def log(msg):
-        print(f"[{time.perf_counter() - t_start:7.1f}s] {msg}", flush=True)
+        print(f'[{time.perf_counter() - t_start:7.1f}s] {msg}', flush=True)
 
     notes = []
     load_start = os.getloadavg()[0]
-    with_peers = args.only != "ours" and not args.report
-    with_ours = args.only != "peers" and not args.report
+    with_peers = args.only != 'ours' and not args.report
+    with_ours = args.only != 'peers' and not args.report
     if with_ours and (why := ours_available()):
         notes.append(
-            "Our engine was skipped: `from napari_coreg import register` "
-            f"failed ({why})."
+            'Our engine was skipped: `from napari_coreg import register` '
+            f'failed ({why}).'
         )
         log(notes[-1])
         with_ours = False
@@ -1140,36 +1254,36 @@ def main(argv=None) -> None:
         ours_configs() if with_ours else []
     )
     if args.families:
-        configs = restrict(configs, {tuple(f.split("/")) for f in args.families})
+        configs = restrict(configs, {tuple(f.split('/')) for f in args.families})
     store = load_store()
     records = run_cases(configs, args, log)
     names = planned_names(PR.peer_configs() + ours_configs(), args)
-    store["records"] = merge(store["records"], records, rec_key)
+    store['records'] = merge(store['records'], records, rec_key)
     if not args.skip_graf and (with_ours or with_peers):
-        store["graf"] = merge(
-            store.get("graf", []), run_graf(args, with_ours, with_peers, log), graf_key
+        store['graf'] = merge(
+            store.get('graf', []), run_graf(args, with_ours, with_peers, log), graf_key
         )
     if with_ours and not args.skip_memory:
-        store["memory"] = run_memory(args.memory_size, log)
+        store['memory'] = run_memory(args.memory_size, log)
     info = {
-        "when": f"{datetime.datetime.now():%Y-%m-%d %H:%M}",
-        "command": " ".join(sys.argv[1:]),
-        "threads": PR.THREADS,
-        "load": [round(load_start, 2), round(os.getloadavg()[0], 2)],
-        "seconds": round(time.perf_counter() - t_start),
+        'when': f'{datetime.datetime.now():%Y-%m-%d %H:%M}',
+        'command': ' '.join(sys.argv[1:]),
+        'threads': PR.THREADS,
+        'load': [round(load_start, 2), round(os.getloadavg()[0], 2)],
+        'seconds': round(time.perf_counter() - t_start),
     }
-    runs = {k: v for k, v in store.get("runs", {}).items() if isinstance(v, dict)}
-    for group, ran in (("peers", with_peers), ("ours", with_ours)):
-        if ran:
+    runs = {k: v for k, v in store.get('runs', {}).items() if isinstance(v, dict)}
+    for group in ('peers', 'ours'):
+        if any((r['who'] == OURS) == (group == 'ours') for r in records):
             runs[group] = info
-    store["runs"] = runs
+    store['runs'] = runs
     notes += [run_note(group, runs[group]) for group in sorted(runs)]
     if not args.quick:  # a smoke run does not overwrite stored results
         save_store(store)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(write_markdown(store, names, args, notes))
-    log(f"wrote {args.out} and {RESULTS}")
+    log(f'wrote {args.out} and {RESULTS}')
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     main()
