@@ -73,9 +73,16 @@ def _pair(truth: np.ndarray, shape=SHAPE, seed: int = 0):
     ],
 )
 def test_refused_combinations_raise_on_call(model, metric, ndim, extra, match):
+    """Refused by ``iter_register`` itself, before the first step."""
     image = np.random.default_rng(0).random((16,) * ndim)
     with pytest.raises(ValueError, match=match):
         iter_register(image, image, model=model, metric=metric, backend='sitk', **extra)
+
+
+def test_sitk_optimizer_names_are_refused_by_torch():
+    image = np.random.default_rng(0).random((16, 16))
+    with pytest.raises(ValueError, match='sitk'):
+        iter_register(image, image, model='rigid', backend='torch', optimizer='amoeba')
 
 
 # --------------------------------------------------------------------------
