@@ -494,3 +494,12 @@ def test_mr_spine_t1_t2_mi_in_physical_space(shared_data, backend):
     ).mean()
     assert error < 1.0
     assert res.metric_after > 0.8 > 0.1 > res.metric_before
+
+
+def test_capabilities_list_the_engine_optimizers():
+    """The table the API and the widget read agrees with the engine."""
+    from napari_coreg.engines import CAPABILITIES
+    from napari_coreg.engines.sitk_engine import OPTIMIZERS
+    from napari_coreg.options import Backend
+
+    assert set(CAPABILITIES[Backend.SITK].optimizers) == set(OPTIMIZERS)
