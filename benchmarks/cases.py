@@ -49,22 +49,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 IMAGES = (
-    "camera",
-    "astronaut",
-    "coins",
-    "moon",
-    "cell",
-    "retina",
-    "immunohistochemistry",
-    "coffee",
+    'camera',
+    'astronaut',
+    'coins',
+    'moon',
+    'cell',
+    'retina',
+    'immunohistochemistry',
+    'coffee',
 )
 # family -> (model kind, max rotation deg, max shift as a fraction of S)
 FAMILIES = {
-    "translation": ("translation", 0.0, 0.08),
-    "rigid": ("rigid", 15.0, 0.08),
-    "affine": ("affine", 15.0, 0.08),
-    "homography": ("homography", 15.0, 0.08),
-    "capture": ("rigid", 30.0, 0.20),
+    'translation': ('translation', 0.0, 0.08),
+    'rigid': ('rigid', 15.0, 0.08),
+    'affine': ('affine', 15.0, 0.08),
+    'homography': ('homography', 15.0, 0.08),
+    'capture': ('rigid', 30.0, 0.20),
 }
 SIZES = (256, 512, 1024)
 NOISE_SIGMA = 0.02
@@ -98,7 +98,7 @@ class Case:
 
 def case_name(family: str, modality: str, size: int, index: int) -> str:
     """A case's unique, readable name."""
-    return f"{family}-{modality}-{size}-{index}-{IMAGES[index % len(IMAGES)]}"
+    return f'{family}-{modality}-{size}-{index}-{IMAGES[index % len(IMAGES)]}'
 
 
 # --------------------------------------------------------------------------
@@ -134,11 +134,11 @@ def corner_error(est, truth, shape) -> float:
     ``inf`` when ``est`` is None or not finite.
     """
     if est is None or not np.all(np.isfinite(est)):
-        return float("inf")
+        return float('inf')
     pts = check_points(shape)
     err = np.linalg.norm(apply_h(est, pts) - apply_h(truth, pts), axis=1)
     err = float(err.mean())
-    return err if np.isfinite(err) else float("inf")
+    return err if np.isfinite(err) else float('inf')
 
 
 def homography_from_points(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -204,15 +204,15 @@ def random_transform(family: str, size: int, rng) -> tuple[np.ndarray, dict]:
     centre = np.full(2, (size - 1) / 2.0)
     angle = rng.uniform(-max_rot, max_rot)
     shift = rng.uniform(-max_shift, max_shift, 2) * size
-    params = {"angle": angle, "shift": shift.tolist()}
+    params = {'angle': angle, 'shift': shift.tolist()}
     linear = _rotation(angle)
-    if family == "affine":
+    if family == 'affine':
         scale = rng.uniform(0.9, 1.1, 2)
         shear = rng.uniform(-0.1, 0.1)
         linear = linear @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.diag(scale)
         params.update(scale=scale.tolist(), shear=shear)
     m = _about(centre, linear, shift)
-    if family == "homography":
+    if family == 'homography':
         corners = check_points((size, size))[:4]
         moved = corners + rng.uniform(-0.06, 0.06, (4, 2)) * size
         m = m @ homography_from_points(corners, moved)
@@ -227,7 +227,7 @@ def render_moving(source: np.ndarray, offset, truth, size: int) -> np.ndarray:
     rr, cc = np.mgrid[0:size, 0:size].astype(np.float64)
     q = np.column_stack([rr.ravel(), cc.ravel()])
     p = apply_h(np.linalg.inv(truth), q) + np.asarray(offset, float)
-    out = ndimage.map_coordinates(source, p.T, order=3, mode="mirror")
+    out = ndimage.map_coordinates(source, p.T, order=3, mode='mirror')
     return out.reshape(size, size)
 
 
@@ -237,7 +237,7 @@ def multimodal(x: np.ndarray) -> np.ndarray:
 
 
 def case_seed(family: str, modality: str, size: int, index: int) -> int:
-    return zlib.crc32(f"{family}|{modality}|{size}|{index}".encode())
+    return zlib.crc32(f'{family}|{modality}|{size}|{index}'.encode())
 
 
 def make_case(family: str, modality: str, size: int, index: int) -> Case:
@@ -251,11 +251,11 @@ def make_case(family: str, modality: str, size: int, index: int) -> Case:
     moving = np.clip(render_moving(src, offset, truth, size), 0.0, 1.0)
     gamma = rng.uniform(*GAMMA_RANGE)
     moving = moving**gamma
-    if modality == "multi":
+    if modality == 'multi':
         moving = multimodal(moving)
     fixed = fixed + rng.normal(0.0, NOISE_SIGMA, fixed.shape)
     moving = moving + rng.normal(0.0, NOISE_SIGMA, moving.shape)
-    params["gamma"] = gamma
+    params['gamma'] = gamma
     return Case(
         family,
         modality,
@@ -280,7 +280,7 @@ def make_cases(family: str, modality: str, size: int, n: int = 8) -> list[Case]:
     return [make_case(family, modality, size, i) for i in case_indices(n)]
 
 
-if __name__ == "__main__":  # a quick look: python benchmarks/cases.py
+if __name__ == '__main__':  # a quick look: python benchmarks/cases.py
     import time
 
     # one-point check of swap_axes: (row, col) = (2, 5) shifted by (+1, +10)
@@ -288,8 +288,8 @@ if __name__ == "__main__":  # a quick look: python benchmarks/cases.py
     assert np.allclose(apply_h(swap_axes(rc), [[5.0, 2.0]]), [[15.0, 3.0]])
     for fam in FAMILIES:
         t0 = time.perf_counter()
-        c = make_case(fam, "mono", 512, 3)
+        c = make_case(fam, 'mono', 512, 3)
         print(
-            f"{c.name:40s} {time.perf_counter() - t0:.2f}s "
-            f"identity err {corner_error(np.eye(3), c.truth, c.fixed.shape):.1f}px"
+            f'{c.name:40s} {time.perf_counter() - t0:.2f}s '
+            f'identity err {corner_error(np.eye(3), c.truth, c.fixed.shape):.1f}px'
         )

@@ -85,7 +85,7 @@ def _sitk_matrix_xy(transform) -> np.ndarray:
 
 @_safe
 def sitk_register(
-    fixed, moving, transform="euler", metric="correlation", sampling="random"
+    fixed, moving, transform='euler', metric='correlation', sampling='random'
 ):
     """SimpleITK ImageRegistrationMethod.
 
@@ -99,18 +99,18 @@ def sitk_register(
     limit_threads()
     f = sitk.GetImageFromArray(np.asarray(fixed, np.float32))
     m = sitk.GetImageFromArray(np.asarray(moving, np.float32))
-    tx = sitk.Euler2DTransform() if transform == "euler" else sitk.AffineTransform(2)
+    tx = sitk.Euler2DTransform() if transform == 'euler' else sitk.AffineTransform(2)
     init = sitk.CenteredTransformInitializer(
         f, m, tx, sitk.CenteredTransformInitializerFilter.GEOMETRY
     )
     reg = sitk.ImageRegistrationMethod()
-    if metric == "meansquares":
+    if metric == 'meansquares':
         reg.SetMetricAsMeanSquares()
-    elif metric == "correlation":
+    elif metric == 'correlation':
         reg.SetMetricAsCorrelation()
     else:
         reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    if sampling == "random":
+    if sampling == 'random':
         reg.SetMetricSamplingStrategy(reg.RANDOM)
         reg.SetMetricSamplingPercentage(0.25, 1)
         shrink, sigmas, lr = [8, 4, 2, 1], [4, 2, 1, 0], min(fixed.shape) / 64.0
@@ -138,11 +138,11 @@ def sitk_register(
 # OpenCV ECC
 
 
-ECC_MOTIONS = ("translation", "euclidean", "affine", "homography")
+ECC_MOTIONS = ('translation', 'euclidean', 'affine', 'homography')
 
 
 @_safe
-def ecc_register(fixed, moving, motion="affine", levels=None, coarsest=64):
+def ecc_register(fixed, moving, motion='affine', levels=None, coarsest=64):
     """OpenCV findTransformECC coarse to fine on a pyrDown pyramid.
 
     ``levels=None``: as many levels as keep the coarsest side >= coarsest.
@@ -151,7 +151,7 @@ def ecc_register(fixed, moving, motion="affine", levels=None, coarsest=64):
     import cv2
 
     limit_threads()
-    mode = getattr(cv2, f"MOTION_{motion.upper()}")
+    mode = getattr(cv2, f'MOTION_{motion.upper()}')
     n = levels or pyramid_levels(fixed.shape, coarsest)
     pf = [np.asarray(fixed, np.float32)]
     pm = [np.asarray(moving, np.float32)]
@@ -159,7 +159,7 @@ def ecc_register(fixed, moving, motion="affine", levels=None, coarsest=64):
         pf.append(cv2.pyrDown(pf[-1]))
         pm.append(cv2.pyrDown(pm[-1]))
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-6)
-    rows = 3 if motion == "homography" else 2
+    rows = 3 if motion == 'homography' else 2
     warp = np.eye(3, dtype=np.float32)
     up = np.diag([2.0, 2.0, 1.0])
     for lvl in reversed(range(n)):
@@ -206,32 +206,32 @@ def _optimizer_with_rot_lr(registrator, rot_lr):
     import torch
 
     def factory(params, lr):
-        rot = getattr(registrator.model, "rot", None)
+        rot = getattr(registrator.model, 'rot', None)
         rest = [p for p in params if p is not rot]
-        groups = [{"params": rest}]
+        groups = [{'params': rest}]
         if isinstance(rot, torch.nn.Parameter):
-            groups.append({"params": [rot], "lr": rot_lr})
+            groups.append({'params': [rot], 'lr': rot_lr})
         return torch.optim.Adam(groups, lr=lr)
 
     return factory
 
 
 KORNIA_TUNED = {
-    "coarsest": 32,
-    "lr": 2e-3,
-    "rot_lr": 0.2,
-    "iterations": 200,
-    "tolerance": 1e-5,
+    'coarsest': 32,
+    'lr': 2e-3,
+    'rot_lr': 0.2,
+    'iterations': 200,
+    'tolerance': 1e-5,
 }
 # the homography tutorial: error_tol 1e-8, i.e. every iteration runs
-KORNIA_TUTORIAL = {"levels": 6, "lr": 1e-3, "iterations": 100, "tolerance": 1e-8}
+KORNIA_TUTORIAL = {'levels': 6, 'lr': 1e-3, 'iterations': 100, 'tolerance': 1e-8}
 
 
 @_safe
 def kornia_register(
     fixed,
     moving,
-    model="homography",
+    model='homography',
     levels=5,
     lr=1e-3,
     iterations=100,
@@ -268,7 +268,7 @@ def kornia_register(
 
 
 @_safe
-def stackreg_register(fixed, moving, mode="RIGID_BODY"):
+def stackreg_register(fixed, moving, mode='RIGID_BODY'):
     """pystackreg StackReg(mode).register(ref=fixed, mov=moving)."""
     from pystackreg import StackReg
 
@@ -281,8 +281,8 @@ def stackreg_register(fixed, moving, mode="RIGID_BODY"):
 # the configurations benchmarked
 
 
-MONO = "mono"
-MULTI = "multi"
+MONO = 'mono'
+MULTI = 'multi'
 
 
 @dataclass(frozen=True)
@@ -304,95 +304,95 @@ class Config:
 
 P = functools.partial
 SITK, ECC, KORNIA, STACKREG = (
-    "SimpleITK",
-    "OpenCV ECC",
-    "kornia ImageRegistrator",
-    "pystackreg",
+    'SimpleITK',
+    'OpenCV ECC',
+    'kornia ImageRegistrator',
+    'pystackreg',
 )
 
 
 def peer_configs() -> list[Config]:
-    rig, aff, hom = ("rigid", MONO), ("affine", MONO), ("homography", MONO)
-    rig_m, aff_m, hom_m = ("rigid", MULTI), ("affine", MULTI), ("homography", MULTI)
-    tra, cap = ("translation", MONO), ("capture", MONO)
+    rig, aff, hom = ('rigid', MONO), ('affine', MONO), ('homography', MONO)
+    rig_m, aff_m, hom_m = ('rigid', MULTI), ('affine', MULTI), ('homography', MULTI)
+    tra, cap = ('translation', MONO), ('capture', MONO)
     sk, ecc, kr = sitk_register, ecc_register, kornia_register
     return [
         Config(
             SITK,
-            "Euler2D (MeanSquares)",
-            P(sk, transform="euler", metric="meansquares"),
+            'Euler2D (MeanSquares)',
+            P(sk, transform='euler', metric='meansquares'),
             (rig,),
         ),
         Config(
             SITK,
-            "Euler2D (Correlation)",
-            P(sk, transform="euler", metric="correlation"),
+            'Euler2D (Correlation)',
+            P(sk, transform='euler', metric='correlation'),
             (rig, cap),
         ),
         Config(
             SITK,
-            "Euler2D (Mattes MI)",
-            P(sk, transform="euler", metric="mattes"),
+            'Euler2D (Mattes MI)',
+            P(sk, transform='euler', metric='mattes'),
             (rig, rig_m),
         ),
         Config(
             SITK,
-            "Affine (Correlation)",
-            P(sk, transform="affine", metric="correlation"),
+            'Affine (Correlation)',
+            P(sk, transform='affine', metric='correlation'),
             (aff,),
         ),
         Config(
             SITK,
-            "Affine (Mattes MI)",
-            P(sk, transform="affine", metric="mattes"),
+            'Affine (Mattes MI)',
+            P(sk, transform='affine', metric='mattes'),
             (aff, aff_m),
         ),
         Config(
             SITK,
-            "Euler2D (Mattes MI, full sampling, 3 levels)",
-            P(sk, transform="euler", metric="mattes", sampling="full"),
+            'Euler2D (Mattes MI, full sampling, 3 levels)',
+            P(sk, transform='euler', metric='mattes', sampling='full'),
             (rig_m,),
             512,
         ),
         Config(
             SITK,
-            "Affine (Mattes MI, full sampling, 3 levels)",
-            P(sk, transform="affine", metric="mattes", sampling="full"),
+            'Affine (Mattes MI, full sampling, 3 levels)',
+            P(sk, transform='affine', metric='mattes', sampling='full'),
             (aff_m,),
             512,
         ),
-        Config(ECC, "Translation", P(ecc, motion="translation"), (tra,)),
-        Config(ECC, "Euclidean", P(ecc, motion="euclidean"), (rig, rig_m, cap)),
-        Config(ECC, "Affine", P(ecc, motion="affine"), (aff, aff_m)),
-        Config(ECC, "Homography", P(ecc, motion="homography"), (hom, hom_m)),
+        Config(ECC, 'Translation', P(ecc, motion='translation'), (tra,)),
+        Config(ECC, 'Euclidean', P(ecc, motion='euclidean'), (rig, rig_m, cap)),
+        Config(ECC, 'Affine', P(ecc, motion='affine'), (aff, aff_m)),
+        Config(ECC, 'Homography', P(ecc, motion='homography'), (hom, hom_m)),
         Config(
-            ECC, "Euclidean, 3 levels", P(ecc, motion="euclidean", levels=3), (rig,)
+            ECC, 'Euclidean, 3 levels', P(ecc, motion='euclidean', levels=3), (rig,)
         ),
-        Config(ECC, "Affine, 3 levels", P(ecc, motion="affine", levels=3), (aff,)),
+        Config(ECC, 'Affine, 3 levels', P(ecc, motion='affine', levels=3), (aff,)),
         Config(
-            ECC, "Homography, 3 levels", P(ecc, motion="homography", levels=3), (hom,)
+            ECC, 'Homography, 3 levels', P(ecc, motion='homography', levels=3), (hom,)
         ),
-        Config(KORNIA, "similarity, defaults", P(kr, model="similarity"), (rig,)),
-        Config(KORNIA, "homography, defaults", P(kr, model="homography"), (hom,)),
+        Config(KORNIA, 'similarity, defaults', P(kr, model='similarity'), (rig,)),
+        Config(KORNIA, 'homography, defaults', P(kr, model='homography'), (hom,)),
         Config(
             KORNIA,
-            "similarity, tuned",
-            P(kr, model="similarity", **KORNIA_TUNED),
+            'similarity, tuned',
+            P(kr, model='similarity', **KORNIA_TUNED),
             (rig,),
         ),
         Config(
             KORNIA,
-            "homography, tuned",
-            P(kr, model="homography", **KORNIA_TUNED),
+            'homography, tuned',
+            P(kr, model='homography', **KORNIA_TUNED),
             (hom,),
         ),
         Config(
-            STACKREG, "TRANSLATION", P(stackreg_register, mode="TRANSLATION"), (tra,)
+            STACKREG, 'TRANSLATION', P(stackreg_register, mode='TRANSLATION'), (tra,)
         ),
         Config(
-            STACKREG, "RIGID_BODY", P(stackreg_register, mode="RIGID_BODY"), (rig, cap)
+            STACKREG, 'RIGID_BODY', P(stackreg_register, mode='RIGID_BODY'), (rig, cap)
         ),
-        Config(STACKREG, "AFFINE", P(stackreg_register, mode="AFFINE"), (aff,)),
+        Config(STACKREG, 'AFFINE', P(stackreg_register, mode='AFFINE'), (aff,)),
     ]
 
 
@@ -437,42 +437,42 @@ def _self_check() -> None:
 
     limit_threads()
     diff = check_kornia_conversion()
-    print(f"kornia conversion: max |kornia warp - scipy warp| = {diff:.2e}")
+    print(f'kornia conversion: max |kornia warp - scipy warp| = {diff:.2e}')
     # kornia's conversion on a pure translation where it converges
-    trans = make_case("translation", MONO, 256, 0)
-    print("translation truth (row, col) shift:", trans.truth[:2, 2].round(2))
+    trans = make_case('translation', MONO, 256, 0)
+    print('translation truth (row, col) shift:', trans.truth[:2, 2].round(2))
     checks = [
         (
-            "kornia translation",
+            'kornia translation',
             trans,
             P(
                 kornia_register,
-                model="translation",
+                model='translation',
                 lr=1e-2,
                 iterations=150,
                 tolerance=1e-7,
             ),
         ),
         (
-            "sitk euler corr",
-            make_case("rigid", MONO, 256, 0),
-            P(sitk_register, transform="euler"),
+            'sitk euler corr',
+            make_case('rigid', MONO, 256, 0),
+            P(sitk_register, transform='euler'),
         ),
         (
-            "ecc euclidean",
-            make_case("rigid", MONO, 256, 0),
-            P(ecc_register, motion="euclidean"),
+            'ecc euclidean',
+            make_case('rigid', MONO, 256, 0),
+            P(ecc_register, motion='euclidean'),
         ),
         (
-            "ecc homography",
-            make_case("homography", MONO, 256, 0),
-            P(ecc_register, motion="homography"),
+            'ecc homography',
+            make_case('homography', MONO, 256, 0),
+            P(ecc_register, motion='homography'),
         ),
-        ("stackreg rigid", make_case("rigid", MONO, 256, 0), stackreg_register),
+        ('stackreg rigid', make_case('rigid', MONO, 256, 0), stackreg_register),
         (
-            "kornia homography tuned",
-            make_case("homography", MONO, 256, 0),
-            P(kornia_register, model="homography", **KORNIA_TUNED),
+            'kornia homography tuned',
+            make_case('homography', MONO, 256, 0),
+            P(kornia_register, model='homography', **KORNIA_TUNED),
         ),
     ]
     for label, case, fn in checks:
@@ -480,8 +480,8 @@ def _self_check() -> None:
         est = fn(case.fixed, case.moving)
         dt = time.perf_counter() - t0
         err = corner_error(est, case.truth, case.fixed.shape)
-        print(f"{label:28s} {case.name:34s} err {err:8.3f} px  {dt:6.2f} s")
+        print(f'{label:28s} {case.name:34s} err {err:8.3f} px  {dt:6.2f} s')
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     _self_check()

@@ -16,6 +16,11 @@ import os
 
 for _var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'):
     os.environ.setdefault(_var, '2')
+# OpenMP threads that sleep instead of spinning while they wait: on a shared
+# 2-core machine spinning makes torch 5-20x slower with 2 threads (see the
+# "Thread sensitivity" section). Must be set before torch is imported.
+if 'BENCH_KEEP_OMP' not in os.environ:
+    os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
@@ -861,74 +866,103 @@ THREAD_CHECK = [
 ]
 
 
-def run_thread_check(log, reps: int = 3) -> list[dict]:
-    """Median wall/CPU time of a few methods with 1 and with 2 threads."""
+POLICIES = ('default', 'PASSIVE')
+
+
+def thread_child(threads: int, reps: int = 3) -> list[dict]:
+    """Time THREAD_CHECK in this process (run in a subprocess)."""
+    PR.limit_threads(threads)
     case = C.make_case('affine', MONO, 256, 1)
-    before, out = PR.THREADS, []
+    out = []
     for who, method, fn in THREAD_CHECK:
-        for n in (1, 2):
-            PR.limit_threads(n)
-            fn(case.fixed[:128, :128].copy(), case.moving[:128, :128].copy())
-            wall, cpu = [], []
-            for _ in range(reps):
-                t0, c0 = time.perf_counter(), time.process_time()
-                fn(case.fixed, case.moving)
-                wall.append(time.perf_counter() - t0)
-                cpu.append(time.process_time() - c0)
-            rec = {
+        fn(case.fixed[:128, :128].copy(), case.moving[:128, :128].copy())
+        wall, cpu = [], []
+        for _ in range(reps):
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn(case.fixed, case.moving)
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        out.append(
+            {
                 'who': who,
                 'method': method,
-                'threads': n,
+                'threads': threads,
+                'policy': os.environ.get('OMP_WAIT_POLICY', 'default'),
                 'time': float(np.median(wall)),
                 'cpu': float(np.median(cpu)),
                 'load': os.getloadavg()[0],
             }
-            log(
-                f'threads check: {who} {method} {n} thread(s): '
-                f'{rec["time"]:.3f} s wall, {rec["cpu"]:.3f} s CPU'
+        )
+    return out
+
+
+def run_thread_check(log) -> list[dict]:
+    """THREAD_CHECK with 1 and 2 threads, OMP_WAIT_POLICY unset and PASSIVE."""
+    out = []
+    for policy in POLICIES:
+        env = dict(os.environ, BENCH_KEEP_OMP='1')
+        env.pop('OMP_WAIT_POLICY', None)
+        if policy != 'default':
+            env['OMP_WAIT_POLICY'] = policy
+        for n in (1, 2):
+            code = (
+                f'import sys, json; sys.path.insert(0, {str(HERE)!r}); '
+                f'import run_all; print(json.dumps(run_all.thread_child({n})))'
             )
-            out.append(rec)
-    PR.limit_threads(before)
+            proc = subprocess.run(
+                [sys.executable, '-c', code],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode:
+                log(f'threads check failed: {proc.stderr.strip()[-300:]}')
+                continue
+            recs = json.loads(proc.stdout.strip().splitlines()[-1])
+            for r in recs:
+                log(
+                    f'threads check: OMP_WAIT_POLICY={policy}, {n} thread(s): '
+                    f'{r["who"]} {r["method"]}: {r["time"]:.3f} s wall, '
+                    f'{r["cpu"]:.3f} s CPU'
+                )
+            out += recs
     return out
 
 
 def thread_section(store) -> list[str]:
     recs = store.get('thread_check')
-    if not recs:
+    if not recs or 'policy' not in recs[0]:
         return []
+    keys = [(p, n) for p in POLICIES for n in (1, 2)]
     rows = []
     for who, method, _ in THREAD_CHECK:
-        one = {
-            r['threads']: r for r in recs if r['who'] == who and r['method'] == method
-        }
-        if 1 in one and 2 in one:
-            rows.append(
-                [
-                    who,
-                    method,
-                    f'{fmt_time(one[1]["time"])} ({fmt_time(one[1]["cpu"])})',
-                    f'{fmt_time(one[2]["time"])} ({fmt_time(one[2]["cpu"])})',
-                    fmt_ratio(one[2]['time'] / one[1]['time']),
-                ]
+        row = [who, method]
+        for policy, n in keys:
+            got = [
+                r
+                for r in recs
+                if (r['who'], r['method'], r['policy'], r['threads'])
+                == (who, method, policy, n)
+            ]
+            row.append(
+                f'{fmt_time(got[0]["time"])} ({fmt_time(got[0]["cpu"])})'
+                if got
+                else '-'
             )
+        rows.append(row)
     load = np.mean([r['load'] for r in recs])
+    heads = [f'OMP_WAIT_POLICY {p}, {n} thread(s)' for p, n in keys]
     return [
         '## Thread sensitivity\n',
-        f'One 256² affine case ({C.case_name("affine", MONO, 256, 1)}), median of '
-        f'3 runs, same process, load average about {load:.1f} on 2 cores. '
-        'When other processes keep the cores busy, a library that splits every '
-        'small operation over 2 threads waits for a descheduled thread at each '
-        'join: this section shows which methods suffer.\n',
-        md_table(
-            [
-                'who',
-                'method',
-                '1 thread: wall (CPU) s',
-                '2 threads: wall (CPU) s',
-                '2 threads / 1 thread',
-            ],
-            rows,
-        ),
+        f'One 256² affine case ({C.case_name("affine", MONO, 256, 1)}): median '
+        'wall (CPU) time in s of 3 runs in a fresh process per column, load '
+        f'average about {load:.1f} on 2 cores. With the OpenMP default (threads '
+        'spin while they wait) and other processes busy on the cores, torch with '
+        '2 threads waits for a descheduled thread at every parallel operation; '
+        'with `OMP_WAIT_POLICY=PASSIVE` it does not. The benchmark runs with '
+        '`OMP_WAIT_POLICY=PASSIVE` unless it is set otherwise.\n',
+        md_table(['who', 'method', *heads], rows),
         '',
     ]
 
@@ -1199,6 +1233,7 @@ def parse_args(argv=None):
     )
     ap.add_argument('--skip-graf', action='store_true')
     ap.add_argument('--skip-memory', action='store_true')
+    ap.add_argument('--skip-thread-check', action='store_true')
     args = ap.parse_args(argv)
     if args.quick:
         args.sizes, args.cases, args.memory_size = [256], 2, 1024
@@ -1265,6 +1300,8 @@ def main(argv=None) -> None:
         )
     if with_ours and not args.skip_memory:
         store['memory'] = run_memory(args.memory_size, log)
+    if with_ours and with_peers and not args.skip_thread_check:
+        store['thread_check'] = run_thread_check(log)
     info = {
         'when': f'{datetime.datetime.now():%Y-%m-%d %H:%M}',
         'command': ' '.join(sys.argv[1:]),
