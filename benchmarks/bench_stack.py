@@ -124,8 +124,10 @@ def _errors(matrices: np.ndarray, truth: np.ndarray, shape) -> dict:
         pair.append(corner_error(est, true, shape))
     pair, chain = np.array(pair), np.array(chain)
     return {
-        'pair_median': float(np.median(pair)), 'pair_max': float(pair.max()),
-        'chain_median': float(np.median(chain)), 'chain_max': float(chain.max()),
+        'pair_median': float(np.median(pair)),
+        'pair_max': float(pair.max()),
+        'chain_median': float(np.median(chain)),
+        'chain_max': float(chain.max()),
         'frames_over_0.1px': int((chain > 0.1).sum()),
     }
 
@@ -141,16 +143,21 @@ def ours(stack, model='rigid', reference='previous', **settings):
 
     torch.set_num_threads(THREADS)
     start = time.perf_counter()
-    result = register_stack(stack, reference=reference, model=model,
-                            metric='ncc', **settings)
+    result = register_stack(
+        stack, reference=reference, model=model, metric='ncc', **settings
+    )
     seconds = time.perf_counter() - start
-    return result.moving_from_fixed, seconds, {
-        'batch_size': result.settings['batch_size'],
-        'iterations_per_level': [
-            float(np.mean([b.levels[k].iterations for b in result.batches]))
-            for k in range(len(result.batches[0].levels))
-        ],
-    }
+    return (
+        result.moving_from_fixed,
+        seconds,
+        {
+            'batch_size': result.settings['batch_size'],
+            'iterations_per_level': [
+                float(np.mean([b.levels[k].iterations for b in result.batches]))
+                for k in range(len(result.batches[0].levels))
+            ],
+        },
+    )
 
 
 def stackreg(stack, mode='RIGID_BODY'):
@@ -210,7 +217,7 @@ def _memory_child(path: str, out: str) -> None:
 
     torch.set_num_threads(THREADS)
     stack = np.load(path, mmap_mode='r')
-    register_stack(stack[:3], iterations=1)   # warm-up: libraries loaded
+    register_stack(stack[:3], iterations=1)  # warm-up: libraries loaded
     baseline = status()
     peak = dict(baseline)
     done = threading.Event()
@@ -223,16 +230,25 @@ def _memory_child(path: str, out: str) -> None:
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     start = time.perf_counter()
-    result = register_stack(stack, reference='previous', model='rigid',
-                            out=out, iterations=2)
+    result = register_stack(
+        stack, reference='previous', model='rigid', out=out, iterations=2
+    )
     seconds = time.perf_counter() - start
     done.set()
     thread.join()
-    print(json.dumps({
-        'baseline': baseline, 'peak': peak, 'seconds': seconds,
-        'frames': int(stack.shape[0]), 'shape': list(stack.shape),
-        'input_bytes': int(stack.nbytes), 'batch_size': result.settings['batch_size'],
-    }))
+    print(
+        json.dumps(
+            {
+                'baseline': baseline,
+                'peak': peak,
+                'seconds': seconds,
+                'frames': int(stack.shape[0]),
+                'shape': list(stack.shape),
+                'input_bytes': int(stack.nbytes),
+                'batch_size': result.settings['batch_size'],
+            }
+        )
+    )
 
 
 def memory_check(gb: float = 1.0, size: int = 1024, log=print) -> dict:
@@ -242,15 +258,16 @@ def memory_check(gb: float = 1.0, size: int = 1024, log=print) -> dict:
     n = int(round(gb * 1e9 / (size * size * 2)))
     with tempfile.TemporaryDirectory(dir=os.environ.get('BENCH_TMP')) as tmp:
         path, out = Path(tmp) / 'stack.npy', Path(tmp) / 'aligned.npy'
-        stack = np.lib.format.open_memmap(path, mode='w+', dtype=np.uint16,
-                                          shape=(n, size, size))
+        stack = np.lib.format.open_memmap(
+            path, mode='w+', dtype=np.uint16, shape=(n, size, size)
+        )
         base = _source(size)[: size + 64, : size + 64]
         rng = np.random.default_rng(0)
         shift = np.zeros(2)
         for i in range(n):
             shift += rng.normal(0, 0.7, 2)
             shift = np.clip(shift, -30, 30)
-            frame = ndimage.shift(base, shift, order=1)[32:32 + size, 32:32 + size]
+            frame = ndimage.shift(base, shift, order=1)[32 : 32 + size, 32 : 32 + size]
             stack[i] = np.round(frame * 60000).astype(np.uint16)
         stack.flush()
         del stack
@@ -259,8 +276,9 @@ def memory_check(gb: float = 1.0, size: int = 1024, log=print) -> dict:
             f'import sys; sys.path.insert(0, {str(HERE)!r}); import bench_stack; '
             f'bench_stack._memory_child({str(path)!r}, {str(out)!r})'
         )
-        proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                              text=True, check=False)
+        proc = subprocess.run(
+            [sys.executable, '-c', code], capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
             raise RuntimeError(f'memory check failed:\n{proc.stderr[-3000:]}')
         return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -286,9 +304,15 @@ def _load() -> str:
         return 'n/a'
 
 
-def run(frames: int = 100, size: int = 512, memory: bool = True,
-        memory_gb: float = 1.0, memory_size: int = 1024, sitk: bool = True,
-        log=print) -> str:
+def run(
+    frames: int = 100,
+    size: int = 512,
+    memory: bool = True,
+    memory_gb: float = 1.0,
+    memory_size: int = 1024,
+    sitk: bool = True,
+    log=print,
+) -> str:
     """Run the stack benchmark and return it as a markdown section."""
     import pystackreg
     import SimpleITK
@@ -302,8 +326,11 @@ def run(frames: int = 100, size: int = 512, memory: bool = True,
     runs = [
         ('napari-coreg, torch CPU, rigid NCC, previous', ours, {}),
         ('napari-coreg, torch CPU, rigid NCC, first', ours, {'reference': 'first'}),
-        ('napari-coreg, torch CPU, translation NCC, previous', ours,
-         {'model': 'translation'}),
+        (
+            'napari-coreg, torch CPU, translation NCC, previous',
+            ours,
+            {'model': 'translation'},
+        ),
         ('pystackreg RIGID_BODY, previous', stackreg, {'mode': 'RIGID_BODY'}),
         ('pystackreg TRANSLATION, previous', stackreg, {'mode': 'TRANSLATION'}),
     ]
@@ -365,7 +392,7 @@ def run(frames: int = 100, size: int = 512, memory: bool = True,
             f'{anon_extra:.0f} MiB above the process after imports and a warm-up; '
             f'peak RSS including file pages (input and output pages) '
             f'{m["peak"]["VmHWM"] / 2**20:.0f} MiB. Target: under 1 GB beyond the '
-            'input\'s pages.',
+            "input's pages.",
         ]
     return '\n'.join(lines) + '\n'
 
@@ -386,12 +413,21 @@ def main(argv=None) -> None:
         print(message, file=sys.stderr, flush=True)
 
     if args.memory_only:
-        print(json.dumps(memory_check(args.memory_gb, args.memory_size, log=log),
-                         indent=1))
+        print(
+            json.dumps(
+                memory_check(args.memory_gb, args.memory_size, log=log), indent=1
+            )
+        )
         return
-    text = run(args.frames, args.size, memory=not args.no_memory,
-               memory_gb=args.memory_gb, memory_size=args.memory_size,
-               sitk=not args.no_sitk, log=log)
+    text = run(
+        args.frames,
+        args.size,
+        memory=not args.no_memory,
+        memory_gb=args.memory_gb,
+        memory_size=args.memory_size,
+        sitk=not args.no_sitk,
+        log=log,
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(textwrap.dedent(text))

@@ -114,8 +114,10 @@ def _is_zarr(data: object) -> bool:
 
 
 def _in_memory(data: object) -> bool:
-    return isinstance(data, np.ndarray) and not isinstance(data, np.memmap) and (
-        not isinstance(data.base, np.memmap)
+    return (
+        isinstance(data, np.ndarray)
+        and not isinstance(data, np.memmap)
+        and (not isinstance(data.base, np.memmap))
     )
 
 
@@ -141,9 +143,7 @@ class _Frames:
         self.axis = axis
         self.channel_axis = channel_axis
         self.dtype = np.dtype(data.dtype)
-        spatial_axes = [
-            a for a in range(self.ndim) if a not in (axis, channel_axis)
-        ]
+        spatial_axes = [a for a in range(self.ndim) if a not in (axis, channel_axis)]
         self.spatial_axes = tuple(spatial_axes)
         self.spatial = tuple(self.shape[a] for a in spatial_axes)
         self.n = self.shape[axis]
@@ -178,8 +178,9 @@ class _Frames:
         """One ``(*spatial, C)`` frame in the input's order, stack axis removed."""
         return np.take(self.to_layout(frame[None]), 0, axis=self.axis)
 
-    def resampled(self, frames: NDArray, matrices: NDArray, grid: Grid,
-                  dtype: np.dtype) -> NDArray:
+    def resampled(
+        self, frames: NDArray, matrices: NDArray, grid: Grid, dtype: np.dtype
+    ) -> NDArray:
         """Resample ``(n, *spatial, C)`` frames onto the reference grid."""
         from .warp import resample
 
@@ -305,10 +306,11 @@ def _check_out(out: Any, data: Any, frames: _Frames, overwrite: bool) -> None:
     if tuple(getattr(out, 'shape', ())) != frames.shape:
         raise ValueError(
             f'out has shape {tuple(getattr(out, "shape", ()))} but the stack has '
-            f'shape {frames.shape}: pass an array of the stack\'s shape or a path'
+            f"shape {frames.shape}: pass an array of the stack's shape or a path"
         )
     if out is data or (
-        isinstance(out, np.ndarray) and isinstance(data, np.ndarray)
+        isinstance(out, np.ndarray)
+        and isinstance(data, np.ndarray)
         and np.shares_memory(out, data)
     ):
         raise ValueError(
@@ -347,7 +349,9 @@ def _n_params(model: Model, ndim: int) -> int:
 
 
 def auto_batch_size(
-    spatial: Sequence[int], device: str | None = None, memory: int | None = None,
+    spatial: Sequence[int],
+    device: str | None = None,
+    memory: int | None = None,
     model: str = 'rigid',
 ) -> int:
     """Frames per engine run that fit the memory budget.
@@ -426,8 +430,8 @@ class _BatchOut:
     after: NDArray | None
     levels: tuple[LevelReport, ...]
     seconds: float
-    total: NDArray | None = None       # sum of (aligned) normalised frames
-    count: NDArray | None = None       # frames that covered each pixel
+    total: NDArray | None = None  # sum of (aligned) normalised frames
+    count: NDArray | None = None  # frames that covered each pixel
 
 
 def _accumulate(gray: NDArray, matrices: NDArray | None, grid: Grid):
@@ -451,35 +455,49 @@ def _iter_batch(
 ) -> Generator[Progress, None, _BatchOut]:
     """Register one batch, yielding the engine's progress."""
     started = time.perf_counter()
-    needed = sorted(set(job.frames) | (
-        {f - 1 for f in job.frames} if job.kind == 'pairs' else set()
-    ))
+    needed = sorted(
+        set(job.frames)
+        | ({f - 1 for f in job.frames} if job.kind == 'pairs' else set())
+    )
     gray_all = _gray(slab, job.start, needed)
     where = {f: k for k, f in enumerate(needed)}
     moving = gray_all[[where[f] for f in job.frames]]
     if job.kind == 'sum':
         total, count = _accumulate(moving, job.initial, spec.grid)
-        return _BatchOut(job, None, None, None, (), time.perf_counter() - started,
-                         total, count)
+        return _BatchOut(
+            job, None, None, None, (), time.perf_counter() - started, total, count
+        )
     if job.kind == 'pairs':
         fixed_batch = gray_all[[where[f - 1] for f in job.frames]]
     else:
         fixed_batch = np.asarray(fixed, dtype=np.float32)[None]
     run = load_engine(spec.backend)
     problem = Problem(
-        fixed=fixed_batch, moving=moving, fixed_grid=spec.grid,
-        moving_grid=spec.grid, fixed_mask=None, moving_mask=None,
-        model=spec.model, metric=spec.metric, schedule=spec.schedule,
-        initial=job.initial, settings=spec.settings,
+        fixed=fixed_batch,
+        moving=moving,
+        fixed_grid=spec.grid,
+        moving_grid=spec.grid,
+        fixed_mask=None,
+        moving_mask=None,
+        model=spec.model,
+        metric=spec.metric,
+        schedule=spec.schedule,
+        initial=job.initial,
+        settings=spec.settings,
     )
     outcome = yield from run(problem)
     total = count = None
     if job.accumulate:
         total, count = _accumulate(moving, outcome.moving_from_fixed, spec.grid)
     return _BatchOut(
-        job, outcome.moving_from_fixed, outcome.metric_before,
-        outcome.metric_after, outcome.levels, time.perf_counter() - started,
-        total, count,
+        job,
+        outcome.moving_from_fixed,
+        outcome.metric_before,
+        outcome.metric_after,
+        outcome.levels,
+        time.perf_counter() - started,
+        total,
+        count,
     )
 
 
@@ -559,24 +577,36 @@ def _axis(value: Any, ndim: int, name: str) -> int:
     if not isinstance(value, Integral) or isinstance(value, bool):
         raise ValueError(f'{name} must be an integer axis, got {value!r}')
     if not -ndim <= int(value) < ndim:
-        raise ValueError(
-            f'{name}={value} is out of range for a {ndim}D stack'
-        )
+        raise ValueError(f'{name}={value} is out of range for a {ndim}D stack')
     return int(value) % ndim
 
 
 def _plan(
-    stack: Any, axis: int, reference: Any, model: str, metric: str, backend: str,
-    channel_axis: int | None, register_channel: int | None,
-    batch_size: int | None, spacing, origin, out, overwrite: bool, client: Any,
-    rounds: int, settings: dict,
+    stack: Any,
+    axis: int,
+    reference: Any,
+    model: str,
+    metric: str,
+    backend: str,
+    channel_axis: int | None,
+    register_channel: int | None,
+    batch_size: int | None,
+    spacing,
+    origin,
+    out,
+    overwrite: bool,
+    client: Any,
+    rounds: int,
+    settings: dict,
 ) -> _Plan:
     model_ = Model.parse(model, 'model')
     metric_ = Metric.parse(metric, 'metric')
     backend_ = Backend.parse(backend, 'backend')
     if (
-        isinstance(reference, str) and reference.lower() == 'previous'
-        and 'init' not in settings and metric_ is not Metric.MI
+        isinstance(reference, str)
+        and reference.lower() == 'previous'
+        and 'init' not in settings
+        and metric_ is not Metric.MI
     ):
         # neighbours differ by small motions: a phase-correlation shift is
         # enough to start from (the rotation search of 'auto' costs ~25 %)
@@ -609,12 +639,20 @@ def _plan(
             'nothing to register; is axis= the time/z axis?'
         )
     # the first frame through the pair validation: dtype, size, RGB detection
-    probe = np.take(np.asarray(stack[tuple(
-        slice(0, 1) if a == axis else slice(None) for a in range(ndim)
-    )]), 0, axis=axis)
-    first = as_image(probe, 'frame 0', channel_axis=(
-        None if channel_axis is None else channel_axis - (channel_axis > axis)
-    ))
+    probe = np.take(
+        np.asarray(
+            stack[tuple(slice(0, 1) if a == axis else slice(None) for a in range(ndim))]
+        ),
+        0,
+        axis=axis,
+    )
+    first = as_image(
+        probe,
+        'frame 0',
+        channel_axis=(
+            None if channel_axis is None else channel_axis - (channel_axis > axis)
+        ),
+    )
     if channel_axis is None and first.grid.ndim < probe.ndim:
         channel_axis = ndim - 1  # RGB(A) in the last axis, as register() does
         frames = _Frames(stack, axis, channel_axis)
@@ -644,15 +682,19 @@ def _plan(
     )
     check_supported(backend_, model_, metric_, grid.ndim)
     schedule = level_schedule(
-        grid.shape, levels=opts.levels, shrink_factors=opts.shrink_factors,
-        smoothing_sigmas=opts.smoothing_sigmas, iterations=opts.iterations,
+        grid.shape,
+        levels=opts.levels,
+        shrink_factors=opts.shrink_factors,
+        smoothing_sigmas=opts.smoothing_sigmas,
+        iterations=opts.iterations,
         default_iterations=default_iterations(backend_, opts.optimizer),
     )
     load_engine(backend_)  # a missing backend package fails now, not later
     reference = _parse_reference(reference, frames.n)
     if batch_size is None:
         batch_size = (
-            1 if backend_ is Backend.SITK
+            1
+            if backend_ is Backend.SITK
             else auto_batch_size(frames.spatial, opts.device, model=model_)
         )
     elif not isinstance(batch_size, Integral) or batch_size < 1:
@@ -670,8 +712,15 @@ def _plan(
         )
     spec = _Spec(model_, metric_, backend_, schedule, opts, grid)
     return _Plan(
-        frames, spec, reference, register_channel, int(batch_size),
-        int(rounds) if reference == 'mean' else 1, out, overwrite, client,
+        frames,
+        spec,
+        reference,
+        register_channel,
+        int(batch_size),
+        int(rounds) if reference == 'mean' else 1,
+        out,
+        overwrite,
+        client,
     )
 
 
@@ -684,8 +733,13 @@ def _chunks(items: Sequence[int], size: int) -> Iterator[tuple[int, ...]]:
         yield tuple(items[k : k + size])
 
 
-def _jobs(plan: _Plan, round_: int, initial: NDArray | None,
-          kind: str | None = None, accumulate: bool = False) -> list[_Job]:
+def _jobs(
+    plan: _Plan,
+    round_: int,
+    initial: NDArray | None,
+    kind: str | None = None,
+    accumulate: bool = False,
+) -> list[_Job]:
     n, size = plan.frames.n, plan.batch_size
     if kind is None:
         kind = {'previous': 'pairs', 'mean': 'fixed', 'first': 'fixed'}.get(
@@ -701,12 +755,18 @@ def _jobs(plan: _Plan, round_: int, initial: NDArray | None,
     jobs = []
     for index, frames in enumerate(_chunks(moving, size)):
         start = frames[0] - (1 if kind == 'pairs' else 0)
-        jobs.append(_Job(
-            index=index, kind=kind, frames=frames, start=start,
-            stop=frames[-1] + 1, round=round_,
-            initial=None if initial is None else initial[list(frames)],
-            accumulate=accumulate,
-        ))
+        jobs.append(
+            _Job(
+                index=index,
+                kind=kind,
+                frames=frames,
+                start=start,
+                stop=frames[-1] + 1,
+                round=round_,
+                initial=None if initial is None else initial[list(frames)],
+                accumulate=accumulate,
+            )
+        )
     return jobs
 
 
@@ -716,8 +776,9 @@ class _Local:
     def __init__(self, plan: _Plan) -> None:
         self.plan = plan
 
-    def run(self, jobs: list[_Job], fixed: NDArray | None
-            ) -> Generator[tuple[Progress | None, _BatchOut | None], None, None]:
+    def run(
+        self, jobs: list[_Job], fixed: NDArray | None
+    ) -> Generator[tuple[Progress | None, _BatchOut | None], None, None]:
         channel = self.plan.register_channel
         for job in jobs:
             slab = self.plan.frames.slab(job.start, job.stop, channel)
@@ -749,7 +810,9 @@ class _Distributed:
 
             workers = max(1, min(4, (os.cpu_count() or 2)))
             cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True,
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
                 dashboard_address=None,
             )
             client = Client(cluster)
@@ -770,13 +833,17 @@ class _Distributed:
                 index[frames.channel_axis] = slice(channel, channel + 1)
             future = self.client.compute(frames.data[tuple(index)])
             return self.client.submit(
-                _to_slab, future, frames._perm, frames.channel_axis is None,
+                _to_slab,
+                future,
+                frames._perm,
+                frames.channel_axis is None,
                 pure=False,
             )
         return frames.slab(job.start, job.stop, channel)
 
-    def run(self, jobs: list[_Job], fixed: NDArray | None
-            ) -> Generator[tuple[Progress | None, _BatchOut | None], None, None]:
+    def run(
+        self, jobs: list[_Job], fixed: NDArray | None
+    ) -> Generator[tuple[Progress | None, _BatchOut | None], None, None]:
         from distributed import as_completed
 
         limit = TASKS_PER_WORKER * max(1, len(self.client.scheduler_info()['workers']))
@@ -789,7 +856,11 @@ class _Distributed:
             while pending and queue.count() < limit:
                 job = pending.pop(0)
                 future = self.client.submit(
-                    _solve, self.plan.spec, job, self._source(job), fixed_future,
+                    _solve,
+                    self.plan.spec,
+                    job,
+                    self._source(job),
+                    fixed_future,
                     pure=False,
                 )
                 self.futures.append(future)
@@ -874,17 +945,30 @@ def _run(plan: _Plan) -> Generator[StackProgress, None, StackResult]:
                 outs[result.job.index] = result
                 done_frames += len(result.job.frames)
                 step += len(result.job.frames)
-                progress = Progress(step, total, len(spec.schedule) - 1,
-                                    len(spec.schedule), 0, float('nan'))
+                progress = Progress(
+                    step,
+                    total,
+                    len(spec.schedule) - 1,
+                    len(spec.schedule),
+                    0,
+                    float('nan'),
+                )
             finished = sum(o is not None for o in outs)
             yield StackProgress(
-                step=step, total=total, level=progress.level,
-                n_levels=progress.n_levels, iteration=progress.iteration,
-                loss=progress.loss, matrix=None, phase=phase,
+                step=step,
+                total=total,
+                level=progress.level,
+                n_levels=progress.n_levels,
+                iteration=progress.iteration,
+                loss=progress.loss,
+                matrix=None,
+                phase=phase,
                 frames_done=done_frames,
                 n_frames=sum(len(j.frames) for j in jobs),
-                batch=min(finished, len(jobs) - 1), n_batches=len(jobs),
-                round=round_, n_rounds=plan.rounds,
+                batch=min(finished, len(jobs) - 1),
+                n_batches=len(jobs),
+                round=round_,
+                n_rounds=plan.rounds,
             )
         return outs
 
@@ -892,10 +976,14 @@ def _run(plan: _Plan) -> Generator[StackProgress, None, StackResult]:
         for out in outs:
             if out.matrices is None:
                 continue
-            reports.append(BatchReport(
-                frames=out.job.frames, round=round_, seconds=out.seconds,
-                levels=out.levels,
-            ))
+            reports.append(
+                BatchReport(
+                    frames=out.job.frames,
+                    round=round_,
+                    seconds=out.seconds,
+                    levels=out.levels,
+                )
+            )
             idx = list(out.job.frames)
             before[idx], after[idx] = out.before, out.after
             seconds[idx] += out.seconds / len(idx)
@@ -909,22 +997,24 @@ def _run(plan: _Plan) -> Generator[StackProgress, None, StackResult]:
             matrices = _compose_previous(pairs, n, ndim)
             rounds_run = 1
         elif plan.reference == 'mean':
-            sums = yield from drive(
-                _jobs(plan, 0, None, kind='sum'), None, 'mean', 0
-            )
+            sums = yield from drive(_jobs(plan, 0, None, kind='sum'), None, 'mean', 0)
             fixed = _mean_image(sums)
             current = None
             for round_ in range(plan.rounds):
                 last = round_ == plan.rounds - 1
                 outs = yield from drive(
                     _jobs(plan, round_, current, accumulate=not last),
-                    fixed, 'register', round_,
+                    fixed,
+                    'register',
+                    round_,
                 )
                 record(outs, round_)
                 new = np.concatenate([o.matrices for o in outs])
                 rounds_run = round_ + 1
                 moved = (
-                    np.inf if current is None else max(
+                    np.inf
+                    if current is None
+                    else max(
                         corner_error(a, b, spec.grid.shape)
                         for a, b in zip(new, current, strict=True)
                     )
@@ -952,16 +1042,28 @@ def _run(plan: _Plan) -> Generator[StackProgress, None, StackResult]:
                 end = min(n, begin + plan.batch_size)
                 slab = frames.slab(begin, end)
                 dtype = np.dtype(target.dtype)
-                frames.write(target, begin, end, frames.resampled(
-                    slab, matrices[begin:end], spec.grid, dtype
-                ))
+                frames.write(
+                    target,
+                    begin,
+                    end,
+                    frames.resampled(slab, matrices[begin:end], spec.grid, dtype),
+                )
                 del slab
                 step += end - begin
                 yield StackProgress(
-                    step=step, total=total, level=len(spec.schedule) - 1,
-                    n_levels=len(spec.schedule), iteration=0, loss=float('nan'),
-                    phase='write', frames_done=end, n_frames=n, batch=b,
-                    n_batches=n_batches, round=0, n_rounds=1,
+                    step=step,
+                    total=total,
+                    level=len(spec.schedule) - 1,
+                    n_levels=len(spec.schedule),
+                    iteration=0,
+                    loss=float('nan'),
+                    phase='write',
+                    frames_done=end,
+                    n_frames=n,
+                    batch=b,
+                    n_batches=n_batches,
+                    round=0,
+                    n_rounds=1,
                 )
             if hasattr(target, 'flush'):
                 target.flush()
@@ -1101,9 +1203,22 @@ def iter_register_stack(
     the generator's return value (``StopIteration.value``).
     """
     plan = _plan(
-        stack, axis, reference, model, metric, backend, channel_axis,
-        register_channel, batch_size, spacing, origin, out, overwrite, client,
-        rounds, settings,
+        stack,
+        axis,
+        reference,
+        model,
+        metric,
+        backend,
+        channel_axis,
+        register_channel,
+        batch_size,
+        spacing,
+        origin,
+        out,
+        overwrite,
+        client,
+        rounds,
+        settings,
     )
     return _run(plan)
 
@@ -1142,8 +1257,9 @@ def register_stack(
     >>> np.round(res.moving_from_fixed[:, :2, 2], 1)[3]
     array([ 3., -3.])
     """
-    steps = iter_register_stack(stack, axis, reference, model, metric, backend,
-                                **kwargs)
+    steps = iter_register_stack(
+        stack, axis, reference, model, metric, backend, **kwargs
+    )
     while True:
         try:
             progress = next(steps)

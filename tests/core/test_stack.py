@@ -29,8 +29,14 @@ def _rotation(angles_deg: np.ndarray) -> np.ndarray:
     return out
 
 
-def drift_stack(image: np.ndarray, n: int, shape: tuple[int, ...], seed: int = 1,
-                step_deg: float = 1.0, step_px: float = 1.5):
+def drift_stack(
+    image: np.ndarray,
+    n: int,
+    shape: tuple[int, ...],
+    seed: int = 1,
+    step_deg: float = 1.0,
+    step_px: float = 1.5,
+):
     """Frames cut from ``image`` by a random walk of rigid motions.
 
     Returns the stack and ``frame_from_world`` per frame: frame ``i`` shows
@@ -63,9 +69,9 @@ def relative_errors(result: StackResult, truth: np.ndarray, shape) -> np.ndarray
     """Corner error of every frame's transform relative to frame 0 (pixels)."""
     m = result.moving_from_fixed
     inv_m, inv_t = np.linalg.inv(m[0]), np.linalg.inv(truth[0])
-    return np.array([
-        corner_error(m[i] @ inv_m, truth[i] @ inv_t, shape) for i in range(len(m))
-    ])
+    return np.array(
+        [corner_error(m[i] @ inv_m, truth[i] @ inv_t, shape) for i in range(len(m))]
+    )
 
 
 def ncc(a: np.ndarray, b: np.ndarray) -> float:
@@ -98,8 +104,7 @@ def test_drift_stack_recovered_within_a_tenth_of_a_pixel(camera_drift, reference
     # 'first' keeps the default start (rotation search); the others start
     # from phase correlation, which these small motions need and is faster
     init = {} if reference == 'first' else {'init': 'phase'}
-    result = register_stack(stack, reference=reference, model='rigid', rounds=2,
-                            **init)
+    result = register_stack(stack, reference=reference, model='rigid', rounds=2, **init)
     errors = relative_errors(result, truth, stack.shape[1:])
     assert errors.max() < 0.1, errors.round(3)
     assert result.moving_from_fixed.shape == (20, 3, 3)
@@ -148,8 +153,14 @@ def test_lung_sections_neighbours_correlate_after_alignment(shared_data):
     crop = (slice(100, 300), slice(100, 300))
 
     def median_ncc(frames):
-        return float(np.median([ncc(frames[i][crop], frames[i + 1][crop])
-                                for i in range(len(frames) - 1)]))
+        return float(
+            np.median(
+                [
+                    ncc(frames[i][crop], frames[i + 1][crop])
+                    for i in range(len(frames) - 1)
+                ]
+            )
+        )
 
     before, after = median_ncc(stack.astype(np.float32)), median_ncc(aligned)
     print(f'lung sections, median NCC between neighbours: {before:.3f} -> {after:.3f}')
@@ -177,14 +188,15 @@ def test_volume_series_3d(rng):
 def test_register_on_one_channel_apply_to_all(small_stack, layout):
     stack, truth = small_stack
     noise = np.random.default_rng(5).random(stack.shape).astype(np.float32)
-    channels = np.stack([noise, stack], axis=1)              # T, C, Y, X
+    channels = np.stack([noise, stack], axis=1)  # T, C, Y, X
     if layout == 'CTYX':
         channels = np.moveaxis(channels, 1, 0)
         kwargs = {'axis': 1, 'channel_axis': 0}
     else:
         kwargs = {'axis': 0, 'channel_axis': 1}
-    result = register_stack(channels, register_channel=1, batch_size=4, **kwargs,
-                            reference='first', **FAST)
+    result = register_stack(
+        channels, register_channel=1, batch_size=4, **kwargs, reference='first', **FAST
+    )
     alone = register_stack(stack, batch_size=4, reference='first', **FAST)
     np.testing.assert_allclose(
         result.moving_from_fixed, alone.moving_from_fixed, atol=1e-9
@@ -218,20 +230,25 @@ def test_out_of_core_stack_streams_and_writes_out(small_stack, tmp_path):
     lazy = register_stack(memmapped, reference='first', batch_size=2, **FAST)
     np.testing.assert_array_equal(lazy.moving_from_fixed, in_memory.moving_from_fixed)
     assert type(lazy.aligned).__module__.startswith('dask')
-    assert lazy.aligned.chunks[0] == (1,) * len(stack)     # read frame by frame
+    assert lazy.aligned.chunks[0] == (1,) * len(stack)  # read frame by frame
     np.testing.assert_array_equal(np.asarray(lazy.aligned), in_memory.aligned)
     assert in_memory.aligned.dtype == np.uint16
 
     for name in ('out.npy', 'out.zarr', 'out.tif'):
-        written = register_stack(tmp_path / 'in.npy', reference='first', batch_size=2,
-                                 out=tmp_path / name, **FAST)
+        written = register_stack(
+            tmp_path / 'in.npy',
+            reference='first',
+            batch_size=2,
+            out=tmp_path / name,
+            **FAST,
+        )
         np.testing.assert_array_equal(np.asarray(written.aligned[:]), in_memory.aligned)
         with pytest.raises(ValueError, match='exists'):
             register_stack(memmapped, out=tmp_path / name, **FAST)
     target = np.zeros_like(as_uint16)
     register_stack(as_uint16, reference='first', batch_size=2, out=target, **FAST)
     np.testing.assert_array_equal(target, in_memory.aligned)
-    np.testing.assert_array_equal(memmapped, as_uint16)          # input untouched
+    np.testing.assert_array_equal(memmapped, as_uint16)  # input untouched
 
 
 def test_dask_input(small_stack):
@@ -253,13 +270,18 @@ def test_dask_cluster_run_equals_local_run(small_stack, tmp_path):
     )
     z[:] = stack
     local = register_stack(stack, reference='previous', batch_size=2, **FAST)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
-        remote = register_stack(stack, reference='previous', batch_size=2,
-                                client=client, **FAST)
-        from_zarr = register_stack(z, reference='previous', batch_size=2,
-                                   client=client, **FAST)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        remote = register_stack(
+            stack, reference='previous', batch_size=2, client=client, **FAST
+        )
+        from_zarr = register_stack(
+            z, reference='previous', batch_size=2, client=client, **FAST
+        )
     np.testing.assert_array_equal(remote.moving_from_fixed, local.moving_from_fixed)
     np.testing.assert_array_equal(from_zarr.moving_from_fixed, local.moving_from_fixed)
     np.testing.assert_array_equal(remote.metric_after, local.metric_after)
@@ -290,7 +312,7 @@ def test_progress_and_cancel(small_stack):
     cancelled = iter_register_stack(stack, batch_size=1, **FAST)
     first = next(cancelled)
     assert first.batch == 0
-    cancelled.close()                                   # no error, nothing runs on
+    cancelled.close()  # no error, nothing runs on
 
 
 def test_to_dict_is_json(small_stack):
@@ -303,7 +325,8 @@ def test_to_dict_is_json(small_stack):
     assert result.frame_seconds[0] == 0 and (result.frame_seconds[1:] > 0).all()
     np.testing.assert_allclose(
         result.fixed_from_moving @ result.moving_from_fixed,
-        np.broadcast_to(np.eye(3), (5, 3, 3)), atol=1e-9,
+        np.broadcast_to(np.eye(3), (5, 3, 3)),
+        atol=1e-9,
     )
 
 
@@ -321,19 +344,22 @@ def test_sitk_backend_loops_over_frames(small_stack):
 # validation (before any work)
 
 
-@pytest.mark.parametrize(('kwargs', 'match'), [
-    ({'axis': 3}, 'axis=3 is out of range'),
-    ({'reference': 7}, 'reference frame 7 is out of range'),
-    ({'reference': 'last'}, "unknown reference 'last'"),
-    ({'channel_axis': 0}, 'axis and channel_axis are both 0'),
-    ({'register_channel': 1}, 'register_channel needs a channel axis'),
-    ({'backend': 'sitk', 'metric': 'l1'}, "backend 'sitk' has no 'l1' metric"),
-    ({'model': 'shear'}, "unknown model 'shear'"),
-    ({'batch_size': 0}, 'batch_size must be a positive integer'),
-    ({'out': np.zeros((2, 2))}, 'out has shape'),
-    ({'out': 'stack.png'}, 'give a path ending in'),
-    ({'client': 'remote'}, 'client must be'),
-])
+@pytest.mark.parametrize(
+    ('kwargs', 'match'),
+    [
+        ({'axis': 3}, 'axis=3 is out of range'),
+        ({'reference': 7}, 'reference frame 7 is out of range'),
+        ({'reference': 'last'}, "unknown reference 'last'"),
+        ({'channel_axis': 0}, 'axis and channel_axis are both 0'),
+        ({'register_channel': 1}, 'register_channel needs a channel axis'),
+        ({'backend': 'sitk', 'metric': 'l1'}, "backend 'sitk' has no 'l1' metric"),
+        ({'model': 'shear'}, "unknown model 'shear'"),
+        ({'batch_size': 0}, 'batch_size must be a positive integer'),
+        ({'out': np.zeros((2, 2))}, 'out has shape'),
+        ({'out': 'stack.png'}, 'give a path ending in'),
+        ({'client': 'remote'}, 'client must be'),
+    ],
+)
 def test_bad_arguments_raise_before_work(small_stack, kwargs, match):
     stack, _ = small_stack
     with pytest.raises(ValueError, match=match):

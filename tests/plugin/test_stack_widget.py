@@ -56,13 +56,15 @@ def test_registered_layer_written_and_updated_in_place(make_napari_viewer, qtbot
     expected = 0.5 * (shifts - shifts[0])
     np.testing.assert_allclose(matrices[:, :2, 2], expected, atol=0.05)
     assert widget._status.value.startswith('Done')
-    np.testing.assert_array_equal(layer.data, stack)           # source untouched
+    np.testing.assert_array_equal(layer.data, stack)  # source untouched
     # rerun: same layer updated, no new layer
     widget._reference.value = 'previous'
     run(widget, qtbot)
     assert len(viewer.layers) == 2
-    assert viewer.layers['cells registered'].metadata[METADATA_KEY]['stack'][
-        'reference'] == 'previous'
+    assert (
+        viewer.layers['cells registered'].metadata[METADATA_KEY]['stack']['reference']
+        == 'previous'
+    )
 
 
 def test_follow_mode_rebinds_affine_to_the_current_frame(make_napari_viewer, qtbot):
@@ -92,7 +94,7 @@ def test_channels_register_on_one_and_apply_to_all(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     stack, shifts = drift()
     noise = np.random.default_rng(1).random(stack.shape).astype(np.float32)
-    both = np.stack([noise, stack])                            # C, T, Y, X
+    both = np.stack([noise, stack])  # C, T, Y, X
     layer = viewer.add_image(both, name='two channels')
     other = viewer.add_image(stack * 2, name='other channel')
     widget = make_widget(viewer, layer, reference='first')
@@ -106,8 +108,10 @@ def test_channels_register_on_one_and_apply_to_all(make_napari_viewer, qtbot):
     matrices = np.array(out.metadata[METADATA_KEY]['stack']['moving_from_fixed'])
     np.testing.assert_allclose(matrices[:, :2, 2], shifts - shifts[0], atol=0.1)
     np.testing.assert_allclose(
-        viewer.layers['other channel registered'].data, 2 * out.data[1],
-        rtol=1e-5, atol=1e-4,
+        viewer.layers['other channel registered'].data,
+        2 * out.data[1],
+        rtol=1e-5,
+        atol=1e-4,
     )
 
 
@@ -128,12 +132,12 @@ def test_errors_surface_and_layers_listed(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((16, 16)), name='flat')
     widget = StackRegistrationWidget(viewer)
-    assert widget._layer.value is None               # a 2D image is no stack
+    assert widget._layer.value is None  # a 2D image is no stack
     widget._start()
     assert widget.last_error and not widget.running
     stack = viewer.add_image(np.zeros((3, 16, 16), np.float32), name='blank')
     widget._layer.value = stack
-    widget._start()                                  # constant frames: ValueError
+    widget._start()  # constant frames: ValueError
     qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
     assert 'constant' in widget.last_error
 

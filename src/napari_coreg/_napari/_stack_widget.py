@@ -58,8 +58,12 @@ _MODES = [
 _BACKEND_LABELS = {'torch': 'PyTorch', 'sitk': 'SimpleITK'}
 
 
-def frame_affine(base: np.ndarray, fixed_from_moving: np.ndarray,
-                 spatial_axes: tuple[int, ...], ndim: int) -> np.ndarray:
+def frame_affine(
+    base: np.ndarray,
+    fixed_from_moving: np.ndarray,
+    spatial_axes: tuple[int, ...],
+    ndim: int,
+) -> np.ndarray:
     """Layer ``affine`` that shows one frame in the reference coordinates.
 
     ``fixed_from_moving`` ``(D + 1, D + 1)`` acts on the spatial axes of the
@@ -113,7 +117,8 @@ class StackRegistrationWidget(Container):
         )
         backends = available_backends()
         self._backend = ComboBox(
-            label='Backend', choices=[(_BACKEND_LABELS.get(b, b), b) for b in backends],
+            label='Backend',
+            choices=[(_BACKEND_LABELS.get(b, b), b) for b in backends],
             value=backends[0] if backends else None,
         )
         self._model = ComboBox(
@@ -131,16 +136,29 @@ class StackRegistrationWidget(Container):
         self._cancel = PushButton(text='Cancel', enabled=False)
         self._unfollow = PushButton(text='Stop following', enabled=False)
         buttons = Container(
-            widgets=[self._run, self._cancel, self._unfollow], layout='horizontal',
+            widgets=[self._run, self._cancel, self._unfollow],
+            layout='horizontal',
             labels=False,
         )
         buttons.margins = (0, 0, 0, 0)
         self._status = Label(value='Choose a stack layer, then Register stack.')
-        self.extend([
-            self._layer, self._axis, self._channel_axis, self._channel, self._reference,
-            self._model, self._metric, self._backend, self._batch, self._also,
-            self._mode, buttons, self._status,
-        ])
+        self.extend(
+            [
+                self._layer,
+                self._axis,
+                self._channel_axis,
+                self._channel,
+                self._reference,
+                self._model,
+                self._metric,
+                self._backend,
+                self._batch,
+                self._also,
+                self._mode,
+                buttons,
+                self._status,
+            ]
+        )
         with suppress(AttributeError):
             self._status.native.setWordWrap(True)
         self._status.label = ''
@@ -164,8 +182,10 @@ class StackRegistrationWidget(Container):
 
     def _stack_layers(self, widget=None) -> list[tuple[str, Any]]:
         return [
-            (layer.name, layer) for layer in self._viewer.layers
-            if type(layer).__name__ == 'Image' and not layer.multiscale
+            (layer.name, layer)
+            for layer in self._viewer.layers
+            if type(layer).__name__ == 'Image'
+            and not layer.multiscale
             and layer.data.ndim - (1 if layer.rgb else 0) >= 3
         ]
 
@@ -174,9 +194,12 @@ class StackRegistrationWidget(Container):
         if layer is None:
             return []
         return [
-            (other.name, other) for other in self._viewer.layers
-            if other is not layer and type(other).__name__ == 'Image'
-            and not other.multiscale and self._layout_of(other) is not None
+            (other.name, other)
+            for other in self._viewer.layers
+            if other is not layer
+            and type(other).__name__ == 'Image'
+            and not other.multiscale
+            and self._layout_of(other) is not None
         ]
 
     def _layout_of(self, other, axis: int | None = None, channel_axis: Any = '?'):
@@ -194,13 +217,14 @@ class StackRegistrationWidget(Container):
         if tuple(other.data.shape) == shape:
             layout = (axis, channel_axis)
         elif channel_axis is not None and tuple(other.data.shape) == (
-            shape[:channel_axis] + shape[channel_axis + 1:]
+            shape[:channel_axis] + shape[channel_axis + 1 :]
         ):
             layout = (axis - (channel_axis < axis), None)
         else:
             return None
         spatial = tuple(
-            a for a in range(other.data.ndim - (1 if other.rgb else 0))
+            a
+            for a in range(other.data.ndim - (1 if other.rgb else 0))
             if a not in layout
         )
         return (*layout, spatial)
@@ -240,7 +264,8 @@ class StackRegistrationWidget(Container):
         axis = self._axis.value
         return choices + [
             (f'{a} ({layer.data.shape[a]})', a)
-            for a in range(layer.data.ndim) if a != axis
+            for a in range(layer.data.ndim)
+            if a != axis
         ]
 
     def _backend_value(self) -> Backend:
@@ -250,8 +275,7 @@ class StackRegistrationWidget(Container):
     def _model_choices(self, widget=None) -> list[str]:
         caps = CAPABILITIES[self._backend_value()]
         return [
-            m.value for m in Model
-            if m in caps.models and m is not Model.HOMOGRAPHY
+            m.value for m in Model if m in caps.models and m is not Model.HOMOGRAPHY
         ]
 
     def _metric_choices(self, widget=None) -> list[str]:
@@ -271,8 +295,10 @@ class StackRegistrationWidget(Container):
             self._also.reset_choices()
             return
         channel_axis = self._channel_axis.value
-        channels = 3 if layer.rgb else (
-            layer.data.shape[channel_axis] if channel_axis is not None else 0
+        channels = (
+            3
+            if layer.rgb
+            else (layer.data.shape[channel_axis] if channel_axis is not None else 0)
         )
         self._channel.max = max(channels - 1, 0)
         self._channel.visible = channels > 1
@@ -301,7 +327,8 @@ class StackRegistrationWidget(Container):
 
     def _geometry(self, layer, axis: int, channel_axis: int | None):
         spatial = [
-            a for a in range(layer.data.ndim - (1 if layer.rgb else 0))
+            a
+            for a in range(layer.data.ndim - (1 if layer.rgb else 0))
             if a not in (axis, channel_axis)
         ]
         spacing = tuple(float(layer.scale[a]) for a in spatial)
@@ -309,7 +336,7 @@ class StackRegistrationWidget(Container):
         return tuple(spatial), spacing, origin
 
     def _current_frame(self, layer, axis: int) -> int:
-        point = self._viewer.dims.point[-layer.ndim:]
+        point = self._viewer.dims.point[-layer.ndim :]
         index = layer.world_to_data(point)[axis]
         return int(np.clip(np.round(index), 0, layer.data.shape[axis] - 1))
 
@@ -333,10 +360,16 @@ class StackRegistrationWidget(Container):
             if layer.rgb and register_channel is not None:
                 channel_axis = layer.data.ndim - 1
             steps = iter_register_stack(
-                layer.data, axis=axis, reference=reference, model=self._model.value,
-                metric=self._metric.value, backend=self._backend.value,
-                channel_axis=channel_axis, register_channel=register_channel,
-                batch_size=int(self._batch.value) or None, spacing=spacing,
+                layer.data,
+                axis=axis,
+                reference=reference,
+                model=self._model.value,
+                metric=self._metric.value,
+                backend=self._backend.value,
+                channel_axis=channel_axis,
+                register_channel=register_channel,
+                batch_size=int(self._batch.value) or None,
+                spacing=spacing,
                 origin=origin,
             )
         except (ValueError, TypeError) as exc:
@@ -349,17 +382,24 @@ class StackRegistrationWidget(Container):
             for other in [layer, *also]
         }
         self._job = {
-            'layer': layer, 'also': also, 'mode': self._mode.value,
+            'layer': layer,
+            'also': also,
+            'mode': self._mode.value,
             'layouts': layouts,
         }
         self._result, self.last_error = None, None
         # resampled stacks are computed in the worker too (lazily for
         # out-of-core data), never in the GUI thread
-        resample = [
-            (other.name, other.data, *layouts[other.name][:2]) for other in also
-        ] if self._mode.value == 'resample' else None
+        resample = (
+            [(other.name, other.data, *layouts[other.name][:2]) for other in also]
+            if self._mode.value == 'resample'
+            else None
+        )
         worker = create_worker(
-            _drive, steps, resample, _progress={'desc': 'Registering stack'},
+            _drive,
+            steps,
+            resample,
+            _progress={'desc': 'Registering stack'},
             _ignore_errors=True,
         )
         worker.yielded.connect(self._on_progress)
@@ -390,7 +430,8 @@ class StackRegistrationWidget(Container):
         what = {'mean': 'Averaging', 'register': 'Registering', 'write': 'Writing'}
         rounds = (
             f' (round {progress.round + 1}/{progress.n_rounds})'
-            if progress.n_rounds > 1 else ''
+            if progress.n_rounds > 1
+            else ''
         )
         self._status.value = (
             f'{what.get(progress.phase, progress.phase)}{rounds}: '
@@ -438,7 +479,8 @@ class StackRegistrationWidget(Container):
         layouts = [job['layouts'][layer.name] for layer in layers]
         if job['mode'] == 'follow':
             self._following = {
-                'layers': layers, 'layouts': layouts,
+                'layers': layers,
+                'layouts': layouts,
                 'matrices': result.fixed_from_moving,
                 'affines': [np.array(layer.affine.affine_matrix) for layer in layers],
             }
@@ -476,13 +518,25 @@ class StackRegistrationWidget(Container):
                 existing.data = aligned
                 existing.metadata = {**existing.metadata, **meta}
                 return existing
-        look = {'rgb': True} if layer.rgb else {
-            'colormap': layer.colormap, 'contrast_limits': layer.contrast_limits,
-        }
+        look = (
+            {'rgb': True}
+            if layer.rgb
+            else {
+                'colormap': layer.colormap,
+                'contrast_limits': layer.contrast_limits,
+            }
+        )
         return self._viewer.add_image(
-            aligned, name=name, metadata=meta, scale=layer.scale,
-            translate=layer.translate, rotate=layer.rotate, shear=layer.shear,
-            affine=layer.affine, blending=layer.blending, **look,
+            aligned,
+            name=name,
+            metadata=meta,
+            scale=layer.scale,
+            translate=layer.translate,
+            rotate=layer.rotate,
+            shear=layer.shear,
+            affine=layer.affine,
+            blending=layer.blending,
+            **look,
         )
 
     # ------------------------------------------------------------ follow mode
