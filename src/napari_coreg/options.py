@@ -88,7 +88,9 @@ class Settings:
         ``'auto'`` (regular-step gradient descent), ``'gradient-descent'``,
         ``'lbfgsb'``, ``'amoeba'``, ...
     learning_rate : float, optional
-        Step size for Adam and the SimpleITK gradient optimisers.
+        torch Adam: step in normalised units (default 1e-3 times the level's
+        shrink factor). sitk gradient optimisers: the first step, in pixels
+        of the level (default 1).
     init : str
         ``'auto'`` (best of centre alignment and phase correlation, with a
         coarse rotation search for models that rotate), ``'identity'``,
