@@ -166,8 +166,11 @@ def _subset(
 
 def _gradient_magnitude(image: Tensor) -> Tensor:
     """Mean over the batch of the gradient magnitude of ``(B, *spatial)``, flat."""
-    grads = torch.gradient(image, dim=tuple(range(1, image.ndim)))
-    return torch.stack(grads).square().sum(0).mean(0).reshape(-1)
+    magnitude = torch.zeros(image.shape[1:], dtype=image.dtype, device=image.device)
+    for axis in range(1, image.ndim):
+        for frame in image:
+            magnitude += torch.gradient(frame, dim=axis - 1)[0].square_()
+    return magnitude.reshape(-1)
 
 
 def build_level(
@@ -199,65 +202,68 @@ def build_level(
     fixed_shape = tuple(fixed_l.shape[1:])
     moving_shape = tuple(moving_l.shape[2:])
 
-    # fixed sample points, in the normalised frame
-    axes = [torch.arange(n, dtype=torch.float64) for n in fixed_shape]
-    px = torch.stack(torch.meshgrid(*axes, indexing='ij'), dim=-1).reshape(-1, ndim)
-    weights = torch.ones(px.shape[0], dtype=torch.float64)
+    # fixed sample points, in the normalised frame (coordinates are made for
+    # the chosen points only, so large levels cost little memory)
+    n_pixels = math.prod(fixed_shape)
+    index = None  # every pixel, without materialising their indices
     if fixed_mask is not None:
         mask_l = _shrink(
-            torch.as_tensor(fixed_mask, dtype=torch.float64)[None, None], f_shrink
+            torch.as_tensor(fixed_mask, dtype=torch.float32)[None, None], f_shrink
         )
-        weights = (mask_l.reshape(-1) >= 0.5).double()
-    keep = weights > 0
-    index = torch.nonzero(keep)[:, 0]
-    chosen = _subset(index.numel(), max_points, seed)
+        index = torch.nonzero(mask_l.reshape(-1) >= 0.5)[:, 0]
+    count = n_pixels if index is None else index.numel()
+    chosen = _subset(count, max_points, seed)
     if chosen is not None:
-        index = index[chosen]
-    if strong_points is not None:
-        strength = _gradient_magnitude(fixed_l)[index.to(device)].cpu()
-        chosen = _subset(index.numel(), strong_points, None, strength)
-        if chosen is not None:
-            index = index[chosen]
+        index = chosen if index is None else index[chosen]
+        count = index.numel()
+    if strong_points is not None and count > strong_points:
+        strength = _gradient_magnitude(fixed_l).cpu()
+        if index is not None:
+            strength = strength[index]
+        chosen = _subset(count, strong_points, None, strength)
+        index = chosen if index is None else index[chosen]
+    if index is None:
+        index = torch.arange(n_pixels)
+    px = torch.stack(torch.unravel_index(index, fixed_shape), dim=-1).double()
     norm_from_px = torch.as_tensor(
         norm_from_phys @ level_grid_matrix(fixed_grid, f_shrink)
     )
-    points = torch.cat(
-        [px[index], torch.ones(index.numel(), 1, dtype=torch.float64)], 1
-    )
+    points = torch.cat([px, torch.ones(index.numel(), 1, dtype=torch.float64)], 1)
     points = points @ norm_from_px.T
     values = fixed_l.reshape(fixed_l.shape[0], -1)[:, index.to(device)]
+    weights = torch.ones(index.numel())
 
     # moving: image, gradient in normalised coordinates, mask
     px_from_norm = np.linalg.inv(
         norm_from_phys @ level_grid_matrix(moving_grid, m_shrink)
     )
-    gradient = torch.stack(
-        torch.gradient(moving_l[:, 0], dim=tuple(range(1, ndim + 1))), 1
-    )
-    linear = torch.as_tensor(
-        px_from_norm[:ndim, :ndim], dtype=gradient.dtype, device=device
-    )
-    gradient = torch.einsum('bi...,ij->bj...', gradient, linear)
-    channels = [moving_l, gradient]
+    # one tensor holds image, gradient (normalised coordinates) and mask, so
+    # that a single grid_sample call reads them all
+    linear = px_from_norm[:ndim, :ndim]
+    n_channels = 1 + ndim + (moving_mask is not None)
+    stack = moving_l.new_empty((moving_l.shape[0], n_channels, *moving_shape))
+    stack[:, :1] = moving_l
+    stack[:, 1 : 1 + ndim] = 0
+    for axis in range(ndim):
+        along = torch.gradient(moving_l[:, 0], dim=axis + 1)[0]
+        for out in range(ndim):
+            if linear[axis, out]:
+                stack[:, 1 + out].add_(along, alpha=float(linear[axis, out]))
+        del along
     if moving_mask is not None:
-        mask_l = _shrink(
-            torch.as_tensor(moving_mask, dtype=moving_l.dtype, device=device)[
-                None, None
-            ],
-            m_shrink,
-        )
-        channels.append(mask_l.expand(moving_l.shape[0], -1, *[-1] * ndim))
-    stack = torch.cat(channels, dim=1).contiguous()
+        mask = torch.as_tensor(moving_mask, dtype=moving_l.dtype, device=device)
+        stack[:, -1] = _shrink(mask[None, None], m_shrink)[:, 0]
+    del moving_l
     gs_from_norm = _grid_sample_from_px(moving_shape) @ px_from_norm
 
-    dtype = moving_l.dtype
+    dtype = stack.dtype
     corners = (
         np.c_[grid_points(fixed_shape), np.ones(2**ndim + 1)] @ norm_from_px.numpy().T
     )
     return LevelData(
         fixed_points=points.to(device=device, dtype=dtype),
         fixed_values=values,
-        fixed_weights=weights[index].to(device=device, dtype=dtype),
+        fixed_weights=weights.to(device=device, dtype=dtype),
         moving_stack=stack,
         gs_from_norm=torch.as_tensor(gs_from_norm, device=device, dtype=dtype),
         px_from_norm=torch.as_tensor(px_from_norm, device=device, dtype=dtype),
