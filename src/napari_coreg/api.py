@@ -202,6 +202,23 @@ def _result(
     )
 
 
+def drive(
+    steps: Generator[Progress, None, object],
+    callback: Callable[[Progress], None] | None = None,
+):
+    """Run a registration generator to its end, passing each event to ``callback``.
+
+    Returns the generator's return value (the result).
+    """
+    while True:
+        try:
+            progress = next(steps)
+        except StopIteration as done:
+            return done.value
+        if callback is not None:
+            callback(progress)
+
+
 def iter_register(
     fixed: ArrayLike,
     moving: ArrayLike,
@@ -306,13 +323,7 @@ def register(
     array([ 3., -2.])
     """
     steps = iter_register(fixed, moving, model, metric, backend, **kwargs)
-    while True:
-        try:
-            progress = next(steps)
-        except StopIteration as done:
-            return done.value
-        if callback is not None:
-            callback(progress)
+    return drive(steps, callback)
 
 
 register.__doc__ += _RUN_DOC

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .api import drive
 from .engines import check_supported, default_iterations, load_engine
 from .inputs import as_image, normalise_intensities
 from .options import Backend, Metric, Model, Settings
@@ -1260,13 +1261,7 @@ def register_stack(
     steps = iter_register_stack(
         stack, axis, reference, model, metric, backend, **kwargs
     )
-    while True:
-        try:
-            progress = next(steps)
-        except StopIteration as done:
-            return done.value
-        if callback is not None:
-            callback(progress)
+    return drive(steps, callback)
 
 
 register_stack.__doc__ += _STACK_DOC
