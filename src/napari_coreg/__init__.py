@@ -22,8 +22,7 @@ from .api import iter_register, register
 from .io import TransformFile, load_transform, save_transform
 from .options import Backend, Init, Metric, Model, Optimizer, Settings
 from .result import LevelReport, Progress, RegistrationResult
-from .stack import iter_register_stack, register_stack
-from .stack_result import StackProgress, StackResult
+from .stack import StackProgress, StackResult, iter_register_stack, register_stack
 from .transforms import Grid, apply_matrix, corner_error, reverse_axes
 
 __all__ = [

@@ -35,8 +35,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton, Select, Spi
 
 from ..engines import CAPABILITIES, available_backends
 from ..options import Backend, Metric, Model
-from ..stack import iter_register_stack
-from ..stack_result import StackProgress, StackResult
+from ..stack import StackProgress, StackResult, iter_register_stack
 
 __all__ = ['METADATA_KEY', 'StackRegistrationWidget', 'frame_affine']
 

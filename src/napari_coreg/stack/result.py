@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .result import LevelReport, Progress
-from .transforms import Grid
+from ..result import LevelReport, Progress
+from ..transforms import Grid
+from .frames import Frames
 
 __all__ = ['BatchReport', 'StackProgress', 'StackResult']
 
@@ -166,11 +167,6 @@ class StackResult:
         )
 
     @property
-    def matrices(self) -> NDArray[np.float64]:
-        """Alias of :attr:`moving_from_fixed`, ``(N, D + 1, D + 1)``."""
-        return self.moving_from_fixed
-
-    @property
     def fixed_from_moving(self) -> NDArray[np.float64]:
         """Per-frame inverses (napari's ``layer.affine`` direction)."""
         return np.linalg.inv(self.moving_from_fixed)
@@ -232,10 +228,8 @@ class StackResult:
             numpy for an in-memory input, a lazy dask array otherwise; the
             input's layout and dtype.
         """
-        from .stack import _Frames
-
         axis = self.axis if axis is None else axis
-        frames = _Frames(stack, axis, channel_axis)
+        frames = Frames(stack, axis, channel_axis)
         if frames.n != self.n_frames or frames.spatial != self.grid.shape:
             raise ValueError(
                 f'stack of shape {tuple(stack.shape)} does not match the '
@@ -246,7 +240,7 @@ class StackResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary: matrices, conventions, per-frame figures."""
-        from . import __version__
+        from .. import __version__
 
         def floats(values):
             return [None if not np.isfinite(v) else float(v) for v in values]

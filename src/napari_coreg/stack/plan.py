@@ -1,0 +1,300 @@
+"""Validate a stack registration once, before any work, and plan it.
+
+Everything a bad argument can break is checked here: axes, frame shape,
+reference, model/metric/backend/optimiser/device, batch size, ``out``,
+client, and NaN/inf frames of an in-memory stack. The :class:`Plan` that
+comes out is what the run needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+
+from ..engines import check_device, check_supported, default_iterations, load_engine
+from ..inputs import as_image
+from ..options import Backend, Metric, Model, Settings
+from ..pyramid import level_schedule
+from ..transforms import Grid
+from .batching import Spec, auto_batch_size
+from .distributed import check_client
+from .frames import Frames, check_finite, open_stack
+from .output import check_out
+
+__all__ = [
+    'MEAN_ROUNDS',
+    'PREVIOUS_INIT',
+    'REFERENCES',
+    'Plan',
+    'make_plan',
+    'merge_settings',
+]
+
+#: References a stack can be registered to (besides a frame index).
+REFERENCES = ('previous', 'first', 'mean')
+#: Default number of rounds of the ``'mean'`` reference.
+MEAN_ROUNDS = 3
+#: Default ``init`` of ``reference='previous'`` (other references keep the
+#: backend's default, ``'auto'``).
+PREVIOUS_INIT = 'phase'
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """A checked stack registration: what to read, how, and where to write.
+
+    ``reference`` is ``'previous'``, ``'first'``, ``'mean'`` or a frame
+    index; ``rounds`` is 1 unless the reference is ``'mean'``.
+    """
+
+    frames: Frames
+    spec: Spec
+    reference: str | int
+    register_channel: int | None
+    batch_size: int
+    rounds: int
+    out: Any
+    overwrite: bool
+    client: Any
+
+
+def merge_settings(
+    settings: Settings | None, given: dict[str, Any], reference: Any, metric: Metric
+) -> Settings:
+    """The :class:`Settings` of a run: ``settings`` with the keywords given.
+
+    Parameters
+    ----------
+    settings : Settings or None
+        Settings passed as one object.
+    given : dict
+        Settings passed as keywords; ``None`` values count as not given.
+        Keywords override ``settings``.
+    reference : str or int
+        The reference (``'previous'`` makes ``init`` default to ``'phase'``
+        unless ``init`` is given or ``settings`` is).
+    metric : Metric
+        The metric (``'mi'`` keeps the ``'auto'`` init).
+
+    Returns
+    -------
+    Settings
+
+    Raises
+    ------
+    TypeError
+        If ``settings`` is not a :class:`Settings`.
+    """
+    given = {name: value for name, value in given.items() if value is not None}
+    if settings is None:
+        if (
+            isinstance(reference, str)
+            and reference.lower() == 'previous'
+            and 'init' not in given
+            and metric is not Metric.MI
+        ):
+            # neighbours differ by small motions: a phase-correlation shift is
+            # enough to start from (the rotation search of 'auto' costs ~25 %)
+            given['init'] = PREVIOUS_INIT
+        return Settings(**given)
+    if not isinstance(settings, Settings):
+        raise TypeError(
+            f'settings must be a napari_coreg.Settings, got '
+            f'{type(settings).__name__}: pass Settings(...) or the keywords'
+        )
+    return dataclasses.replace(settings, **given)
+
+
+def _parse_reference(reference: Any, n: int) -> str | int:
+    if isinstance(reference, str):
+        value = reference.lower()
+        if value not in REFERENCES:
+            raise ValueError(
+                f'unknown reference {reference!r}: choose one of '
+                f'{", ".join(map(repr, REFERENCES))} or a frame index'
+            )
+        return value
+    if isinstance(reference, Integral) and not isinstance(reference, bool):
+        index = int(reference)
+        if not -n <= index < n:
+            raise ValueError(
+                f'reference frame {index} is out of range for a stack of {n} '
+                f'frames: use 0 to {n - 1} (or a negative index)'
+            )
+        return index % n
+    raise ValueError(
+        f'reference must be {", ".join(map(repr, REFERENCES))} or a frame '
+        f'index, got {reference!r}'
+    )
+
+
+def _axis(value: Any, ndim: int, name: str) -> int:
+    if not isinstance(value, Integral) or isinstance(value, bool):
+        raise ValueError(f'{name} must be an integer axis, got {value!r}')
+    if not -ndim <= int(value) < ndim:
+        raise ValueError(f'{name}={value} is out of range for a {ndim}D stack')
+    return int(value) % ndim
+
+
+def _as_stack(stack: Any) -> Any:
+    if isinstance(stack, (str, os.PathLike)):
+        return open_stack(stack)
+    if not hasattr(stack, 'shape') or not hasattr(stack, 'dtype'):
+        return np.asarray(stack)
+    return stack
+
+
+def _frames(stack: Any, axis: Any, channel_axis: Any) -> Frames:
+    """The stack's frames, axes checked and RGB(A) in the last axis detected."""
+    shape = tuple(stack.shape)
+    ndim = len(shape)
+    if ndim < 3:
+        raise ValueError(
+            f'stack has shape {shape}: a stack is 3D (frames, rows, cols) or '
+            '4D (frames, planes, rows, cols), plus an optional channel axis; '
+            'for one pair of images use register'
+        )
+    axis = _axis(axis, ndim, 'axis')
+    if channel_axis is not None:
+        channel_axis = _axis(channel_axis, ndim, 'channel_axis')
+        if channel_axis == axis:
+            raise ValueError(
+                f'axis and channel_axis are both {axis}: name the stack '
+                '(time or z) axis and the channel axis separately'
+            )
+    frames = Frames(stack, axis, channel_axis)
+    if frames.n < 2:
+        raise ValueError(
+            f'the stack has {frames.n} frame along axis {axis} (shape {shape}): '
+            'nothing to register; is axis= the time/z axis?'
+        )
+    # the first frame through the pair validation: dtype, size, RGB detection
+    probe = np.take(np.asarray(stack[frames.index(0, 1)]), 0, axis=axis)
+    first = as_image(
+        probe,
+        'frame 0',
+        channel_axis=(
+            None if channel_axis is None else channel_axis - (channel_axis > axis)
+        ),
+    )
+    if channel_axis is None and first.grid.ndim < probe.ndim:
+        channel_axis = ndim - 1  # RGB(A) in the last axis, as register() does
+        frames = Frames(stack, axis, channel_axis)
+    if len(frames.spatial) not in (2, 3):
+        raise ValueError(
+            f'stack frames have {len(frames.spatial)} spatial axes (stack shape '
+            f'{shape}, axis={axis}, channel_axis={channel_axis}): frames must be '
+            '2D or 3D; name the channel axis with channel_axis='
+        )
+    return frames
+
+
+def _register_channel(value: Any, frames: Frames) -> int | None:
+    if value is None:
+        return None
+    if frames.channel_axis is None:
+        raise ValueError('register_channel needs a channel axis: give channel_axis=')
+    if not isinstance(value, Integral) or not (
+        -frames.channels <= int(value) < frames.channels
+    ):
+        raise ValueError(
+            f'register_channel={value!r} is not one of the '
+            f'{frames.channels} channels (0 to {frames.channels - 1})'
+        )
+    return int(value) % frames.channels
+
+
+def _batch_size(value: Any, backend: Backend, frames: Frames, opts: Settings, model):
+    if backend is Backend.SITK:
+        value = 1 if value is None else value
+    elif value is None:
+        return auto_batch_size(frames.spatial, opts.device, model=model)
+    if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f'batch_size must be a positive integer, got {value!r}')
+    # SimpleITK registers one frame per run
+    return 1 if backend is Backend.SITK else int(value)
+
+
+def make_plan(
+    stack: Any,
+    *,
+    axis: Any,
+    reference: Any,
+    model: Any,
+    metric: Any,
+    backend: Any,
+    channel_axis: Any,
+    register_channel: Any,
+    batch_size: Any,
+    spacing: Any,
+    origin: Any,
+    out: Any,
+    overwrite: bool,
+    client: Any,
+    rounds: Any,
+    settings: Settings | None,
+    given: dict[str, Any],
+) -> Plan:
+    """Check every argument of a stack registration and plan it.
+
+    Parameters are those of :func:`napari_coreg.iter_register_stack`;
+    ``given`` holds the settings passed as keywords (see
+    :func:`merge_settings`).
+
+    Returns
+    -------
+    Plan
+
+    Raises
+    ------
+    ValueError
+        For any bad argument, naming it and the fix.
+    TypeError
+        If ``settings`` is not a :class:`Settings`.
+    """
+    model_ = Model.parse(model, 'model')
+    metric_ = Metric.parse(metric, 'metric')
+    backend_ = Backend.parse(backend, 'backend')
+    opts = merge_settings(settings, given, reference, metric_)
+    stack = _as_stack(stack)
+    frames = _frames(stack, axis, channel_axis)
+    register_channel = _register_channel(register_channel, frames)
+    grid = Grid(
+        frames.spatial,
+        spacing=tuple(spacing) if spacing is not None else (),
+        origin=tuple(origin) if origin is not None else (),
+    )
+    check_supported(backend_, model_, metric_, grid.ndim, opts.optimizer)
+    check_device(backend_, opts.device)
+    schedule = level_schedule(
+        grid.shape,
+        levels=opts.levels,
+        shrink_factors=opts.shrink_factors,
+        smoothing_sigmas=opts.smoothing_sigmas,
+        iterations=opts.iterations,
+        default_iterations=default_iterations(backend_, opts.optimizer),
+    )
+    load_engine(backend_)  # a missing backend package fails now, not later
+    reference = _parse_reference(reference, frames.n)
+    batch_size = _batch_size(batch_size, backend_, frames, opts, model_)
+    if not isinstance(rounds, Integral) or isinstance(rounds, bool) or rounds < 1:
+        raise ValueError(f'rounds must be a positive integer, got {rounds!r}')
+    check_out(out, stack, frames, overwrite)
+    check_client(client)
+    check_finite(frames)
+    return Plan(
+        frames,
+        Spec(model_, metric_, backend_, schedule, opts, grid),
+        reference,
+        register_channel,
+        batch_size,
+        int(rounds) if reference == 'mean' else 1,
+        out,
+        overwrite,
+        client,
+    )
