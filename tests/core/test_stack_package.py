@@ -72,6 +72,13 @@ def test_nan_frame_on_other_axis_is_named(shifted):
         iter_register_stack(frames, axis=2)
 
 
+def test_constant_frame_in_memory_named_before_work(shifted):
+    frames = shifted[0].copy()
+    frames[2] = 7.0
+    with pytest.raises(ValueError, match=r'stack frame 2 is constant \(all 7.0\)'):
+        iter_register_stack(frames, batch_size=1)
+
+
 def test_nan_frame_out_of_core_found_when_its_batch_is_read(shifted, tmp_path):
     frames = shifted[0].copy()
     frames[3, 10, 20] = np.nan

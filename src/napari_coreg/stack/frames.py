@@ -21,7 +21,7 @@ __all__ = [
     'OUT_SUFFIXES',
     'Frames',
     'as_slab',
-    'check_finite',
+    'check_frames',
     'gray',
     'is_dask',
     'is_zarr',
@@ -271,12 +271,14 @@ def gray(slab: NDArray, first: int, frames: Sequence[int]) -> NDArray[np.float32
     return np.stack(out)
 
 
-def check_finite(frames: Frames) -> None:
-    """Raise ValueError naming the first frame with NaN or inf values.
+def check_frames(frames: Frames) -> None:
+    """Raise ValueError naming the first NaN/inf or constant frame.
 
-    Only in-memory numpy stacks are checked (a pass over memory that is
-    there anyway); out-of-core stacks are checked frame by frame when their
-    batch is read, so that nothing is read twice.
+    Only in-memory numpy stacks are checked here, before any work (a pass
+    over memory that is there anyway); out-of-core stacks (dask, zarr,
+    memory-mapped) are checked frame by frame when their batch is read, so
+    that nothing is read twice: the error then comes after the batches
+    before it have run.
 
     Parameters
     ----------
@@ -286,21 +288,27 @@ def check_finite(frames: Frames) -> None:
     Raises
     ------
     ValueError
-        If a frame of an in-memory float stack holds NaN or inf.
+        If a frame of an in-memory stack holds NaN or inf, or has one value
+        everywhere (every channel).
     """
-    if not frames.in_memory or not np.issubdtype(frames.dtype, np.inexact):
+    if not frames.in_memory:
         return
+    other = tuple(a for a in range(frames.ndim) if a != frames.axis)
     per_frame = max(1, frames.data.nbytes // max(frames.n, 1))
     step = max(1, FINITE_CHUNK_BYTES // per_frame)
     for start in range(0, frames.n, step):
-        stop = min(frames.n, start + step)
-        block = frames.data[frames.index(start, stop)]
-        if np.isfinite(block).all():
-            continue
-        other = tuple(a for a in range(frames.ndim) if a != frames.axis)
-        bad = ~np.isfinite(block).all(axis=other)
-        index = start + int(np.argmax(bad))
-        raise ValueError(
-            f'stack frame {index} has NaN or infinite values: replace them '
-            '(e.g. np.nan_to_num) or drop the frame before registering'
-        )
+        block = frames.data[frames.index(start, min(frames.n, start + step))]
+        if np.issubdtype(frames.dtype, np.inexact) and not np.isfinite(block).all():
+            index = start + int(np.argmax(~np.isfinite(block).all(axis=other)))
+            raise ValueError(
+                f'stack frame {index} has NaN or infinite values: replace them '
+                '(e.g. np.nan_to_num) or drop the frame before registering'
+            )
+        constant = block.min(axis=other) == block.max(axis=other)
+        if constant.any():
+            local = int(np.argmax(constant))
+            value = np.take(block, local, axis=frames.axis).flat[0]
+            raise ValueError(
+                f'stack frame {start + local} is constant (all {value}): it has '
+                'no structure to register; drop it from the stack'
+            )

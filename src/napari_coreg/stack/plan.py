@@ -2,8 +2,8 @@
 
 Everything a bad argument can break is checked here: axes, frame shape,
 reference, model/metric/backend/optimiser/device, batch size, ``out``,
-client, and NaN/inf frames of an in-memory stack. The :class:`Plan` that
-comes out is what the run needs.
+client, and NaN/inf or constant frames of an in-memory stack. The
+:class:`Plan` that comes out is what the run needs.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ..pyramid import level_schedule
 from ..transforms import Grid
 from .batching import Spec, auto_batch_size
 from .distributed import check_client
-from .frames import Frames, check_finite, open_stack
+from .frames import Frames, check_frames, open_stack
 from .output import check_out
 
 __all__ = [
@@ -286,7 +286,7 @@ def make_plan(
         raise ValueError(f'rounds must be a positive integer, got {rounds!r}')
     check_out(out, stack, frames, overwrite)
     check_client(client)
-    check_finite(frames)
+    check_frames(frames)
     return Plan(
         frames,
         Spec(model_, metric_, backend_, schedule, opts, grid),

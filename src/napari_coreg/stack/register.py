@@ -116,8 +116,8 @@ _STACK_DOC = """
         For bad input, found before any work: axes, frame shape, a frame
         index out of range, an unsupported model/metric/backend/optimiser
         combination, an absent device, an ``out`` that exists or has the
-        wrong shape, a NaN/inf frame of an in-memory stack (named by its
-        index). A NaN, inf or constant frame of an out-of-core stack (dask,
+        wrong shape, a NaN/inf or constant frame of an in-memory stack
+        (named by its index). Such a frame of an out-of-core stack (dask,
         zarr, memory-mapped) is found when its batch is read, so that the
         stack is not read twice: the error names the frame, after the
         batches before it have run.
