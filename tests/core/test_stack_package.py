@@ -89,6 +89,11 @@ def test_nan_frame_out_of_core_found_when_its_batch_is_read(shifted, tmp_path):
             pass
 
 
+def test_overwrite_must_be_a_bool(shifted, tmp_path):
+    with pytest.raises(TypeError, match='overwrite must be True or False'):
+        iter_register_stack(shifted[0], out=tmp_path / 'a.npy', overwrite='no')
+
+
 # --------------------------------------------------------------------------
 # explicit keywords and settings=
 

@@ -284,7 +284,9 @@ def make_plan(
     batch_size = _batch_size(batch_size, backend_, frames, opts, model_)
     if not isinstance(rounds, Integral) or isinstance(rounds, bool) or rounds < 1:
         raise ValueError(f'rounds must be a positive integer, got {rounds!r}')
-    check_out(out, stack, frames, overwrite)
+    if not isinstance(overwrite, (bool, np.bool_)):
+        raise TypeError(f'overwrite must be True or False, got {overwrite!r}')
+    check_out(out, stack, frames, bool(overwrite))
     check_client(client)
     check_frames(frames)
     return Plan(
@@ -295,6 +297,6 @@ def make_plan(
         batch_size,
         int(rounds) if reference == 'mean' else 1,
         out,
-        overwrite,
+        bool(overwrite),
         client,
     )
