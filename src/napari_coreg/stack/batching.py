@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..engines import load_engine
 from ..inputs import match_histogram
-from ..options import Backend, Metric, Model, Settings
+from ..method import Method
+from ..options import MODEL_SPECS, Model
 from ..problem import Problem
 from ..pyramid import Level
 from ..result import LevelReport, Progress
@@ -50,8 +50,6 @@ MEMORY_FRACTION = 0.25
 MAX_BATCH_BYTES_CPU = 512 << 20
 #: Largest automatic batch.
 MAX_BATCH = {'cpu': 16, 'other': 64}
-#: Metrics whose moving frames are histogram-matched (``match_histograms``).
-MATCHED_METRICS = (Metric.L1, Metric.MSE)
 
 
 # --------------------------------------------------------------------------
@@ -69,18 +67,6 @@ def available_memory() -> int:
             return int(os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE'))
         except (ValueError, OSError, AttributeError):
             return 2 << 30
-
-
-def _n_params(model: Model, ndim: int) -> int:
-    """Parameters of ``model`` in ``ndim`` dimensions (sizes the Jacobian)."""
-    # the one place that knows this here; to be read from a declared ModelSpec
-    return {
-        Model.TRANSLATION: ndim,
-        Model.RIGID: 3 if ndim == 2 else 6,
-        Model.SIMILARITY: 4 if ndim == 2 else 7,
-        Model.AFFINE: ndim * (ndim + 1),
-        Model.HOMOGRAPHY: 8,
-    }[model]
 
 
 def auto_batch_size(
@@ -111,7 +97,7 @@ def auto_batch_size(
         At least 1, at most 16 on a CPU and 64 on other devices.
     """
     pixels = int(np.prod(spatial))
-    params = _n_params(Model.parse(model, 'model'), len(spatial))
+    params = MODEL_SPECS[Model.parse(model, 'model')].n_params(len(spatial))
     per_frame = pixels * (BYTES_PER_PIXEL + BYTES_PER_PIXEL_PER_PARAMETER * params)
     cpu = device is None or str(device) == 'cpu'
     if memory is None:
@@ -135,11 +121,8 @@ def auto_batch_size(
 class Spec:
     """Everything a batch needs besides its pixels (small, picklable)."""
 
-    model: Model
-    metric: Metric
-    backend: Backend
+    method: Method
     schedule: tuple[Level, ...]
-    settings: Settings
     grid: Grid
 
 
@@ -241,7 +224,8 @@ def _accumulate(gray_: NDArray, matrices: NDArray | None, grid: Grid):
 
 def _matched(spec: Spec, moving: NDArray, fixed: NDArray) -> NDArray:
     """``moving`` frames histogram-matched to their fixed frames (l1/mse)."""
-    if not (spec.settings.match_histograms and spec.metric in MATCHED_METRICS):
+    method = spec.method
+    if not (method.settings.match_histograms and method.metric_spec.difference):
         return moving
     return np.stack(
         [
@@ -289,7 +273,7 @@ def iter_batch(
         fixed_batch = gray_all[[where[f - 1] for f in job.frames]]
     else:
         fixed_batch = np.asarray(fixed, dtype=np.float32)[None]
-    run = load_engine(spec.backend)
+    engine = spec.method.engine()
     problem = Problem(
         fixed=fixed_batch,
         moving=_matched(spec, moving, fixed_batch),
@@ -297,13 +281,11 @@ def iter_batch(
         moving_grid=spec.grid,
         fixed_mask=None,
         moving_mask=None,
-        model=spec.model,
-        metric=spec.metric,
+        method=spec.method,
         schedule=spec.schedule,
         initial=job.initial,
-        settings=spec.settings,
     )
-    outcome = yield from run(problem)
+    outcome = yield from engine.run(problem)
     total = count = None
     if job.accumulate:
         total, count = _accumulate(moving, outcome.moving_from_fixed, spec.grid)

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ..engines import check_device, check_supported, default_iterations, load_engine
 from ..inputs import as_image
-from ..options import Backend, Metric, Model, Settings
-from ..pyramid import level_schedule
+from ..method import Method, resolve
+from ..options import Settings
 from ..transforms import Grid
 from .batching import Spec, auto_batch_size
 from .distributed import check_client
@@ -32,7 +31,7 @@ __all__ = [
     'REFERENCES',
     'Plan',
     'make_plan',
-    'merge_settings',
+    'resolve_method',
 ]
 
 #: References a stack can be registered to (besides a frame index).
@@ -63,51 +62,55 @@ class Plan:
     client: Any
 
 
-def merge_settings(
-    settings: Settings | None, given: dict[str, Any], reference: Any, metric: Metric
-) -> Settings:
-    """The :class:`Settings` of a run: ``settings`` with the keywords given.
+def resolve_method(
+    model: Any,
+    metric: Any,
+    backend: Any,
+    reference: Any,
+    settings: Settings | None,
+    given: dict[str, Any],
+) -> Method:
+    """The checked :class:`~napari_coreg.Method` of a stack run.
 
     Parameters
     ----------
+    model, metric, backend : str
+        The choices (parsed and checked by :func:`napari_coreg.resolve`,
+        optimiser and device included).
+    reference : str or int
+        The reference: ``'previous'`` makes ``init`` default to ``'phase'``
+        unless ``init`` is given, ``settings`` is, or the metric is
+        multimodal.
     settings : Settings or None
         Settings passed as one object.
     given : dict
         Settings passed as keywords; ``None`` values count as not given.
         Keywords override ``settings``.
-    reference : str or int
-        The reference (``'previous'`` makes ``init`` default to ``'phase'``
-        unless ``init`` is given or ``settings`` is).
-    metric : Metric
-        The metric (``'mi'`` keeps the ``'auto'`` init).
 
     Returns
     -------
-    Settings
+    Method
 
     Raises
     ------
+    ValueError
+        For an unknown name or a combination the backend cannot do.
     TypeError
-        If ``settings`` is not a :class:`Settings`.
+        If ``settings`` is not a :class:`~napari_coreg.Settings`.
     """
-    given = {name: value for name, value in given.items() if value is not None}
-    if settings is None:
-        if (
-            isinstance(reference, str)
-            and reference.lower() == 'previous'
-            and 'init' not in given
-            and metric is not Metric.MI
-        ):
-            # neighbours differ by small motions: a phase-correlation shift is
-            # enough to start from (the rotation search of 'auto' costs ~25 %)
-            given['init'] = PREVIOUS_INIT
-        return Settings(**given)
-    if not isinstance(settings, Settings):
-        raise TypeError(
-            f'settings must be a napari_coreg.Settings, got '
-            f'{type(settings).__name__}: pass Settings(...) or the keywords'
-        )
-    return dataclasses.replace(settings, **given)
+    method = resolve(model, metric, backend, settings=settings, **given)
+    if (
+        settings is None
+        and given.get('init') is None
+        and isinstance(reference, str)
+        and reference.lower() == 'previous'
+        and not method.metric_spec.multimodal
+    ):
+        # neighbours differ by small motions: a phase-correlation shift is
+        # enough to start from (the rotation search of 'auto' costs ~25 %)
+        opts = dataclasses.replace(method.settings, init=PREVIOUS_INIT)
+        method = dataclasses.replace(method, settings=opts)
+    return method
 
 
 def _parse_reference(reference: Any, n: int) -> str | int:
@@ -209,15 +212,18 @@ def _register_channel(value: Any, frames: Frames) -> int | None:
     return int(value) % frames.channels
 
 
-def _batch_size(value: Any, backend: Backend, frames: Frames, opts: Settings, model):
-    if backend is Backend.SITK:
+def _batch_size(value: Any, method: Method, frames: Frames) -> int:
+    batching = method.capabilities.batching
+    if not batching:
         value = 1 if value is None else value
     elif value is None:
-        return auto_batch_size(frames.spatial, opts.device, model=model)
+        return auto_batch_size(
+            frames.spatial, method.settings.device, model=method.model
+        )
     if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
         raise ValueError(f'batch_size must be a positive integer, got {value!r}')
-    # SimpleITK registers one frame per run
-    return 1 if backend is Backend.SITK else int(value)
+    # a backend without batching (SimpleITK) registers one frame per run
+    return int(value) if batching else 1
 
 
 def make_plan(
@@ -244,7 +250,7 @@ def make_plan(
 
     Parameters are those of :func:`napari_coreg.iter_register_stack`;
     ``given`` holds the settings passed as keywords (see
-    :func:`merge_settings`).
+    :func:`resolve_method`).
 
     Returns
     -------
@@ -257,10 +263,7 @@ def make_plan(
     TypeError
         If ``settings`` is not a :class:`Settings`.
     """
-    model_ = Model.parse(model, 'model')
-    metric_ = Metric.parse(metric, 'metric')
-    backend_ = Backend.parse(backend, 'backend')
-    opts = merge_settings(settings, given, reference, metric_)
+    method = resolve_method(model, metric, backend, reference, settings, given)
     stack = _as_stack(stack)
     frames = _frames(stack, axis, channel_axis)
     register_channel = _register_channel(register_channel, frames)
@@ -269,19 +272,11 @@ def make_plan(
         spacing=tuple(spacing) if spacing is not None else (),
         origin=tuple(origin) if origin is not None else (),
     )
-    check_supported(backend_, model_, metric_, grid.ndim, opts.optimizer)
-    check_device(backend_, opts.device)
-    schedule = level_schedule(
-        grid.shape,
-        levels=opts.levels,
-        shrink_factors=opts.shrink_factors,
-        smoothing_sigmas=opts.smoothing_sigmas,
-        iterations=opts.iterations,
-        default_iterations=default_iterations(backend_, opts.optimizer),
-    )
-    load_engine(backend_)  # a missing backend package fails now, not later
+    method.check_ndim(grid.ndim)
+    schedule = method.schedule(grid.shape)
+    method.engine()  # a missing backend package fails now, not later
     reference = _parse_reference(reference, frames.n)
-    batch_size = _batch_size(batch_size, backend_, frames, opts, model_)
+    batch_size = _batch_size(batch_size, method, frames)
     if not isinstance(rounds, Integral) or isinstance(rounds, bool) or rounds < 1:
         raise ValueError(f'rounds must be a positive integer, got {rounds!r}')
     if not isinstance(overwrite, (bool, np.bool_)):
@@ -291,7 +286,7 @@ def make_plan(
     check_frames(frames)
     return Plan(
         frames,
-        Spec(model_, metric_, backend_, schedule, opts, grid),
+        Spec(method, schedule, grid),
         reference,
         register_channel,
         batch_size,

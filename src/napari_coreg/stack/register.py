@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
@@ -17,21 +18,7 @@ from .run import run
 __all__ = ['iter_register_stack', 'register_stack']
 
 #: Keywords of the stack functions that are :class:`Settings` fields.
-SETTINGS_KEYWORDS = (
-    'levels',
-    'shrink_factors',
-    'smoothing_sigmas',
-    'iterations',
-    'optimizer',
-    'learning_rate',
-    'init',
-    'tolerance',
-    'mi_bins',
-    'sampling',
-    'seed',
-    'device',
-    'match_histograms',
-)
+SETTINGS_KEYWORDS = tuple(field.name for field in dataclasses.fields(Settings))
 
 _STACK_DOC = """
     Parameters
@@ -84,11 +71,6 @@ _STACK_DOC = """
     rounds : int
         Most rounds of the ``'mean'`` reference (it stops early when the
         transforms no longer change).
-    settings : Settings, optional
-        Pyramid and optimiser settings as one object (see
-        :class:`napari_coreg.Settings`). The keywords below override its
-        fields; a keyword left at ``None`` takes the value of ``settings``,
-        or the :class:`~napari_coreg.Settings` default without it.
     levels, shrink_factors, smoothing_sigmas, iterations : optional
         The pyramid (see :class:`napari_coreg.Settings`).
     optimizer, learning_rate, tolerance : optional
@@ -109,6 +91,11 @@ _STACK_DOC = """
         For ``'l1'`` and ``'mse'``: map each frame's intensity histogram
         onto that of what it is registered to (the previous frame, the
         reference frame or the mean) first. Default True.
+    settings : Settings, optional
+        Pyramid and optimiser settings as one object (see
+        :class:`napari_coreg.Settings`). The keywords above override its
+        fields; a keyword left at ``None`` takes the value of ``settings``,
+        or the :class:`~napari_coreg.Settings` default without it.
 
     Raises
     ------
@@ -149,7 +136,6 @@ def iter_register_stack(
     overwrite: bool = False,
     client: Any = None,
     rounds: int = MEAN_ROUNDS,
-    settings: Settings | None = None,
     levels: int | None = None,
     shrink_factors: Sequence[int] | None = None,
     smoothing_sigmas: float | Sequence[float] | None = None,
@@ -163,6 +149,7 @@ def iter_register_stack(
     seed: int | None = None,
     device: str | None = None,
     match_histograms: bool | None = None,
+    settings: Settings | None = None,
 ) -> Generator[StackProgress, None, StackResult]:
     """Register a stack step by step: yield :class:`StackProgress`, return the result.
 
@@ -215,7 +202,6 @@ def register_stack(
     overwrite: bool = False,
     client: Any = None,
     rounds: int = MEAN_ROUNDS,
-    settings: Settings | None = None,
     levels: int | None = None,
     shrink_factors: Sequence[int] | None = None,
     smoothing_sigmas: float | Sequence[float] | None = None,
@@ -229,6 +215,7 @@ def register_stack(
     seed: int | None = None,
     device: str | None = None,
     match_histograms: bool | None = None,
+    settings: Settings | None = None,
 ) -> StackResult:
     """Align every frame of a stack to a reference.
 

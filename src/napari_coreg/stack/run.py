@@ -50,7 +50,7 @@ def _write(
 
 
 def _settings(plan: Plan) -> dict[str, Any]:
-    settings = plan.spec.settings.to_dict()
+    settings = plan.spec.method.settings.to_dict()
     settings['schedule'] = [
         {'factor': lv.factor, 'sigma': lv.sigma, 'iterations': lv.iterations}
         for lv in plan.spec.schedule
@@ -80,9 +80,9 @@ def run(plan: Plan) -> Generator[StackProgress, None, StackResult]:
     return StackResult(
         moving_from_fixed=matrices,
         reference=plan.reference,
-        model=spec.model.value,
-        metric=spec.metric.value,
-        backend=spec.backend.value,
+        model=spec.method.model.value,
+        metric=spec.method.metric.value,
+        backend=spec.method.backend.value,
         metric_before=tracker.before,
         metric_after=tracker.after,
         frame_seconds=tracker.seconds,
