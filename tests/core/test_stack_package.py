@@ -129,6 +129,9 @@ def test_previous_reference_defaults_to_phase_init_without_settings(shifted):
         frames[:3], model='translation', init='center', iterations=2
     )
     assert result.settings['init'] == 'center'
+    # settings= is taken as given: its init ('auto' by default) is kept
+    result = register_stack(frames[:3], model='translation', settings=Settings())
+    assert result.settings['init'] == 'auto'
 
 
 def test_settings_of_the_wrong_type_is_a_type_error(shifted):
