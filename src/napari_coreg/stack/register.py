@@ -159,9 +159,8 @@ def iter_register_stack(
     LocalCluster made for the call is closed. The :class:`StackResult` is
     the generator's return value (``StopIteration.value``).
     """
-    given = {
-        name: value for name, value in locals().items() if name in SETTINGS_KEYWORDS
-    }
+    arguments = locals()
+    given = {name: arguments[name] for name in SETTINGS_KEYWORDS}
     plan = make_plan(
         stack,
         axis=axis,
