@@ -198,3 +198,52 @@ def test_stack_modules_import_each_other_without_a_cycle():
         visit(module, ())
     assert len(graph) >= 6  # frames, plan, batching, references, ... exist
     assert all(len(p.read_text().splitlines()) <= 600 for p in folder.glob('*.py'))
+
+
+# --------------------------------------------------------------------------
+# applying the transforms to another stack
+
+
+@pytest.fixture(scope='module')
+def registered(shifted):
+    frames, _ = shifted
+    return register_stack(frames, reference='first', **FAST)
+
+
+def test_apply_takes_negative_axes_lists_and_paths(registered, shifted, tmp_path):
+    frames, _ = shifted
+    expected = registered.aligned
+    last = np.moveaxis(frames, 0, -1)  # (rows, cols, frames)
+    np.testing.assert_allclose(
+        registered.apply(last, axis=-1), np.moveaxis(expected, 0, -1), atol=1e-6
+    )
+    np.testing.assert_allclose(registered.apply(frames.tolist()), expected, atol=1e-6)
+    channels = frames[..., None]
+    np.testing.assert_allclose(
+        registered.apply(channels, channel_axis=-1)[..., 0], expected, atol=1e-6
+    )
+    np.save(tmp_path / 'other.npy', frames)
+    lazy = registered.apply(tmp_path / 'other.npy')
+    np.testing.assert_allclose(np.asarray(lazy), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ('kwargs', 'match'),
+    [
+        ({'channel_axis': 7}, 'channel_axis=7 is out of range'),
+        ({'channel_axis': 0}, 'axis and channel_axis are both 0'),
+        ({'axis': 0.5}, 'axis must be an integer axis'),
+        ({'axis': 1}, 'does not match the registered one'),
+    ],
+)
+def test_apply_refuses_bad_axes_with_a_value_error(registered, shifted, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        registered.apply(shifted[0][:, None], **kwargs)
+
+
+def test_aligned_frame_index_must_be_an_integer(registered):
+    with pytest.raises(TypeError, match='frame index must be an integer'):
+        registered.aligned_frame(1.5)
+    np.testing.assert_allclose(
+        registered.aligned_frame(-1), registered.aligned[-1], atol=1e-6
+    )

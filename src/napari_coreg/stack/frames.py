@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,10 @@ from ..transforms import Grid
 __all__ = [
     'OUT_SUFFIXES',
     'Frames',
+    'as_array',
+    'as_frames',
     'as_slab',
+    'check_axis',
     'check_frames',
     'gray',
     'is_dask',
@@ -236,6 +240,62 @@ class Frames:
     def write(self, out: Any, start: int, stop: int, frames: NDArray) -> None:
         """Write ``(n, *spatial, C)`` frames to ``out[start:stop]`` (input order)."""
         out[self.index(start, stop)] = self.to_layout(frames)
+
+
+def as_array(stack: Any) -> Any:
+    """A stack as an array: paths opened (:func:`open_stack`), arrays kept.
+
+    numpy, dask, zarr and memory-mapped arrays are returned as they are
+    (nothing is read); anything else goes through ``np.asarray``.
+    """
+    if isinstance(stack, (str, os.PathLike)):
+        return open_stack(stack)
+    if not hasattr(stack, 'shape') or not hasattr(stack, 'dtype'):
+        return np.asarray(stack)
+    return stack
+
+
+def check_axis(value: Any, ndim: int, name: str) -> int:
+    """``value`` as a non-negative axis of an ``ndim``-D stack.
+
+    Raises
+    ------
+    ValueError
+        If it is not an integer or out of range.
+    """
+    if not isinstance(value, Integral) or isinstance(value, bool):
+        raise ValueError(f'{name} must be an integer axis, got {value!r}')
+    if not -ndim <= int(value) < ndim:
+        raise ValueError(f'{name}={value} is out of range for a {ndim}D stack')
+    return int(value) % ndim
+
+
+def as_frames(stack: Any, axis: Any, channel_axis: Any) -> Frames:
+    """``stack`` (an array) seen as frames, its axes checked.
+
+    Raises
+    ------
+    ValueError
+        For fewer than 3 dimensions, an axis out of range or not an
+        integer, or the same axis named twice.
+    """
+    shape = tuple(stack.shape)
+    ndim = len(shape)
+    if ndim < 3:
+        raise ValueError(
+            f'stack has shape {shape}: a stack is 3D (frames, rows, cols) or '
+            '4D (frames, planes, rows, cols), plus an optional channel axis; '
+            'for one pair of images use register'
+        )
+    axis = check_axis(axis, ndim, 'axis')
+    if channel_axis is not None:
+        channel_axis = check_axis(channel_axis, ndim, 'channel_axis')
+        if channel_axis == axis:
+            raise ValueError(
+                f'axis and channel_axis are both {axis}: name the stack '
+                '(time or z) axis and the channel axis separately'
+            )
+    return Frames(stack, axis, channel_axis)
 
 
 def gray(slab: NDArray, first: int, frames: Sequence[int]) -> NDArray[np.float32]:

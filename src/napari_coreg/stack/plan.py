@@ -9,7 +9,6 @@ client, and NaN/inf or constant frames of an in-memory stack. The
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from numbers import Integral
 from typing import Any
@@ -22,7 +21,7 @@ from ..options import Settings
 from ..transforms import Grid
 from .batching import Spec, auto_batch_size
 from .distributed import check_client
-from .frames import Frames, check_frames, open_stack
+from .frames import Frames, as_array, as_frames, check_frames
 from .output import check_out
 
 __all__ = [
@@ -136,41 +135,11 @@ def _parse_reference(reference: Any, n: int) -> str | int:
     )
 
 
-def _axis(value: Any, ndim: int, name: str) -> int:
-    if not isinstance(value, Integral) or isinstance(value, bool):
-        raise ValueError(f'{name} must be an integer axis, got {value!r}')
-    if not -ndim <= int(value) < ndim:
-        raise ValueError(f'{name}={value} is out of range for a {ndim}D stack')
-    return int(value) % ndim
-
-
-def _as_stack(stack: Any) -> Any:
-    if isinstance(stack, (str, os.PathLike)):
-        return open_stack(stack)
-    if not hasattr(stack, 'shape') or not hasattr(stack, 'dtype'):
-        return np.asarray(stack)
-    return stack
-
-
 def _frames(stack: Any, axis: Any, channel_axis: Any) -> Frames:
     """The stack's frames, axes checked and RGB(A) in the last axis detected."""
-    shape = tuple(stack.shape)
-    ndim = len(shape)
-    if ndim < 3:
-        raise ValueError(
-            f'stack has shape {shape}: a stack is 3D (frames, rows, cols) or '
-            '4D (frames, planes, rows, cols), plus an optional channel axis; '
-            'for one pair of images use register'
-        )
-    axis = _axis(axis, ndim, 'axis')
-    if channel_axis is not None:
-        channel_axis = _axis(channel_axis, ndim, 'channel_axis')
-        if channel_axis == axis:
-            raise ValueError(
-                f'axis and channel_axis are both {axis}: name the stack '
-                '(time or z) axis and the channel axis separately'
-            )
-    frames = Frames(stack, axis, channel_axis)
+    frames = as_frames(stack, axis, channel_axis)
+    shape, ndim = frames.shape, frames.ndim
+    axis, channel_axis = frames.axis, frames.channel_axis
     if frames.n < 2:
         raise ValueError(
             f'the stack has {frames.n} frame along axis {axis} (shape {shape}): '
@@ -264,7 +233,7 @@ def make_plan(
         If ``settings`` is not a :class:`Settings`.
     """
     method = resolve_method(model, metric, backend, reference, settings, given)
-    stack = _as_stack(stack)
+    stack = as_array(stack)
     frames = _frames(stack, axis, channel_axis)
     register_channel = _register_channel(register_channel, frames)
     grid = Grid(

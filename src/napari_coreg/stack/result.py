@@ -7,6 +7,7 @@ at module level so that ``import napari_coreg`` stays light.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..result import LevelReport, Progress
 from ..transforms import Grid
-from .frames import Frames
+from .frames import as_array, as_frames
 
 __all__ = ['BatchReport', 'StackProgress', 'StackResult']
 
@@ -197,6 +198,8 @@ class StackResult:
 
         Shape: the frame's axes in input order (the stack axis removed).
         """
+        if not isinstance(index, Integral) or isinstance(index, bool):
+            raise TypeError(f'frame index must be an integer, got {index!r}')
         index = int(index)
         if not -self.n_frames <= index < self.n_frames:
             raise IndexError(
@@ -214,9 +217,10 @@ class StackResult:
 
         Parameters
         ----------
-        stack : array_like
+        stack : array_like or path
             Same number of frames along :attr:`axis` and same frame shape as
-            the registered stack (numpy, dask, zarr or memory-mapped).
+            the registered stack (numpy, dask, zarr, memory-mapped, or a
+            path read as by :func:`~napari_coreg.stack.open_stack`).
         channel_axis : int, optional
             Its channel axis, if any.
         axis : int, optional
@@ -227,14 +231,20 @@ class StackResult:
         ndarray or dask array
             numpy for an in-memory input, a lazy dask array otherwise; the
             input's layout and dtype.
+
+        Raises
+        ------
+        ValueError
+            For axes out of range, or a stack whose frames do not match.
         """
-        axis = self.axis if axis is None else axis
-        frames = Frames(stack, axis, channel_axis)
+        stack = as_array(stack)
+        frames = as_frames(stack, self.axis if axis is None else axis, channel_axis)
         if frames.n != self.n_frames or frames.spatial != self.grid.shape:
             raise ValueError(
-                f'stack of shape {tuple(stack.shape)} does not match the '
-                f'registered one ({self.n_frames} frames of {self.grid.shape} '
-                f'along axis {axis})'
+                f'stack of shape {frames.shape} does not match the registered '
+                f'one ({self.n_frames} frames of {self.grid.shape}): give its '
+                f'stack axis (axis=, now {frames.axis}) and channel axis '
+                f'(channel_axis=, now {frames.channel_axis})'
             )
         return frames.aligned(self.moving_from_fixed, self.grid)
 
