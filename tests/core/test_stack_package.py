@@ -89,6 +89,13 @@ def test_nan_frame_out_of_core_found_when_its_batch_is_read(shifted, tmp_path):
             pass
 
 
+@pytest.mark.parametrize('channel', [True, 1.0, 2, -3])
+def test_register_channel_must_be_a_channel_index(shifted, channel):
+    rgb = np.repeat(shifted[0][..., None], 2, axis=-1)
+    with pytest.raises(ValueError, match=f'register_channel={channel!r} is not one'):
+        iter_register_stack(rgb, channel_axis=3, register_channel=channel)
+
+
 def test_overwrite_must_be_a_bool(shifted, tmp_path):
     with pytest.raises(TypeError, match='overwrite must be True or False'):
         iter_register_stack(shifted[0], out=tmp_path / 'a.npy', overwrite='no')

@@ -171,8 +171,10 @@ def _register_channel(value: Any, frames: Frames) -> int | None:
         return None
     if frames.channel_axis is None:
         raise ValueError('register_channel needs a channel axis: give channel_axis=')
-    if not isinstance(value, Integral) or not (
-        -frames.channels <= int(value) < frames.channels
+    if (
+        not isinstance(value, Integral)
+        or isinstance(value, bool)
+        or not -frames.channels <= int(value) < frames.channels
     ):
         raise ValueError(
             f'register_channel={value!r} is not one of the '
