@@ -223,7 +223,7 @@ def _accumulate(gray_: NDArray, matrices: NDArray | None, grid: Grid):
 
 
 def _matched(spec: Spec, moving: NDArray, fixed: NDArray) -> NDArray:
-    """``moving`` frames histogram-matched to their fixed frames (l1/mse)."""
+    """Match ``moving`` frames' histograms to their fixed frames (l1/mse)."""
     method = spec.method
     if not (method.settings.match_histograms and method.metric_spec.difference):
         return moving
@@ -311,7 +311,7 @@ class Reader:
     channel: int | None
 
     def __call__(self) -> NDArray:
-        """The slab, read now."""
+        """Read the slab now."""
         return self.frames.slab(self.start, self.stop, self.channel)
 
 

@@ -76,8 +76,11 @@ class DistributedRunner:
         self.futures: list = []
 
     def _source(self, job: Job) -> Any:
-        """What a task reads its frames from: a reader (zarr on disk), a
-        future (dask), or the slab itself (read here)."""
+        """Give what a task reads its frames from.
+
+        A reader (zarr on disk), a future (dask), or the slab itself (read
+        here).
+        """
         frames, channel = self.frames, self.channel
         if is_zarr(frames.data) and _zarr_on_disk(frames.data):
             return Reader(frames, job.start, job.stop, channel)

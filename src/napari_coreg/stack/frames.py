@@ -109,7 +109,7 @@ def _cast(values: NDArray, dtype: np.dtype) -> NDArray:
 
 
 def as_slab(block: Any, perm: tuple[int, ...], add_channel: bool) -> NDArray:
-    """A block of frames transposed to ``(n, *spatial[, C])`` (picklable helper).
+    """Transpose a block of frames to ``(n, *spatial[, C])`` (picklable).
 
     Parameters
     ----------
@@ -165,7 +165,7 @@ class Frames:
         return _in_memory(self.data)
 
     def index(self, start: int, stop: int, channel: int | None = None) -> tuple:
-        """The index of frames ``start:stop`` (one channel when given)."""
+        """Index frames ``start:stop`` (one channel when given)."""
         index = [slice(None)] * self.ndim
         index[self.axis] = slice(start, stop)
         if self.channel_axis is not None and channel is not None:
@@ -173,7 +173,7 @@ class Frames:
         return tuple(index)
 
     def to_slab(self, block: Any) -> NDArray:
-        """A block in the input's order as ``(n, *spatial, C)``."""
+        """Turn a block in the input's order into ``(n, *spatial, C)``."""
         return as_slab(block, self.perm, self.channel_axis is None)
 
     def slab(self, start: int, stop: int, channel: int | None = None) -> NDArray:
@@ -209,7 +209,7 @@ class Frames:
         )
 
     def aligned(self, matrices: NDArray, grid: Grid) -> Any:
-        """The whole aligned stack: numpy for in-memory input, else lazy dask."""
+        """Align the whole stack: numpy for in-memory input, else lazy dask."""
         if self.in_memory:
             frames = self.slab(0, self.n)
             return self.to_layout(self.resampled(frames, matrices, grid, self.dtype))
@@ -243,7 +243,7 @@ class Frames:
 
 
 def as_array(stack: Any) -> Any:
-    """A stack as an array: paths opened (:func:`open_stack`), arrays kept.
+    """Return a stack as an array: paths opened (:func:`open_stack`).
 
     numpy, dask, zarr and memory-mapped arrays are returned as they are
     (nothing is read); anything else goes through ``np.asarray``.
@@ -299,7 +299,7 @@ def as_frames(stack: Any, axis: Any, channel_axis: Any) -> Frames:
 
 
 def gray(slab: NDArray, first: int, frames: Sequence[int]) -> NDArray[np.float32]:
-    """Checked single-channel float32 frames, normalised to about [0, 1].
+    """Check frames and make them single-channel float32 in about [0, 1].
 
     Parameters
     ----------

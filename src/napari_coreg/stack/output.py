@@ -78,7 +78,7 @@ def check_out(out: Any, data: Any, frames: Frames, overwrite: bool) -> None:
 
 
 def open_out(out: Any, frames: Frames, overwrite: bool) -> Any:
-    """A writable array of the input's shape and dtype for the aligned stack.
+    """Open a writable array of the input's shape and dtype for ``out``.
 
     Parameters
     ----------

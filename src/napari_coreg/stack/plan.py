@@ -69,7 +69,7 @@ def resolve_method(
     settings: Settings | None,
     given: dict[str, Any],
 ) -> Method:
-    """The checked :class:`~napari_coreg.Method` of a stack run.
+    """Resolve and check the :class:`~napari_coreg.Method` of a stack run.
 
     Parameters
     ----------
@@ -136,7 +136,7 @@ def _parse_reference(reference: Any, n: int) -> str | int:
 
 
 def _frames(stack: Any, axis: Any, channel_axis: Any) -> Frames:
-    """The stack's frames, axes checked and RGB(A) in the last axis detected."""
+    """See the stack as frames: axes checked, RGB(A) in the last axis found."""
     frames = as_frames(stack, axis, channel_axis)
     shape, ndim = frames.shape, frames.ndim
     axis, channel_axis = frames.axis, frames.channel_axis

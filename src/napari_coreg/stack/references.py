@@ -60,7 +60,7 @@ def compose_previous(pairs: NDArray, n: int, ndim: int) -> NDArray:
 
 
 def mean_image(outs: list[BatchOut]) -> NDArray[np.float32]:
-    """The normalised mean of the (aligned) frames summed by ``outs``.
+    """Average the (aligned) frames summed by ``outs``, normalised.
 
     Raises
     ------

@@ -160,6 +160,7 @@ class StackResult:
     _out: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        """Store the arrays as read-only float64 (int64 for batch indices)."""
         object.__setattr__(self, 'moving_from_fixed', _readonly(self.moving_from_fixed))
         for name in ('metric_before', 'metric_after', 'frame_seconds'):
             object.__setattr__(self, name, _readonly(getattr(self, name)))

@@ -69,7 +69,7 @@ class Tracker:
         n_rounds: int = 1,
         engine: Progress | None = None,
     ) -> StackProgress:
-        """The progress event now (``engine``: the engine step, if any)."""
+        """Make the progress event now (``engine``: the engine step, if any)."""
         return StackProgress(
             step=self.step,
             total=self.total,
