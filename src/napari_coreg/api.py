@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ._checks import fit_initial_to_model
 from .engines import check_device, check_supported, default_iterations, load_engine
 from .inputs import Image, as_image, as_mask, match_histogram, normalise_intensities
 from .options import Backend, Metric, Model, Settings
@@ -151,8 +152,15 @@ def _prepare(
     )
     if initial is not None:
         initial = _check_initial(initial, ndim, model)[None]
-    fixed_gray = normalise_intensities(fixed_img.gray)
-    moving_gray = normalise_intensities(moving_img.gray)
+        initial = fit_initial_to_model(initial, model.value)
+    fixed_mask = as_mask(
+        fixed_mask, fixed_img.grid.shape, 'fixed_mask', fixed_img.valid
+    )
+    moving_mask = as_mask(
+        moving_mask, moving_img.grid.shape, 'moving_mask', moving_img.valid
+    )
+    fixed_gray = normalise_intensities(fixed_img.gray, fixed_mask)
+    moving_gray = normalise_intensities(moving_img.gray, moving_mask)
     if opts.match_histograms and metric in (Metric.L1, Metric.MSE):
         moving_gray = match_histogram(moving_gray, fixed_gray)
     problem = Problem(
@@ -160,8 +168,8 @@ def _prepare(
         moving=moving_gray[None],
         fixed_grid=fixed_img.grid,
         moving_grid=moving_img.grid,
-        fixed_mask=as_mask(fixed_mask, fixed_img.grid.shape, 'fixed_mask'),
-        moving_mask=as_mask(moving_mask, moving_img.grid.shape, 'moving_mask'),
+        fixed_mask=fixed_mask,
+        moving_mask=moving_mask,
         model=model,
         metric=metric,
         schedule=schedule,
