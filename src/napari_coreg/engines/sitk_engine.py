@@ -64,6 +64,24 @@ PREVIEW_SECONDS = 0.2
 #: Default convergence: an iteration that moves no corner of the fixed level
 #: by more than this many level pixels ends it (as the torch backend).
 TOLERANCE_PX = 1e-3
+#: Random sampling draws at least this many points per level (a smaller
+#: ``sampling`` fraction is raised to it; ITK fails with none).
+MIN_SAMPLED_POINTS = 256
+
+
+def itk_seed(seed: int) -> int:
+    """ITK's seed for our ``seed``: ITK reads 0 as "seed from the wall clock",
+    so it gets ``seed + 1`` and every seed, 0 included, is reproducible."""
+    return int(seed) + 1
+
+
+def level_sampling(sampling: float | None, n_pixels: int) -> float | None:
+    """The sampling fraction of a level of ``n_pixels``: at least
+    :data:`MIN_SAMPLED_POINTS` points, ``None`` (every pixel) when that is all."""
+    if sampling is None:
+        return None
+    fraction = max(float(sampling), MIN_SAMPLED_POINTS / max(n_pixels, 1))
+    return None if fraction >= 1 else fraction
 
 
 def _regular_step(method, step, iterations, seed):
@@ -275,7 +293,9 @@ def _method(
         method.SetMetricSamplingStrategy(method.NONE)
     else:
         method.SetMetricSamplingStrategy(method.RANDOM)
-        method.SetMetricSamplingPercentage(float(sampling), int(problem.settings.seed))
+        method.SetMetricSamplingPercentage(
+            float(sampling), itk_seed(problem.settings.seed)
+        )
     method.SetShrinkFactorsPerLevel([1])
     method.SetSmoothingSigmasPerLevel([0.0])
     return method
@@ -568,6 +588,12 @@ def _execute(
 
 def _engine_error(exc: BaseException) -> Exception:
     text = str(exc)
+    if 'sampledpointset' in text.lower():
+        return RuntimeError(
+            'SimpleITK sampled no points inside the masks: give masks that '
+            'select more pixels, or a larger sampling fraction (or None). '
+            f'SimpleITK said: {text.strip().splitlines()[-1]}'
+        )
     if 'outside' in text.lower() or 'valid points' in text.lower():
         return RuntimeError(
             'SimpleITK found (almost) no overlap between the images: check '
@@ -653,13 +679,18 @@ def _run_frame(problem, frame, optimizer, counter, total, n_levels):
         started = time.perf_counter()
         if index:
             pair = _level_pair(fixed, moving, problem, level)
-        method = _method(problem, masks, problem.settings.sampling)
+        sampling = level_sampling(
+            problem.settings.sampling, pair.fixed.GetNumberOfPixels()
+        )
+        method = _method(problem, masks, sampling)
         if moving_initial is not None:
             method.SetMovingInitialTransform(_affine(moving_initial))
         method.SetInitialTransform(transform, inPlace=True)
         step = (problem.settings.learning_rate or STEP_PX) * pair.pixel
         tolerance = (problem.settings.tolerance or TOLERANCE_PX) * pair.pixel
-        optimizer.configure(method, step, level.iterations, int(problem.settings.seed))
+        optimizer.configure(
+            method, step, level.iterations, itk_seed(problem.settings.seed)
+        )
         if optimizer.scales == 'physical':
             method.SetOptimizerScalesFromPhysicalShift()
         elif optimizer.scales == 'shift':
