@@ -31,7 +31,7 @@ def _is_int(value: object) -> bool:
 
 def check_bool(value: object, name: str) -> bool:
     """``value`` as a bool; TypeError unless it is a bool (numpy's included)."""
-    if isinstance(value, bool) or type(value).__name__ == 'bool_':
+    if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise TypeError(
         f'{name} must be True or False, got {value!r} ({type(value).__name__})'
@@ -79,7 +79,7 @@ def _as_sequence(value: object, name: str) -> Sequence:
 
 def check_int_sequence(value: object, name: str, low: int = 1) -> int | tuple[int, ...]:
     """An int, or a non-empty tuple of ints, each at least ``low``."""
-    if _is_int(value):
+    if isinstance(value, numbers.Number):
         return check_int(value, name, low)
     items = _as_sequence(value, name)
     return tuple(check_int(v, f'each of {name}', low) for v in items)

@@ -117,7 +117,13 @@ def _is_itk(path: Path) -> bool:
 
 
 def _check_matrix(matrix: ArrayLike, what: str) -> NDArray[np.float64]:
-    matrix = np.asarray(matrix, dtype=np.float64)
+    try:
+        matrix = np.asarray(matrix, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f'{what} must be a 3x3 (2D) or 4x4 (3D) matrix of numbers, got '
+            f'{str(matrix)[:80]}'
+        ) from None
     if (
         matrix.ndim not in (2, 3)
         or matrix.shape[-1] != matrix.shape[-2]
