@@ -17,7 +17,6 @@ __all__ = [
     'check_int_sequence',
     'check_real',
     'check_real_sequence',
-    'fit_initial_to_model',
 ]
 
 #: Largest accepted seed: ITK's random generators take an unsigned 32-bit
@@ -92,65 +91,3 @@ def check_real_sequence(value: object, name: str) -> float | tuple[float, ...]:
     items = _as_sequence(value, name)
     return tuple(check_real(v, f'each of {name}') for v in items)
 
-
-#: Relative tolerance within which an ``initial`` matrix counts as being of
-#: a model (and is then projected onto it exactly).
-MODEL_ATOL = 1e-6
-
-
-def _model_defect(linear: np.ndarray, model: str) -> str | None:
-    """Why ``linear`` (D, D) is not of ``model``, or None if it is."""
-    ndim = linear.shape[0]
-    if model == 'translation':
-        if np.allclose(linear, np.eye(ndim), atol=MODEL_ATOL):
-            return None
-        return 'a rotation, scale or shear'
-    det = np.linalg.det(linear)
-    if det <= 0:
-        return 'a reflection (negative determinant)'
-    scale = det ** (1.0 / ndim)
-    rotation = linear / scale
-    if not np.allclose(rotation @ rotation.T, np.eye(ndim), atol=MODEL_ATOL):
-        return 'a shear or an anisotropic scale'
-    if model == 'rigid' and abs(scale - 1) > MODEL_ATOL:
-        return f'a scale of {scale:.6g}'
-    return None
-
-
-def _project(linear: np.ndarray, model: str) -> np.ndarray:
-    """The nearest linear part of ``model`` (for one already within tolerance)."""
-    ndim = linear.shape[0]
-    if model == 'translation':
-        return np.eye(ndim)
-    u, s, vt = np.linalg.svd(linear)
-    rotation = u @ vt
-    return rotation if model == 'rigid' else rotation * float(np.mean(s))
-
-
-def fit_initial_to_model(initial: np.ndarray, model: str) -> np.ndarray:
-    """``initial`` matrices ``(..., D + 1, D + 1)`` projected onto ``model``.
-
-    A matrix that is of the model within :data:`MODEL_ATOL` is projected onto
-    it exactly (rounding removed), so the result is always of the model.
-
-    Raises
-    ------
-    ValueError
-        If a matrix holds what the model cannot (a scale or shear for a
-        translation, a reflection for a rigid or similarity model, ...).
-    """
-    model = str(model)
-    if model in ('affine', 'homography'):
-        return initial
-    initial = np.array(initial, dtype=np.float64)
-    ndim = initial.shape[-1] - 1
-    for matrix in initial.reshape(-1, ndim + 1, ndim + 1):
-        linear = matrix[:ndim, :ndim]
-        defect = _model_defect(linear, model)
-        if defect is not None:
-            raise ValueError(
-                f"initial holds {defect}, which a '{model}' model cannot "
-                f"represent: pass an initial of the model, or use model='affine'"
-            )
-        matrix[:ndim, :ndim] = _project(linear, model)
-    return initial
