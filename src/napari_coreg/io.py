@@ -158,7 +158,7 @@ def _describe(transform: Any, model: str | None) -> tuple[NDArray, str | None, d
         matrix = np.asarray(transform.moving_from_fixed, dtype=np.float64)
         meta = transform.to_dict() if hasattr(transform, 'to_dict') else {}
         return matrix, model or getattr(transform, 'model', None), meta
-    return np.asarray(transform, dtype=np.float64), model, {}
+    return transform, model, {}  # an array_like: _check_matrix converts it
 
 
 def save_transform(
