@@ -494,3 +494,25 @@ def test_declared_four_plane_volume_is_a_volume():
         iterations=3,
     )
     assert res.moving_from_fixed.shape == (4, 4)
+
+
+def test_sitk_phase_init_keeps_an_overlap():
+    """init='phase' whose shift would leave no valid fixed pixel over the
+    moving image: SimpleITK starts from the centres instead of failing with
+    a RuntimeError mid-run (found by the property test)."""
+    fixed = smooth((21, 14), seed=3)
+    valid = np.zeros((21, 14), bool)
+    valid[5:10] = True
+    res = register(
+        fixed,
+        np.roll(fixed, -10, axis=0),
+        model='translation',
+        metric='mi',
+        backend='sitk',
+        levels=2,
+        iterations=1,
+        init='phase',
+        mi_bins=4,
+        fixed_mask=valid,
+    )
+    assert np.isfinite(res.moving_from_fixed).all()

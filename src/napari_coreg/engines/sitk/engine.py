@@ -312,10 +312,9 @@ def _affine(matrix: np.ndarray) -> sitk.Transform:
     return transform
 
 
-def _overlap_ncc(pair: _Pair, matrix: np.ndarray, masks) -> float:
-    """Pearson correlation over the overlap (and masks), fixed level grid."""
+def _overlap(pair: _Pair, matrix: np.ndarray, masks) -> np.ndarray:
+    """Fixed level pixels inside the mapped moving image (and the masks)."""
     transform = _affine(matrix)
-    moved = sitk.Resample(pair.moving, pair.fixed, transform, sitk.sitkLinear, 0.0)
     ones = sitk.Image(pair.moving.GetSize(), sitk.sitkFloat32) + 1.0
     ones.CopyInformation(pair.moving)
     inside = sitk.Resample(ones, pair.fixed, transform, sitk.sitkLinear, 0.0)
@@ -331,6 +330,13 @@ def _overlap_ncc(pair: _Pair, matrix: np.ndarray, masks) -> float:
             moving_mask, pair.fixed, transform, sitk.sitkNearestNeighbor, 0
         )
         valid &= sitk.GetArrayViewFromImage(on_moving) > 0
+    return valid
+
+
+def _overlap_ncc(pair: _Pair, matrix: np.ndarray, masks) -> float:
+    """Pearson correlation over the overlap (and masks), fixed level grid."""
+    valid = _overlap(pair, matrix, masks)
+    moved = sitk.Resample(pair.moving, pair.fixed, _affine(matrix), sitk.sitkLinear)
     f = sitk.GetArrayViewFromImage(pair.fixed)[valid].astype(np.float64)
     m = sitk.GetArrayViewFromImage(moved)[valid].astype(np.float64)
     if f.size < 2:
@@ -410,8 +416,12 @@ def _initial(
     geometry = _centred(*full, sitk.CenteredTransformInitializerFilter.GEOMETRY)
     if init is Init.CENTER:
         return geometry
-    if init is Init.PHASE:
-        return _phase(coarse, geometry)
+    if init is Init.PHASE:  # unless the shift leaves (almost) no overlap
+        phase = _phase(coarse, geometry)
+        kept = _overlap(coarse, phase, masks).sum()
+        return (
+            phase if kept >= 0.5 * _overlap(coarse, geometry, masks).sum() else geometry
+        )
     # auto: centre of geometry or of mass, and phase correlation from the
     # centre (with a coarse rotation search in 2D); keep the best
     candidates = [geometry]
