@@ -391,9 +391,12 @@ def normalise_intensities(
     from at most about a million of them (a regular subsample), so large
     images cost little. Values are then clipped to
     ``[-CLIP_MARGIN, 1 + CLIP_MARGIN]``, so that a few extreme pixels cannot
-    dominate a metric or a pyramid level, and pixels outside ``mask`` are set
-    to the median of those inside: a neutral value that neither the
-    smoothing of the pyramid nor the metric can be pulled by.
+    dominate a metric or a pyramid level. Pixels outside ``mask`` whose
+    values fall outside that range (nodata such as -9999) are set to the
+    median of those inside: a neutral value that the smoothing of the
+    pyramid cannot carry into the masked-in pixels. Masked pixels of ordinary
+    values are kept, so that the pyramid near a mask's edge matches the other
+    image.
     """
     values = gray[mask] if mask is not None else gray.reshape(-1)
     step = max(1, values.size // 1_000_000)
@@ -405,9 +408,10 @@ def normalise_intensities(
         high = low + 1.0
     with np.errstate(over='ignore', invalid='ignore'):
         out = (gray.astype(np.float32) - np.float32(low)) / np.float32(high - low)
+    if mask is not None:  # outliers under the mask: neutral, not just clipped
+        wild = ~mask & ((out < -CLIP_MARGIN) | (out > 1 + CLIP_MARGIN) | ~(out == out))
+        out[wild] = np.median(out[mask])
     out = np.clip(out, -CLIP_MARGIN, 1 + CLIP_MARGIN)
-    if mask is not None:
-        out[~mask] = np.median(out[mask])
     return out.astype(np.float32)
 
 
