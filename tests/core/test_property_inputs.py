@@ -106,7 +106,15 @@ def cases(draw):
             st.sampled_from([300, 1000] if flaw == 'bins' else [4, 32, 64])
         ),
         'seed': draw(st.sampled_from([0, 1, 7])),
+        'learning_rate': draw(st.sampled_from([None, None, 1e-6, 10.0, 1e6])),
+        'match_histograms': draw(st.booleans()),
     }
+    optimizers = {
+        'torch': ['auto', 'bfgs', 'adam']
+        + ['gauss-newton'] * (kwargs['metric'] != 'mi'),
+        'sitk': ['auto', 'lbfgsb', 'amoeba', 'evolutionary', 'conjugate-gradient'],
+    }
+    kwargs['optimizer'] = draw(st.sampled_from(optimizers[backend]))
     if layout == 'channels-first' and flaw != 'layout':
         kwargs['channel_axis'] = 0
     masks = ['float-0.3', 'nan'] if flaw == 'mask' else [None, None, 'bool', 'ones']

@@ -59,6 +59,9 @@ __all__ = ['CANCEL_WITHIN_LEVEL', 'OPTIMIZERS', 'run']
 ROTATION_SEARCH = (0.0, -10.0, 10.0, -20.0, 20.0, -30.0, 30.0)
 #: Default first step of the gradient optimisers, in pixels of the level.
 STEP_PX = 1.0
+#: The first step is at most this fraction of the level's smallest side, so
+#: that a large ``learning_rate`` cannot throw the images apart at once.
+MAX_STEP_FRACTION = 0.1
 #: Random sampling draws at least this many points per level (a smaller
 #: ``sampling`` fraction is raised to it; ITK fails with none).
 MIN_SAMPLED_POINTS = 256
@@ -579,6 +582,20 @@ def _execute(
             sys.excepthook = original_hook
 
 
+class _LostOverlap(RuntimeError):
+    """SimpleITK's metric found (almost) no overlap during a level."""
+
+
+#: Stop reason of a level whose optimiser lost the overlap: the transform of
+#: the level's start is kept, and the later levels are skipped.
+LOST_OVERLAP = 'sitk: lost the overlap (kept the start of the level)'
+
+
+def _current(transform, moving_initial) -> np.ndarray:
+    matrix = matrix_from_transform(transform)
+    return matrix if moving_initial is None else moving_initial @ matrix
+
+
 def _engine_error(exc: BaseException) -> Exception:
     text = str(exc)
     if 'sampledpointset' in text.lower():
@@ -588,7 +605,7 @@ def _engine_error(exc: BaseException) -> Exception:
             f'SimpleITK said: {text.strip().splitlines()[-1]}'
         )
     if 'outside' in text.lower() or 'valid points' in text.lower():
-        return RuntimeError(
+        return _LostOverlap(
             'SimpleITK found (almost) no overlap between the images: check '
             "spacing/origin, or start closer (init='center', 'phase' or an "
             f'initial matrix). SimpleITK said: {text.strip().splitlines()[-1]}'
@@ -680,6 +697,7 @@ def _run_frame(problem, frame, optimizer, counter, total, n_levels):
             method.SetMovingInitialTransform(_affine(moving_initial))
         method.SetInitialTransform(transform, inPlace=True)
         step = (problem.settings.learning_rate or STEP_PX) * pair.pixel
+        step = min(step, MAX_STEP_FRACTION * min(pair.shape) * pair.pixel)
         tolerance = (problem.settings.tolerance or TOLERANCE_PX) * pair.pixel
         optimizer.configure(
             method, step, level.iterations, itk_seed(problem.settings.seed)
@@ -694,6 +712,7 @@ def _run_frame(problem, frame, optimizer, counter, total, n_levels):
             watch = _Watch(transform, moving_initial, pair.corners, tolerance)
         steps = _execute(method, pair, problem.metric, optimizer.stops, watch)
         probe = type(transform)(transform)
+        saved = transform.GetParameters()
         try:
             while True:
                 try:
@@ -720,6 +739,11 @@ def _run_frame(problem, frame, optimizer, counter, total, n_levels):
                     matrix=matrix,
                 )
                 counter['step'] += 1
+        except _LostOverlap:
+            transform.SetParameters(saved)
+            if not _overlap(pair, _current(transform, moving_initial), masks).any():
+                raise  # the level started without overlap: nothing to keep
+            record = _LevelRun(losses=[], iterations=[], reason=LOST_OVERLAP)
         finally:  # also when the consumer fails: stop and join the thread
             steps.close()
         if not record.losses:  # the stream reports every level at least once
@@ -743,6 +767,8 @@ def _run_frame(problem, frame, optimizer, counter, total, n_levels):
                 losses=tuple(record.losses),
             )
         )
+        if record.reason == LOST_OVERLAP:
+            break
 
     final = matrix_from_transform(transform)
     if moving_initial is not None:
