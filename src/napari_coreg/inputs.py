@@ -168,7 +168,10 @@ def _valid_pixels(
         valid = ~masked
         if valid.ndim > spatial_ndim:
             valid = valid.all(axis=tuple(range(spatial_ndim, valid.ndim)))
-    if np.issubdtype(array.dtype, np.floating):
+    if (
+        np.issubdtype(array.dtype, np.floating)
+        and float(np.finfo(array.dtype).max) >= NODATA_MAGNITUDE
+    ):
         with np.errstate(invalid='ignore'):
             sentinel = np.isfinite(array) & (np.abs(array) >= NODATA_MAGNITUDE)
         if sentinel.ndim > spatial_ndim:

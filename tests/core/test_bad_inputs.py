@@ -392,6 +392,15 @@ def _sitk_sparse_sampling():
     return FIXED, MOVING, {'sampling': 1e-6, 'seed': 0}
 
 
+BOTH = ('torch', 'sitk')
+
+
+def _read_only(image):
+    out = image.copy()
+    out.setflags(write=False)
+    return out
+
+
 RESULTS = [
     ('numpy-ma-mask', _masked_array, ('torch', 'sitk'), 0.35),
     ('nodata-masked', _nodata_masked, ('torch', 'sitk'), 0.35),
@@ -409,6 +418,12 @@ RESULTS = [
     ('numpy-bool-option', _bool_numpy, ('torch',), 0.25),
     ('direction-given', _direction, ('torch',), 0.25),
     ('sitk-sparse-sampling', _sitk_sparse_sampling, ('sitk',), 0.5),
+    ('big-endian', lambda: (FIXED.astype('>f4'), MOVING.astype('>f4')), BOTH, 0.35),
+    ('float16', lambda: (FIXED.astype('f2'), MOVING.astype('f2')), BOTH, 0.35),
+    ('int64-huge', lambda: ((FIXED * 1e15).astype('i8'), MOVING * 1e15), BOTH, 0.35),
+    ('tiny-values', lambda: (FIXED * 1e-30, MOVING * 1e-30), BOTH, 0.35),
+    ('nested-lists', lambda: (FIXED.tolist(), MOVING.tolist()), ('torch',), 0.25),
+    ('read-only', lambda: (_read_only(FIXED), _read_only(MOVING)), ('torch',), 0.25),
 ]
 
 
