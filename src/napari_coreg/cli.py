@@ -215,6 +215,7 @@ def _register_command(args: argparse.Namespace) -> int:
             ('device', args.device),
             ('init', args.init),
             ('optimizer', args.optimizer),
+            ('channel_axis', args.channel_axis),
         )
         if v is not None
     }
@@ -307,6 +308,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     reg.add_argument(
         '--device', help="torch device, e.g. 'cpu' or 'cuda' (default: best)"
+    )
+    reg.add_argument(
+        '--channel-axis',
+        type=int,
+        help='axis of both images that holds channels (RGB last is detected)',
     )
     reg.add_argument('--out', help='write moving resampled onto the fixed grid here')
     reg.add_argument('--transform', help='write the transform here (.json or ITK .tfm)')

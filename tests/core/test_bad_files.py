@@ -265,11 +265,14 @@ def files(tmp_path):
     tifffile.imwrite(tmp_path / 'line.tif', fixed[0])
     tifffile.imwrite(tmp_path / 'const.tif', np.zeros((32, 32), np.float32))
     (tmp_path / 'exists.json').write_text('{}')
+    tifffile.imwrite(tmp_path / 'rgba.tif', np.stack([fixed] * 4))
+    tifffile.imwrite(tmp_path / 'rgba2.tif', np.stack([moving] * 4))
     (tmp_path / 'folder').mkdir()
     return tmp_path
 
 
 _VALUE_OPTIONS = {
+    '--channel-axis',
     '--model',
     '--metric',
     '--backend',
@@ -315,6 +318,8 @@ CLI_ERRORS = [
     ('fixed.tif folder', 'no such image file'),
     ('line.tif moving.tif', '2D or 3D'),
     ('const.tif moving.tif', 'constant'),
+    ('rgba.tif rgba2.tif', 'ambiguous'),
+    ('rgba.tif rgba2.tif --channel-axis 5', 'out of range'),
     ('fixed.tif moving.tif --device banana', 'unknown device'),
     ('fixed.tif moving.tif --init banana', "unknown init 'banana'"),
     ('fixed.tif moving.tif --levels 0', 'levels must be at least 1'),
@@ -365,6 +370,14 @@ def test_cli_version(capsys):
         main(['--version'])
     assert stop.value.code == 0
     assert capsys.readouterr().out.startswith('napari-coreg ')
+
+
+def test_cli_channel_axis(files):
+    """--channel-axis names the channels of a (4, H, W) TIFF: a correct result."""
+    argv = _args(files, 'rgba.tif rgba2.tif --channel-axis 0 --transform t.json')
+    assert main(['register', *argv, '--model', 'translation', '--quiet']) == 0
+    shift = load_transform(files / 't.json').moving_from_fixed[:2, 2]
+    np.testing.assert_allclose(shift, (2.0, -3.0), atol=0.3)
 
 
 def test_cli_png_pair_registers(files):
