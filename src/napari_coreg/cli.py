@@ -341,7 +341,11 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-coreg`` command."""
     args = _parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback
+        print('napari-coreg: interrupted', file=sys.stderr)
+        return 130
 
 
 if __name__ == '__main__':  # pragma: no cover

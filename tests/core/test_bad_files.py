@@ -412,3 +412,14 @@ def test_demo_out_is_a_file(tmp_path, no_engine):
     with pytest.raises(SystemExit, match='is a file'):
         main(['demo', '--out', str(target)])
     assert target.read_text() == 'keep'
+
+
+def test_cli_ctrl_c_is_one_line(files, monkeypatch, capsys):
+    import napari_coreg.cli as cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, 'iter_register', interrupted)
+    assert main(['register', *_args(files, 'fixed.tif moving.tif')]) == 130
+    assert capsys.readouterr().err.strip() == 'napari-coreg: interrupted'
