@@ -423,3 +423,12 @@ def test_cli_ctrl_c_is_one_line(files, monkeypatch, capsys):
     monkeypatch.setattr(cli, 'iter_register', interrupted)
     assert main(['register', *_args(files, 'fixed.tif moving.tif')]) == 130
     assert capsys.readouterr().err.strip() == 'napari-coreg: interrupted'
+
+
+def test_py_typed_ships():
+    """The README's claim: type hints ship (PEP 561 marker in the package)."""
+    from pathlib import Path
+
+    import napari_coreg
+
+    assert (Path(napari_coreg.__file__).parent / 'py.typed').is_file()
