@@ -96,6 +96,28 @@ def test_register_channel_must_be_a_channel_index(shifted, channel):
         iter_register_stack(rgb, channel_axis=3, register_channel=channel)
 
 
+def test_every_argument_is_checked_before_the_backend_loads(shifted, monkeypatch):
+    import napari_coreg.method as method_module
+
+    def refuse(backend):
+        raise AssertionError(f'backend {backend} loaded although the input is bad')
+
+    monkeypatch.setattr(method_module, 'load_engine', refuse)
+    frames = shifted[0].copy()
+    for kwargs, match in [
+        ({'reference': 'banana'}, "unknown reference 'banana'"),
+        ({'batch_size': 0}, 'batch_size must be a positive integer'),
+        ({'rounds': 0}, 'rounds must be a positive integer'),
+        ({'client': 'remote'}, 'client must be'),
+        ({'out': 'aligned.png'}, 'give a path ending in'),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            iter_register_stack(frames, **kwargs)
+    frames[1] = 0.0
+    with pytest.raises(ValueError, match='stack frame 1 is constant'):
+        iter_register_stack(frames)
+
+
 def test_overwrite_must_be_a_bool(shifted, tmp_path):
     with pytest.raises(TypeError, match='overwrite must be True or False'):
         iter_register_stack(shifted[0], out=tmp_path / 'a.npy', overwrite='no')

@@ -245,7 +245,6 @@ def make_plan(
     )
     method.check_ndim(grid.ndim)
     schedule = method.schedule(grid.shape)
-    method.engine()  # a missing backend package fails now, not later
     reference = _parse_reference(reference, frames.n)
     batch_size = _batch_size(batch_size, method, frames)
     if not isinstance(rounds, Integral) or isinstance(rounds, bool) or rounds < 1:
@@ -255,6 +254,9 @@ def make_plan(
     check_out(out, stack, frames, bool(overwrite))
     check_client(client)
     check_frames(frames)
+    # last: a missing backend package fails now, not later, and loading it
+    # is the first piece of work
+    method.engine()
     return Plan(
         frames,
         Spec(method, schedule, grid),
