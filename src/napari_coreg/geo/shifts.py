@@ -27,8 +27,6 @@ MAX_DISAGREEMENT = 0.5
 #: and above which a match counts as fully clear.
 NOISE_PEAK = 6.0
 CLEAR_PEAK = 30.0
-#: Hann taper of the windows before phase correlation.
-TAPER = False
 
 
 @dataclass(frozen=True)
@@ -68,36 +66,38 @@ def _normalise(window: NDArray) -> NDArray[np.float32]:
 
 
 def phase_shift(
-    reference: NDArray,
-    target: NDArray,
-    *,
-    upsample: int = 100,
-    taper: bool | None = None,
-) -> tuple[NDArray[np.float64], float]:
-    """Phase-correlation shift (target -> reference) and its peak clarity.
+    reference: NDArray, target: NDArray, *, upsample: int = 100
+) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+    """Correlation shifts (target -> reference) of two windows, and peak clarity.
 
-    A Hann taper suppresses the window edges. Returns ``(shift, peak)`` where
-    ``peak`` is the correlation maximum over the sum of the surface's
-    positive part near it (0-1).
+    Both windows are zero-mean and Hann-tapered. Returns ``(phase, cross,
+    peak)``: the phase-correlation shift (whitened spectrum: a sharp peak,
+    robust to contrast, but pulled towards zero by what the windows share,
+    such as the taper), the plain cross-correlation shift (the NCC optimum
+    of the tapered windows, precise where the two agree), both to
+    ``1 / upsample`` pixel, and the phase-correlation peak in standard
+    deviations of its surface (about 4-6 for noise, tens for a clear match).
     """
     from skimage.registration import phase_cross_correlation
 
     rows, cols = reference.shape
-    taper = TAPER if taper is None else taper
-    weights = (
-        np.outer(np.hanning(rows), np.hanning(cols)).astype(np.float32)
-        if taper
-        else np.ones((rows, cols), np.float32)
-    )
-    ref = reference * weights
-    tgt = target * weights
-    shift, _, _ = phase_cross_correlation(
+    taper = np.outer(np.hanning(rows), np.hanning(cols)).astype(np.float32)
+    ref = (reference - reference.mean()) * taper
+    tgt = (target - target.mean()) * taper
+    phase, _, _ = phase_cross_correlation(
         ref, tgt, upsample_factor=upsample, normalization='phase'
+    )
+    cross, _, _ = phase_cross_correlation(
+        ref, tgt, upsample_factor=upsample, normalization=None
     )
     spectrum = np.fft.fft2(ref) * np.conj(np.fft.fft2(tgt))
     surface = np.real(np.fft.ifft2(spectrum / np.maximum(np.abs(spectrum), 1e-12)))
     significance = (surface.max() - surface.mean()) / max(float(surface.std()), 1e-12)
-    return np.asarray(shift, dtype=np.float64), float(significance)
+    return (
+        np.asarray(phase, dtype=np.float64),
+        np.asarray(cross, dtype=np.float64),
+        float(significance),
+    )
 
 
 def _ncc(a: NDArray, b: NDArray) -> float:
@@ -144,6 +144,8 @@ def window_ncc(reference: NDArray, target: NDArray, shift: NDArray) -> float:
         np.asarray(target, np.float32), shift, order=1, mode='nearest'
     )
     margin = int(np.ceil(np.abs(shift).max())) + 1
+    if 4 * margin >= min(np.shape(target)):
+        return -1.0  # the shift leaves too little of the window
     inner = (slice(margin, -margin), slice(margin, -margin))
     return _ncc(np.asarray(reference, np.float32)[inner], moved[inner])
 
@@ -179,13 +181,18 @@ def measure_windows(
     targets = np.asarray(targets, dtype=np.float32)
     if len(references) == 0:
         return []
-    phases, peaks = [], []
+    phases, starts, peaks = [], [], []
     for ref, tgt in zip(references, targets, strict=True):
-        shift, peak = phase_shift(_normalise(ref), _normalise(tgt), upsample=upsample)
-        phases.append(shift)
+        phase, cross, peak = phase_shift(
+            _normalise(ref), _normalise(tgt), upsample=upsample
+        )
+        phases.append(phase)
+        # the cross-correlation optimum where it confirms the phase peak
+        close = np.abs(cross - phase).max() <= MAX_DISAGREEMENT
+        starts.append(cross if close else phase)
         peaks.append(peak)
     phases = np.asarray(phases)
-    shifts = phases
+    shifts = np.asarray(starts)
     if refine:
         shifts = np.array(
             [
