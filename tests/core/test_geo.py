@@ -11,47 +11,19 @@ import pytest
 
 rasterio = pytest.importorskip('rasterio')
 
+from _geo_cases import shifted_pair, texture, write_geotiff  # noqa: E402
 from affine import Affine  # noqa: E402
-from scipy import ndimage  # noqa: E402
 
 from napari_coreg import geo  # noqa: E402
 from napari_coreg.transforms import apply_matrix  # noqa: E402
-
-
-def _texture(shape, seed=0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    image = ndimage.gaussian_filter(rng.normal(size=shape), 2.0)
-    image = (image - image.min()) / np.ptp(image)
-    return (100 + 3000 * image).astype(np.uint16)
-
-
-def _write(path, data, transform, crs='EPSG:32633', nodata=None, names=None):
-    data = np.asarray(data)
-    bands = data if data.ndim == 3 else data[None]
-    with rasterio.open(
-        path,
-        'w',
-        driver='GTiff',
-        height=bands.shape[1],
-        width=bands.shape[2],
-        count=bands.shape[0],
-        dtype=bands.dtype,
-        crs=crs,
-        transform=transform,
-        nodata=nodata,
-    ) as ds:
-        ds.write(bands)
-        for i, name in enumerate(names or []):
-            ds.set_band_description(i + 1, name)
-    return path
 
 
 @pytest.mark.parametrize('crs', ['EPSG:32633', 'EPSG:4326', 'EPSG:3035'])
 def test_read_north_up_geometry(tmp_path, crs):
     size = 10.0 if crs != 'EPSG:4326' else 1e-4
     transform = Affine(size, 0, 500000.0, 0, -size, 5800000.0)
-    data = _texture((40, 60))
-    path = _write(tmp_path / 'a.tif', data, transform, crs=crs, nodata=0)
+    data = texture((40, 60))
+    path = write_geotiff(tmp_path / 'a.tif', data, transform, crs=crs, nodata=0)
     raster = geo.read_raster(path)
     g = raster.georef
     np.testing.assert_array_equal(raster.data, data)
@@ -84,7 +56,7 @@ def test_read_rotated_geotransform(tmp_path):
         10 * np.cos(angle), -10 * np.sin(angle), 400000.0,
         -10 * np.sin(angle), -10 * np.cos(angle), 5000000.0,
     )  # fmt: skip
-    path = _write(tmp_path / 'rot.tif', _texture((30, 30)), transform)
+    path = write_geotiff(tmp_path / 'rot.tif', texture((30, 30)), transform)
     g = geo.read_georef(path)
     assert not g.north_up
     affine = g.napari_geometry()['affine']
@@ -97,7 +69,7 @@ def test_read_rotated_geotransform(tmp_path):
 
 def test_sheared_geotransform_refused_for_grids(tmp_path):
     transform = Affine(10, 3, 400000.0, 0, -10, 5000000.0)
-    path = _write(tmp_path / 'shear.tif', _texture((20, 20)), transform)
+    path = write_geotiff(tmp_path / 'shear.tif', texture((20, 20)), transform)
     g = geo.read_georef(path)
     assert 'affine' in g.napari_geometry()
     with pytest.raises(ValueError, match='sheared'):
@@ -105,10 +77,10 @@ def test_sheared_geotransform_refused_for_grids(tmp_path):
 
 
 def test_multiband_names_nodata_mask_and_windows(tmp_path):
-    data = np.stack([_texture((50, 40), s) for s in range(3)])
+    data = np.stack([texture((50, 40), s) for s in range(3)])
     data[:, :5] = 0
     transform = Affine(20, 0, 300000.0, 0, -20, 6000000.0)
-    path = _write(
+    path = write_geotiff(
         tmp_path / 'mb.tif', data, transform, nodata=0, names=['red', 'green', 'nir']
     )
     raster = geo.read_raster(path)
@@ -131,8 +103,8 @@ def test_multiband_names_nodata_mask_and_windows(tmp_path):
 
 
 def test_lazy_levels_read_windows_only(tmp_path):
-    data = _texture((600, 500))
-    path = _write(tmp_path / 'big.tif', data, Affine(10, 0, 0, 0, -10, 0))
+    data = texture((600, 500))
+    path = write_geotiff(tmp_path / 'big.tif', data, Affine(10, 0, 0, 0, -10, 0))
     with rasterio.open(path, 'r+') as ds:
         ds.build_overviews([2, 4])
     levels, factors, georef = geo.open_levels(path, min_size=100)
@@ -146,41 +118,17 @@ def test_lazy_levels_read_windows_only(tmp_path):
 def test_plain_tiff_is_not_georeferenced(tmp_path):
     import tifffile
 
-    tifffile.imwrite(tmp_path / 'plain.tif', _texture((20, 20)))
+    tifffile.imwrite(tmp_path / 'plain.tif', texture((20, 20)))
     assert not geo.is_georeferenced(tmp_path / 'plain.tif')
-    path = _write(tmp_path / 'geo.tif', _texture((20, 20)), Affine(1, 0, 5, 0, -1, 9))
-    assert geo.is_georeferenced(path)
-
-
-def _shifted_pair(tmp_path, shift_px, shape=(400, 420), offset=(37, -23)):
-    """Reference and target whose content is ``shift_px`` off their georef.
-
-    The target covers another area (``offset`` whole pixels) and its content
-    lies ``shift_px`` (target -> reference, pixels) from where its
-    geotransform puts it.
-    """
-    big = _texture((shape[0] + 200, shape[1] + 200), seed=3)
-    ref = big[100 : 100 + shape[0], 100 : 100 + shape[1]]
-    rows, cols = np.indices(shape, dtype=np.float64)
-    r0, c0 = 100 + offset[0], 100 + offset[1]
-    # target pixel q, georeferenced at reference pixel q + offset, shows what
-    # the reference shows at q + offset + shift: it truly lies shift further
-    tgt = ndimage.map_coordinates(
-        big.astype(np.float32),
-        [rows + r0 + shift_px[0], cols + c0 + shift_px[1]],
-        order=3,
+    path = write_geotiff(
+        tmp_path / 'geo.tif', texture((20, 20)), Affine(1, 0, 5, 0, -1, 9)
     )
-    tgt = np.clip(np.rint(tgt), 0, 65535).astype(np.uint16)
-    ref_t = Affine(10, 0, 500000.0, 0, -10, 5800000.0)
-    tgt_t = ref_t @ Affine.translation(offset[1], offset[0])
-    ref_path = _write(tmp_path / 'ref.tif', ref, ref_t, nodata=0)
-    tgt_path = _write(tmp_path / 'tgt.tif', tgt, tgt_t, nodata=0)
-    return ref_path, tgt_path
+    assert geo.is_georeferenced(path)
 
 
 def test_known_shift_recovered_and_translation_keeps_pixels(tmp_path):
     truth = np.array([1.3, -0.7])
-    ref_path, tgt_path = _shifted_pair(tmp_path, truth)
+    ref_path, tgt_path = shifted_pair(tmp_path, truth)
     reg = geo.register_rasters(ref_path, tgt_path, window=128, refine=True)
     np.testing.assert_allclose(reg.shift_px, truth, atol=0.05)
     # map units: rows run south, so +1.3 rows is -13 m in y
@@ -203,7 +151,7 @@ def test_known_shift_recovered_and_translation_keeps_pixels(tmp_path):
 
 def test_affine_model_resamples_onto_the_reference_grid(tmp_path):
     truth = np.array([0.6, 0.9])
-    ref_path, tgt_path = _shifted_pair(tmp_path, truth)
+    ref_path, tgt_path = shifted_pair(tmp_path, truth)
     reg = geo.register_rasters(ref_path, tgt_path, model='affine', window=128)
     out = reg.write(tmp_path / 'affine.tif')
     with rasterio.open(ref_path) as r, rasterio.open(out) as o:
@@ -217,7 +165,7 @@ def test_affine_model_resamples_onto_the_reference_grid(tmp_path):
 
 
 def test_different_crs_refused_or_reprojected(tmp_path):
-    ref_path, tgt_path = _shifted_pair(tmp_path, (0.0, 0.0), shape=(300, 300))
+    ref_path, tgt_path = shifted_pair(tmp_path, (0.0, 0.0), shape=(300, 300))
     with rasterio.open(tgt_path) as ds:
         data = ds.read(1)
         bounds = ds.bounds
@@ -233,7 +181,7 @@ def test_different_crs_refused_or_reprojected(tmp_path):
         src_crs='EPSG:32633', dst_transform=transform, dst_crs=dst_crs,
         resampling=Resampling.cubic, src_nodata=0, dst_nodata=0,
     )  # fmt: skip
-    other = _write(tmp_path / 'utm32.tif', out, transform, crs=dst_crs, nodata=0)
+    other = write_geotiff(tmp_path / 'utm32.tif', out, transform, crs=dst_crs, nodata=0)
     with pytest.raises(ValueError, match='reproject=True'):
         geo.register_rasters(ref_path, other)
     reg = geo.register_rasters(ref_path, other, reproject=True, window=128)
@@ -242,14 +190,18 @@ def test_different_crs_refused_or_reprojected(tmp_path):
 
 
 def test_scenes_that_do_not_overlap_are_refused(tmp_path):
-    a = _write(tmp_path / 'a.tif', _texture((50, 50)), Affine(10, 0, 0, 0, -10, 0))
-    b = _write(tmp_path / 'b.tif', _texture((50, 50)), Affine(10, 0, 1e5, 0, -10, 0))
+    a = write_geotiff(
+        tmp_path / 'a.tif', texture((50, 50)), Affine(10, 0, 0, 0, -10, 0)
+    )
+    b = write_geotiff(
+        tmp_path / 'b.tif', texture((50, 50)), Affine(10, 0, 1e5, 0, -10, 0)
+    )
     with pytest.raises(ValueError, match='do not overlap'):
         geo.register_rasters(a, b)
 
 
 def test_tie_point_export_csv_geojson(tmp_path):
-    ref_path, tgt_path = _shifted_pair(tmp_path, (0.5, 0.25))
+    ref_path, tgt_path = shifted_pair(tmp_path, (0.5, 0.25))
     reg = geo.register_rasters(ref_path, tgt_path, window=96, spacing=96)
     tie = reg.tie_points
     csv_path = tie.write(tmp_path / 'tie.csv')

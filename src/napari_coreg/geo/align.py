@@ -16,6 +16,7 @@ georeferenced position + shift (AROSICS' "map shift" in ``(y, x)`` order).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -186,6 +187,7 @@ def register_rasters(
     reproject: bool = False,
     nodata: float | str | None = 'auto',
     backend: str = 'torch',
+    progress: Callable[[int, int], None] | None = None,
     **settings,
 ) -> GeoRegistration:
     """Co-register a target scene onto a reference scene in map coordinates.
@@ -228,6 +230,8 @@ def register_rasters(
         or, when absent, 0 if a corner pixel is 0.
     backend : str
         Engine backend.
+    progress : callable, optional
+        Called as ``progress(done, total)`` while tie points are measured.
     **settings
         Engine settings (``levels``, ``iterations``, ...).
 
@@ -278,6 +282,7 @@ def register_rasters(
         window=min(window, *overlap.valid.shape),
         refine=refine,
         metric=metric,
+        progress=progress,
     )
     median_px = tie.median_shift_px()
     points = tie.points[tie.valid]

@@ -89,9 +89,13 @@ def is_georeferenced(path: str | os.PathLike) -> bool:
         rasterio = require_rasterio()
     except ImportError:
         return False
+    import warnings
+
     try:
-        with rasterio.Env(CPL_LOG='/dev/null'), rasterio.open(os.fspath(path)) as ds:
-            return ds.crs is not None or not ds.transform.is_identity
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # NotGeoreferencedWarning
+            with rasterio.open(os.fspath(path)) as ds:
+                return ds.crs is not None or not ds.transform.is_identity
     except Exception:  # noqa: BLE001 - any GDAL failure means "not ours"
         return False
 

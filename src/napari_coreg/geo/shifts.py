@@ -7,6 +7,7 @@ d_col)`` says that a feature at pixel ``p`` of the target window lies at
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -157,6 +158,7 @@ def measure_windows(
     refine: bool = True,
     metric: str = 'ncc',
     upsample: int = 100,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[WindowShift]:
     """Shifts between reference and target windows on the same grid.
 
@@ -172,6 +174,8 @@ def measure_windows(
         Engine metric of the refinement (``'ncc'`` or ``'mi'``).
     upsample : int
         Phase-correlation upsampling (precision 1 / upsample pixel).
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each window.
 
     Returns
     -------
@@ -182,7 +186,10 @@ def measure_windows(
     if len(references) == 0:
         return []
     phases, starts, peaks = [], [], []
-    for ref, tgt in zip(references, targets, strict=True):
+    total = len(references) * (2 if refine else 1)
+    for done, (ref, tgt) in enumerate(zip(references, targets, strict=True)):
+        if progress is not None:
+            progress(done, total)
         phase, cross, peak = phase_shift(
             _normalise(ref), _normalise(tgt), upsample=upsample
         )

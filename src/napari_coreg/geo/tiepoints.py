@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -216,6 +217,7 @@ def measure_tie_points(
     refine: bool = True,
     metric: str = 'ncc',
     points: NDArray | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> TiePoints:
     """Measure a tie-point grid between two scenes on the reference grid.
 
@@ -238,6 +240,8 @@ def measure_tie_points(
         Engine metric of the refinement.
     points : ndarray, shape (n, 2), optional
         Window centres to use instead of a regular grid.
+    progress : callable, optional
+        Called as ``progress(done, total)`` while windows are measured.
 
     Returns
     -------
@@ -284,7 +288,11 @@ def measure_tie_points(
     reliability = np.zeros(n)
     if usable:
         measured = measure_windows(
-            np.asarray(refs), np.asarray(tgts), refine=refine, metric=metric
+            np.asarray(refs),
+            np.asarray(tgts),
+            refine=refine,
+            metric=metric,
+            progress=progress,
         )
         for i, m in zip(usable, measured, strict=True):
             shifts[i], phases[i] = m.shift, m.phase
