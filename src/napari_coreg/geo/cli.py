@@ -127,8 +127,10 @@ def run(args: argparse.Namespace) -> int:
                 f'points (fit RMSE {local.rmse:.3f} px)'
             )
         if out is not None:
-            kind = 'geotransform moved, pixels unchanged' if (
-                model == 'translation' and local is None
-            ) else 'resampled onto the reference grid'
+            kind = (
+                'geotransform moved, pixels unchanged'
+                if (model == 'translation' and local is None)
+                else 'resampled onto the reference grid'
+            )
             print(f'wrote {out} ({kind})')
     return 0

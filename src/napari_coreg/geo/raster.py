@@ -196,6 +196,18 @@ def read_raster(
     return GeoRaster(data=data, georef=georef)
 
 
+def _average():
+    from rasterio.enums import Resampling
+
+    return Resampling.average
+
+
+def _nearest():
+    from rasterio.enums import Resampling
+
+    return Resampling.nearest
+
+
 class RasterLevel:
     """A lazy array over one resolution level of a raster file.
 
@@ -204,13 +216,16 @@ class RasterLevel:
     for one band, ``(bands, rows, cols)`` otherwise.
     """
 
-    def __init__(self, path: str, overview: int | None, bands: list[int]):
+    def __init__(
+        self, path: str, overview: int | None, bands: list[int], factor: int = 1
+    ):
         rasterio = require_rasterio()
         self.path = path
         self.overview = overview
         self.bands = list(bands)
+        self.factor = int(factor)
         with rasterio.open(path, **self._open_kwargs()) as ds:
-            rows, cols = ds.height, ds.width
+            rows, cols = -(-ds.height // self.factor), -(-ds.width // self.factor)
             self.dtype = np.dtype(ds.dtypes[0])
         self.shape = (rows, cols) if len(bands) == 1 else (len(bands), rows, cols)
         self.ndim = len(self.shape)
@@ -231,6 +246,10 @@ class RasterLevel:
 
         rasterio = require_rasterio()
         key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            i = next(j for j, k in enumerate(key) if k is Ellipsis)
+            fill = (slice(None),) * (self.ndim - len(key) + 1)
+            key = key[:i] + fill + key[i + 1 :]
         key = key + (slice(None),) * (self.ndim - len(key))
         band_key = key[0] if self.ndim == 3 else 0
         spatial = key[-2:]
@@ -253,10 +272,16 @@ class RasterLevel:
                 (np.size(bands), max(r1 - r0, 0), max(c1 - c0, 0)), self.dtype
             )
         else:
+            f = self.factor
             with rasterio.open(self.path, **self._open_kwargs()) as ds:
+                # a decimated level: GDAL averages f x f blocks on the fly
+                window = Window(c0 * f, r0 * f, (c1 - c0) * f, (r1 - r0) * f)
+                window = window.intersection(Window(0, 0, ds.width, ds.height))
                 out = ds.read(
                     [int(b) for b in np.atleast_1d(bands)],
-                    window=Window(c0, r0, c1 - c0, r1 - r0),
+                    window=window,
+                    out_shape=(np.size(bands), r1 - r0, c1 - c0),
+                    resampling=_average() if f > 1 else _nearest(),
                 )
         # steps relative to the window start
         post = [slice(None, None, p.step) if isinstance(p, slice) else p for p in post]
@@ -268,6 +293,9 @@ def open_levels(
     path: str | os.PathLike, *, min_size: int = 256
 ) -> tuple[list[RasterLevel], list[float], Georef]:
     """Lazy resolution levels of a raster: full resolution, then its overviews.
+
+    Without overviews in the file, levels read with GDAL's on-the-fly
+    averaging (factors 2, 4, ...) stand in; nothing is written.
 
     Parameters
     ----------
@@ -300,4 +328,10 @@ def open_levels(
             break
         levels.append(level)
         factors.append(full[0] / level.shape[-2])
+    if not overviews:  # decimated reads stand in for missing overviews
+        factor = 2
+        while min(full) // factor >= min_size:
+            levels.append(RasterLevel(path, None, bands, factor))
+            factors.append(float(factor))
+            factor *= 2
     return levels, factors, georef
