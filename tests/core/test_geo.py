@@ -236,3 +236,17 @@ def test_fit_matrix_models():
         p = q @ linear.T + [5.0, -3.0]
         m = geo.fit_matrix(q, p, model)
         np.testing.assert_allclose(apply_matrix(m, q), p, atol=1e-6)
+
+
+def test_windows_read_from_files_give_the_same_shift(tmp_path, monkeypatch):
+    from napari_coreg.geo import align
+
+    truth = np.array([-0.4, 1.2])
+    ref_path, tgt_path = shifted_pair(tmp_path, truth)
+    in_memory = geo.register_rasters(ref_path, tgt_path, window=128)
+    monkeypatch.setattr(align, 'LAZY_PIXELS', 0)
+    from_files = geo.register_rasters(ref_path, tgt_path, window=128)
+    assert from_files.extra['windows_from_files']
+    assert not in_memory.extra['windows_from_files']
+    np.testing.assert_allclose(from_files.shift_px, in_memory.shift_px, atol=1e-9)
+    np.testing.assert_allclose(from_files.shift_px, truth, atol=0.05)

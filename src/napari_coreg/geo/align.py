@@ -35,6 +35,15 @@ from .overlap import (
 )
 from .raster import GeoRaster, require_rasterio
 from .tiepoints import TiePoints, measure_tie_points
+from .windows import ArrayWindows, FileWindows, overlap_grid
+
+#: Most tie-point windows of a default grid (global registration).
+MAX_DEFAULT_WINDOWS = 400
+#: Overlaps with more pixels are measured on windows read from the files
+#: (bounded memory); smaller ones are read at once (faster, e.g. JPEG 2000,
+#: where window reads decode tiles again: 94 s instead of 12 s measured on
+#: the Sentinel-2 pair).
+LAZY_PIXELS = 4096 * 4096
 
 __all__ = ['GeoRegistration', 'register_rasters', 'reproject_raster']
 
@@ -161,6 +170,14 @@ def reproject_raster(source: GeoRaster | str, georef_to: Georef) -> GeoRaster:
     return GeoRaster(data=out if raster.data.ndim == 3 else out[0], georef=new)
 
 
+def _default_spacing(ref_geo: Georef, tgt_geo: Georef, window: int) -> int:
+    """Grid spacing: 3/4 of a window, coarser for large overlaps."""
+    rows, cols = overlap_grid(ref_geo, tgt_geo).shape
+    return int(
+        max(window * 3 // 4, np.ceil(np.sqrt(rows * cols / MAX_DEFAULT_WINDOWS)))
+    )
+
+
 def _window_mask(overlap: Overlap, tie: TiePoints) -> NDArray[np.bool_]:
     """Pixels of the valid tie-point windows (where the scenes agree)."""
     mask = np.zeros(overlap.valid.shape, bool)
@@ -214,7 +231,9 @@ def register_rasters(
     window : int
         Window size (pixels) of the tie points.
     spacing : int, optional
-        Grid spacing (reference pixels); default ``window * 3 // 4``.
+        Grid spacing (reference pixels); default ``window * 3 // 4``, or
+        coarser so that at most ``MAX_DEFAULT_WINDOWS`` windows cover a large
+        overlap.
     refine : bool
         Refine each window's phase-correlation shift with the engine.
     engine : bool
@@ -269,17 +288,35 @@ def register_rasters(
         tgt_nodata = auto_nodata(tgt_src, tgt_geo)
     else:
         ref_nodata = tgt_nodata = nodata
-    overlap = overlap_of(
-        ref_src, tgt_src, band=band, ref_nodata=ref_nodata, tgt_nodata=tgt_nodata
+    spacing = spacing or _default_spacing(ref_geo, tgt_geo, window)
+    grid = overlap_grid(ref_geo, tgt_geo)
+    lazy = (
+        grid.exact
+        and isinstance(ref_src, str)
+        and isinstance(tgt_src, str)
+        and grid.shape[0] * grid.shape[1] > LAZY_PIXELS
     )
-    spacing = spacing or max(window * 3 // 4, 1)
+    overlap = None
+    if lazy and not engine:  # windows read from the files: bounded memory
+        windows = FileWindows(
+            ref_src,
+            tgt_src,
+            grid,
+            band=band,
+            ref_nodata=ref_nodata,
+            tgt_nodata=tgt_nodata,
+        )
+    else:
+        overlap = overlap_of(
+            ref_src, tgt_src, band=band, ref_nodata=ref_nodata, tgt_nodata=tgt_nodata
+        )
+        windows = ArrayWindows(
+            overlap.reference, overlap.target, overlap.valid, overlap.georef
+        )
     tie = measure_tie_points(
-        overlap.reference,
-        overlap.target,
-        overlap.valid,
-        overlap.georef,
+        windows,
         spacing=spacing,
-        window=min(window, *overlap.valid.shape),
+        window=min(window, *grid.shape),
         refine=refine,
         metric=metric,
         progress=progress,
@@ -291,7 +328,7 @@ def register_rasters(
         fixed_from_moving_px = homogeneous(np.eye(2), median_px)
     else:
         fixed_from_moving_px = fit_matrix(points - shifts, points, model)
-    w = overlap.georef.world_from_px
+    w = grid.georef.world_from_px
     fixed_from_moving = w @ fixed_from_moving_px @ np.linalg.inv(w)
     result = None
     if engine:
@@ -299,7 +336,7 @@ def register_rasters(
             overlap, tie, fixed_from_moving, model, metric, backend, settings
         )
         fixed_from_moving = result.fixed_from_moving
-    centre_px = (np.array(overlap.valid.shape) - 1) / 2
+    centre_px = (np.array(grid.shape) - 1) / 2
     return GeoRegistration(
         model=model,
         moving_from_fixed=np.linalg.inv(fixed_from_moving),
@@ -312,8 +349,9 @@ def register_rasters(
         target_source=tgt_src,
         extra={
             'centre_map': apply_matrix(w, [centre_px])[0],
-            'overlap_georef': overlap.georef,
-            'overlap_exact': overlap.exact,
+            'overlap_georef': grid.georef,
+            'overlap_exact': grid.exact,
+            'windows_from_files': overlap is None,
             'tie_point_median_px': median_px,
         },
     )

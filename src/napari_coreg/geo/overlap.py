@@ -134,30 +134,16 @@ def overlap_of(
     ValueError
         When the scenes do not overlap.
     """
+    from .windows import overlap_grid
+
     ref_geo, tgt_geo = georef_of(reference), georef_of(target)
-    ref_px_from_world = np.linalg.inv(ref_geo.world_from_px)
-    ymin, xmin, ymax, xmax = tgt_geo.bounds()
-    corners = apply_matrix(
-        ref_px_from_world, [[ymin, xmin], [ymin, xmax], [ymax, xmin], [ymax, xmax]]
-    )
-    lo = np.maximum(np.floor(corners.min(axis=0) + 0.5), 0).astype(int)
-    hi = np.minimum(np.ceil(corners.max(axis=0) - 0.5) + 1, ref_geo.shape).astype(int)
-    if np.any(hi - lo < 32):
-        raise ValueError(
-            'the reference and target scenes do not overlap (or by less than '
-            '32 pixels): check that both are georeferenced in the same place'
-        )
-    window = (slice(lo[0], hi[0]), slice(lo[1], hi[1]))
-    ref = _read_band(reference, band, window)
+    grid = overlap_grid(ref_geo, tgt_geo)
+    ref = _read_band(reference, band, grid.window)
     win_geo = ref.georef
-    tgt_px_from_ref_px = np.linalg.inv(tgt_geo.world_from_px) @ win_geo.world_from_px
-    offset = tgt_px_from_ref_px[:2, 2]
-    exact = np.allclose(
-        tgt_px_from_ref_px[:2, :2], np.eye(2), atol=1e-9
-    ) and np.allclose(offset, np.round(offset), atol=1e-6)
+    exact, offset = grid.exact, grid.offset
     shape = win_geo.shape
     if exact:
-        off = np.round(offset).astype(int)
+        off = offset
         t_lo = np.maximum(off, 0)
         t_hi = np.minimum(off + np.array(shape), tgt_geo.shape)
         tgt = np.zeros(shape, np.float32)

@@ -207,97 +207,102 @@ def grid_points(
 
 
 def measure_tie_points(
-    reference: NDArray,
-    target: NDArray,
-    valid: NDArray,
-    georef: Georef,
+    windows,
     *,
     spacing: int = 200,
     window: int = 256,
-    refine: bool = True,
+    refine: bool = False,
     metric: str = 'ncc',
     points: NDArray | None = None,
     progress: Callable[[int, int], None] | None = None,
+    batch: int = 64,
 ) -> TiePoints:
     """Measure a tie-point grid between two scenes on the reference grid.
 
     Parameters
     ----------
-    reference, target : ndarray, shape (rows, cols)
-        The reference scene and the target resampled onto its grid (only
-        where it has data).
-    valid : ndarray of bool, shape (rows, cols)
-        Pixels with data in both scenes.
-    georef : Georef
-        Georeferencing of the reference grid.
+    windows : ArrayWindows or FileWindows
+        Window pairs of the overlap (:mod:`napari_coreg.geo.windows`), with
+        ``shape``, ``georef`` and ``pair(row, col, size)``.
     spacing : int
         Grid spacing in reference pixels.
     window : int
         Window size in pixels (at least 32).
     refine : bool
-        Refine each phase-correlation shift with the engine (``metric``).
+        Refine each correlation shift with the engine (``metric``).
     metric : str
         Engine metric of the refinement.
     points : ndarray, shape (n, 2), optional
         Window centres to use instead of a regular grid.
     progress : callable, optional
         Called as ``progress(done, total)`` while windows are measured.
+    batch : int
+        Windows held in memory at once.
 
     Returns
     -------
     TiePoints
         Points, shifts, reliability, with outliers already rejected.
     """
+    shape = tuple(windows.shape)
     if window < 32 or spacing < 1:
         raise ValueError(
             f'window {window} and spacing {spacing}: the window needs at least '
             '32 pixels and the spacing at least 1'
         )
-    if min(reference.shape) < window:
+    if min(shape) < window:
         raise ValueError(
-            f'the overlap {reference.shape} is smaller than the window {window}: '
+            f'the overlap {shape} is smaller than the window {window}: '
             'pass a smaller window'
         )
     started = time.perf_counter()
     if points is None:
-        points = grid_points(reference.shape, spacing, window)
+        points = grid_points(shape, spacing, window)
     points = np.asarray(points, dtype=np.float64)
     n = len(points)
     half = window // 2
-    usable, refs, tgts = [], [], []
     reason = ['nodata'] * n
-    for i, (r, c) in enumerate(points.astype(int)):
-        win = (slice(r - half, r - half + window), slice(c - half, c - half + window))
-        if r - half < 0 or c - half < 0 or not valid[win].all():
-            continue
-        if valid[win].shape != (window, window):
-            continue
-        ref, tgt = reference[win], target[win]
-        if ref.std() == 0 or tgt.std() == 0:
-            reason[i] = 'no structure'
-            continue
-        usable.append(i)
-        refs.append(ref)
-        tgts.append(tgt)
-        reason[i] = ''
     shifts = np.full((n, 2), np.nan)
     phases = np.full((n, 2), np.nan)
     ncc = np.full(n, np.nan)
     ncc_before = np.full(n, np.nan)
     peak = np.zeros(n)
     reliability = np.zeros(n)
-    if usable:
-        measured = measure_windows(
-            np.asarray(refs),
-            np.asarray(tgts),
-            refine=refine,
-            metric=metric,
-            progress=progress,
-        )
-        for i, m in zip(usable, measured, strict=True):
-            shifts[i], phases[i] = m.shift, m.phase
-            ncc[i], ncc_before[i] = m.ncc, m.ncc_before
-            peak[i], reliability[i] = m.peak, m.reliability
+
+    def report(done: int, _total: int) -> None:
+        if progress is not None:
+            progress(min(start + done, n), n)
+
+    with windows:
+        for start in range(0, n, batch):
+            usable, refs, tgts = [], [], []
+            for i in range(start, min(start + batch, n)):
+                r, c = (int(v) - half for v in points[i])
+                if r < 0 or c < 0 or r + window > shape[0] or c + window > shape[1]:
+                    continue
+                ref, tgt, valid = windows.pair(r, c, window)
+                if not valid.all():
+                    continue
+                if ref.std() == 0 or tgt.std() == 0:
+                    reason[i] = 'no structure'
+                    continue
+                usable.append(i)
+                refs.append(ref)
+                tgts.append(tgt)
+                reason[i] = ''
+            if not usable:
+                continue
+            measured = measure_windows(
+                np.asarray(refs),
+                np.asarray(tgts),
+                refine=refine,
+                metric=metric,
+                progress=report if not refine else None,
+            )
+            for i, m in zip(usable, measured, strict=True):
+                shifts[i], phases[i] = m.shift, m.phase
+                ncc[i], ncc_before[i] = m.ncc, m.ncc_before
+                peak[i], reliability[i] = m.peak, m.reliability
     tie = TiePoints(
         points=points,
         shift_px=shifts,
@@ -308,7 +313,7 @@ def measure_tie_points(
         reliability=reliability,
         valid=np.array([not r for r in reason]),
         reason=tuple(reason),
-        georef=georef,
+        georef=windows.georef,
         window=window,
     )
     tie = reject_outliers(tie, spacing=spacing)
