@@ -57,25 +57,34 @@ class ShiftModel:
             return self.params['interpolator'](p)
         return _monomials(p, self.params['degree']) @ self.params['coef']
 
-    def dense(self, shape: tuple[int, int], step: int = 16) -> NDArray[np.float32]:
-        """The shift at every pixel of ``shape``, shape ``(2, rows, cols)``.
+    def coarse(self, shape: tuple[int, int], step: int = 16) -> NDArray[np.float64]:
+        """The shift every ``step`` pixels over ``shape``: ``(2, rows', cols')``.
 
-        Evaluated every ``step`` pixels and interpolated linearly between.
+        Sample ``[k, i, j]`` is the shift component ``k`` at pixel
+        ``(i * step, j * step)``; the grid covers ``shape`` (one step more).
         """
-        from scipy import ndimage
-
         rows = np.arange(0, shape[0] + step, step, dtype=np.float64)
         cols = np.arange(0, shape[1] + step, step, dtype=np.float64)
         rr, cc = np.meshgrid(rows, cols, indexing='ij')
-        coarse = self(np.stack([rr.ravel(), cc.ravel()], axis=1))
-        coarse = coarse.reshape(len(rows), len(cols), 2)
+        values = self(np.stack([rr.ravel(), cc.ravel()], axis=1))
+        return np.moveaxis(values.reshape(len(rows), len(cols), 2), -1, 0)
+
+    def dense(self, shape: tuple[int, int], step: int = 16) -> NDArray[np.float32]:
+        """The shift at every pixel of ``shape``, shape ``(2, rows, cols)``.
+
+        Evaluated every ``step`` pixels (:meth:`coarse`) and interpolated
+        linearly between.
+        """
+        from scipy import ndimage
+
+        coarse = self.coarse(shape, step)
         fine_r, fine_c = np.meshgrid(
             np.arange(shape[0]) / step, np.arange(shape[1]) / step, indexing='ij'
         )
         out = np.empty((2, *shape), np.float32)
         for k in range(2):
             out[k] = ndimage.map_coordinates(
-                coarse[..., k], [fine_r, fine_c], order=1, mode='nearest'
+                coarse[k], [fine_r, fine_c], order=1, mode='nearest'
             )
         return out
 

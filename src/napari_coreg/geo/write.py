@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from ..transforms import apply_matrix
 from .georef import Georef
-from .raster import GeoRaster, read_raster, require_rasterio
+from .raster import GeoRaster, require_rasterio
 
 if TYPE_CHECKING:  # pragma: no cover
     from .align import GeoRegistration
@@ -25,8 +25,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ['write_corrected', 'write_geotiff']
 
-#: Rows written per block when resampling.
+#: Rows copied per block (translation).
 BLOCK_ROWS = 512
+#: Tile size (pixels) of the resampled output, computed one at a time.
+BLOCK = 512
+#: Step (pixels) at which a displacement field is evaluated before linear
+#: interpolation.
+FIELD_STEP = 16
 
 
 def _check_out(path: str | os.PathLike, inputs: list[str | None], overwrite: bool):
@@ -212,6 +217,68 @@ def write_corrected(
     return _resample_corrected(registration, path, local, compress, overviews, order)
 
 
+class _TargetReader:
+    """Windows of the target's bands (from its file, or in memory)."""
+
+    def __init__(self, source: GeoRaster | str):
+        self.source = source
+        self._ds = None
+        if isinstance(source, GeoRaster):
+            data = source.data
+            self.bands = data if data.ndim == 3 else data[None]
+            self.shape = self.bands.shape[-2:]
+            self.dtype = self.bands.dtype
+            self.count = self.bands.shape[0]
+        else:
+            import rasterio
+
+            self._ds = rasterio.open(source)
+            self.shape = (self._ds.height, self._ds.width)
+            self.dtype = np.dtype(self._ds.dtypes[0])
+            self.count = self._ds.count
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> NDArray:
+        if self._ds is None:
+            return self.bands[:, r0:r1, c0:c1]
+        from rasterio.windows import Window
+
+        return self._ds.read(window=Window(c0, r0, c1 - c0, r1 - r0))
+
+    def close(self) -> None:
+        if self._ds is not None:
+            self._ds.close()
+
+
+def _sample(
+    reader: _TargetReader,
+    src_px: NDArray,
+    georef: Georef,
+    order: int,
+    nodata: float,
+) -> NDArray:
+    """Values of the target's bands at ``src_px`` ``(2, n)``, nodata outside."""
+    from scipy import ndimage
+
+    margin = order + 2
+    lo = np.floor(src_px.min(axis=1)).astype(int) - margin
+    hi = np.ceil(src_px.max(axis=1)).astype(int) + margin + 1
+    lo = np.maximum(lo, 0)
+    hi = np.minimum(hi, reader.shape)
+    out = np.full((reader.count, src_px.shape[1]), nodata, dtype=reader.dtype)
+    if np.any(hi - lo < 2):
+        return out
+    window = reader.read(lo[0], hi[0], lo[1], hi[1])
+    local = src_px - lo[:, None]
+    valid = georef.valid_mask(window).astype(np.float32)
+    inside = ndimage.map_coordinates(valid, local, order=1, cval=0.0) > 0.999
+    for b, band in enumerate(window):
+        values = ndimage.map_coordinates(
+            band.astype(np.float32), local, order=order, cval=0.0, mode='nearest'
+        )
+        out[b] = np.where(inside, _cast(values, reader.dtype), nodata)
+    return out
+
+
 def _resample_corrected(
     registration: GeoRegistration,
     path: Path,
@@ -220,14 +287,13 @@ def _resample_corrected(
     overviews: bool,
     order: int,
 ) -> Path:
+    """Resample the target onto the reference grid, one tile at a time."""
     from scipy import ndimage
 
     rasterio = require_rasterio()
     from rasterio.windows import Window
 
-    source = registration.target_source
-    target = source if isinstance(source, GeoRaster) else read_raster(source)
-    bands = target.data if target.data.ndim == 3 else target.data[None]
+    reader = _TargetReader(registration.target_source)
     tgt_geo = registration.target
     nodata = tgt_geo.nodata if tgt_geo.nodata is not None else 0
     out_geo = Georef(
@@ -243,52 +309,43 @@ def _resample_corrected(
     overlap_w = registration.extra['overlap_georef'].world_from_px
     ov_from_ref = np.linalg.inv(overlap_w) @ ref_w
     rows, cols = out_geo.shape
-    profile = _profile(out_geo, bands.shape[0], bands.dtype, compress)
-    valid_src = tgt_geo.valid_mask(bands).astype(np.float32)
-    coeffs = [
-        ndimage.spline_filter(band.astype(np.float32), order=order, output=np.float32)
-        if order > 1
-        else band.astype(np.float32)
-        for band in bands
-    ]
-    field = None
+    profile = _profile(out_geo, reader.count, reader.dtype, compress)
+    coarse = None
     if local is not None:
-        field = local.dense(registration.extra['overlap_georef'].shape)
-    with rasterio.open(path, 'w', **profile) as dst:
-        for row in range(0, rows, BLOCK_ROWS):
-            n = min(BLOCK_ROWS, rows - row)
-            rr, cc = np.meshgrid(
-                np.arange(row, row + n, dtype=np.float64),
-                np.arange(cols, dtype=np.float64),
-                indexing='ij',
-            )
-            px = np.stack([rr.ravel(), cc.ravel()], axis=1)
-            if field is not None:
-                ov = apply_matrix(ov_from_ref, px)
-                shift = np.stack(
-                    [
-                        ndimage.map_coordinates(f, ov.T, order=1, mode='nearest')
-                        for f in field
-                    ],
-                    axis=1,
-                )
-                world = apply_matrix(overlap_w, ov - shift)
-            else:
-                world = apply_matrix(
-                    registration.moving_from_fixed, apply_matrix(ref_w, px)
-                )
-            src_px = apply_matrix(tgt_px_from_world, world).T
-            inside = (
-                ndimage.map_coordinates(valid_src, src_px, order=1, cval=0.0) > 0.999
-            )
-            block = np.empty((bands.shape[0], n * cols), bands.dtype)
-            for b, coeff in enumerate(coeffs):
-                values = ndimage.map_coordinates(
-                    coeff, src_px, order=order, cval=0.0, prefilter=False
-                )
-                block[b] = np.where(inside, _cast(values, bands.dtype), nodata)
-            dst.write(
-                block.reshape(bands.shape[0], n, cols), window=Window(0, row, cols, n)
-            )
-        _finish(dst, out_geo, overviews)
+        coarse = local.coarse(registration.extra['overlap_georef'].shape, FIELD_STEP)
+    try:
+        with rasterio.open(path, 'w', **profile) as dst:
+            for row in range(0, rows, BLOCK):
+                for col in range(0, cols, BLOCK):
+                    n, m = min(BLOCK, rows - row), min(BLOCK, cols - col)
+                    rr, cc = np.meshgrid(
+                        np.arange(row, row + n, dtype=np.float64),
+                        np.arange(col, col + m, dtype=np.float64),
+                        indexing='ij',
+                    )
+                    px = np.stack([rr.ravel(), cc.ravel()], axis=1)
+                    if coarse is not None:
+                        ov = apply_matrix(ov_from_ref, px)
+                        shift = np.stack(
+                            [
+                                ndimage.map_coordinates(
+                                    f, ov.T / FIELD_STEP, order=1, mode='nearest'
+                                )
+                                for f in coarse
+                            ],
+                            axis=1,
+                        )
+                        world = apply_matrix(overlap_w, ov - shift)
+                    else:
+                        world = apply_matrix(
+                            registration.moving_from_fixed, apply_matrix(ref_w, px)
+                        )
+                    src_px = apply_matrix(tgt_px_from_world, world).T
+                    block = _sample(reader, src_px, tgt_geo, order, nodata)
+                    dst.write(
+                        block.reshape(reader.count, n, m), window=Window(col, row, m, n)
+                    )
+            _finish(dst, out_geo, overviews)
+    finally:
+        reader.close()
     return path
