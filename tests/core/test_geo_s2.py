@@ -128,3 +128,16 @@ def test_known_smooth_field_on_real_pixels(s2, tmp_path):
     before = np.abs(warped.astype(np.float32) - image)[core].mean()
     after = np.abs(corrected - image)[core].mean()
     assert after < 0.5 * before
+
+
+def test_known_shift_on_real_pixels(s2):
+    ref = geo.read_raster(s2 / REF, window=(slice(1000, 2200), slice(400, 1600)))
+    image = ref.data.astype(np.float32)
+    truth = np.array([1.3, -0.6])
+    rows, cols = np.indices(image.shape, dtype=np.float64)
+    # target pixel q shows what the reference shows at q + truth
+    moved = ndimage.map_coordinates(image, [rows + truth[0], cols + truth[1]], order=3)
+    moved = np.clip(np.rint(moved), 1, 65535).astype(np.uint16)
+    moved[image == 0] = 0
+    reg = geo.register_rasters(ref, geo.GeoRaster(moved, ref.georef), window=256)
+    np.testing.assert_allclose(reg.shift_px, truth, atol=0.05)
