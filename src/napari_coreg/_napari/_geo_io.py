@@ -15,7 +15,9 @@ placed at their map coordinates (world = the file's CRS, numpy order
   the tiles on screen are read.
 
 A TIFF without georeferencing is left to napari's own reader (the reader
-returns ``None``). nodata pixels are excluded from the contrast limits; the
+returns ``None``). As world axis 0 is the northing, the reader points the
+current viewer's vertical axis up (``camera.orientation2d``) so that north is
+up on screen. nodata pixels are excluded from the contrast limits; the
 value is in the metadata for registration masks
 (:func:`nodata_mask`).
 """
@@ -105,7 +107,26 @@ def read_geo(path: str | list[str]) -> list[tuple]:
         'image')`` as described in this module's notes.
     """
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    return [_layer(os.fspath(item)) for item in paths]
+    layers = [_layer(os.fspath(item)) for item in paths]
+    if any(np.ravel(kw.get('scale', (1.0,)))[0] < 0 for _, kw, _ in layers):
+        _north_up()
+    return layers
+
+
+def _north_up() -> None:
+    """Point the viewer's vertical axis up, so north is up on screen.
+
+    World axis 0 is the northing, which grows northwards; napari draws it
+    growing downwards unless told otherwise.
+    """
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+        if viewer is not None:
+            viewer.camera.orientation2d = ('up', 'right')
+    except Exception:  # noqa: BLE001 - display nicety only
+        return
 
 
 def nodata_mask(layer) -> np.ndarray | None:
