@@ -250,3 +250,13 @@ def test_windows_read_from_files_give_the_same_shift(tmp_path, monkeypatch):
     assert not in_memory.extra['windows_from_files']
     np.testing.assert_allclose(from_files.shift_px, in_memory.shift_px, atol=1e-9)
     np.testing.assert_allclose(from_files.shift_px, truth, atol=0.05)
+
+
+def test_engine_refines_in_map_units(tmp_path):
+    truth = np.array([0.7, -0.3])
+    ref_path, tgt_path = shifted_pair(tmp_path, truth, shape=(256, 256))
+    reg = geo.register_rasters(ref_path, tgt_path, window=96, engine=True)
+    assert reg.engine is not None
+    # the engine ran in map units: its grid has the 10 m pixels
+    assert reg.engine.fixed_grid.spacing == (10.0, 10.0)
+    np.testing.assert_allclose(reg.shift_px, truth, atol=0.1)
