@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from ..transforms import apply_matrix
 from .georef import Georef
 from .raster import GeoRaster, read_georef, read_raster, require_rasterio
+from .windows import overlap_grid, valid_pixels
 
 __all__ = ['Overlap', 'RasterInput', 'as_source', 'auto_nodata', 'overlap_of']
 
@@ -110,15 +111,6 @@ def _read_band(source, band: int, window=None) -> GeoRaster:
     return read_raster(source, bands=band, window=window)
 
 
-def _valid(data: NDArray, nodata: float | None) -> NDArray[np.bool_]:
-    valid = np.isfinite(data) if np.issubdtype(data.dtype, np.floating) else None
-    if valid is None:
-        valid = np.ones(data.shape, bool)
-    if nodata is not None:
-        valid &= data != nodata
-    return valid
-
-
 def overlap_of(
     reference: GeoRaster | str,
     target: GeoRaster | str,
@@ -134,8 +126,6 @@ def overlap_of(
     ValueError
         When the scenes do not overlap.
     """
-    from .windows import overlap_grid
-
     ref_geo, tgt_geo = georef_of(reference), georef_of(target)
     grid = overlap_grid(ref_geo, tgt_geo)
     ref = _read_band(reference, band, grid.window)
@@ -156,11 +146,11 @@ def overlap_of(
                 slice(t_lo[1] - off[1], t_hi[1] - off[1]),
             )
             tgt[o_win] = part
-            valid_t[o_win] = _valid(part, tgt_nodata)
+            valid_t[o_win] = valid_pixels(part, tgt_nodata)
     else:
         tgt, valid_t = _warp_onto(target, band, tgt_geo, win_geo, tgt_nodata)
     ref_data = ref.data.astype(np.float32)
-    valid = _valid(ref.data, ref_nodata) & valid_t
+    valid = valid_pixels(ref.data, ref_nodata) & valid_t
     return Overlap(
         reference=ref_data, target=tgt, valid=valid, georef=win_geo, exact=bool(exact)
     )

@@ -7,7 +7,7 @@ rasterio is imported inside the functions (optional extra ``[geo]``), so
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -170,29 +170,17 @@ def read_raster(
         if isinstance(indexes, list) and len(indexes) == 1 and bands is None:
             indexes = 1
         data = ds.read(indexes, window=win)
+        names = tuple(georef.band_names[i - 1] for i in listed)
         if win is not None:
             transform = ds.window_transform(win)
-            georef = Georef(
+            georef = replace(
+                georef,
                 shape=data.shape[-2:],
                 geotransform=tuple(transform.to_gdal()),
-                crs_wkt=georef.crs_wkt,
-                epsg=georef.epsg,
-                nodata=georef.nodata,
-                band_names=tuple(georef.band_names[i - 1] for i in listed),
-                path=path,
-                extra=georef.extra,
+                band_names=names,
             )
         elif bands is not None:
-            georef = Georef(
-                shape=georef.shape,
-                geotransform=georef.geotransform,
-                crs_wkt=georef.crs_wkt,
-                epsg=georef.epsg,
-                nodata=georef.nodata,
-                band_names=tuple(georef.band_names[i - 1] for i in listed),
-                path=path,
-                extra=georef.extra,
-            )
+            georef = replace(georef, band_names=names)
     return GeoRaster(data=data, georef=georef)
 
 

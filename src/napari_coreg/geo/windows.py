@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from ..transforms import apply_matrix
 from .georef import Georef
 
-__all__ = ['ArrayWindows', 'FileWindows', 'OverlapGrid', 'overlap_grid']
+__all__ = ['ArrayWindows', 'FileWindows', 'OverlapGrid', 'overlap_grid', 'valid_pixels']
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,8 @@ def overlap_grid(ref_geo: Georef, tgt_geo: Georef) -> OverlapGrid:
     return OverlapGrid(window, georef, exact, np.round(offset).astype(np.int64))
 
 
-def _valid(data: NDArray, nodata: float | None) -> NDArray[np.bool_]:
+def valid_pixels(data: NDArray, nodata: float | None) -> NDArray[np.bool_]:
+    """Pixels that are finite and not ``nodata``."""
     valid = np.ones(data.shape, bool)
     if np.issubdtype(data.dtype, np.floating):
         valid &= np.isfinite(data)
@@ -170,7 +171,7 @@ class FileWindows:
         data = ds.read(
             self.band, window=Window(col, row, size, size), boundless=True, fill_value=0
         )
-        valid = _valid(data, self.nodata[which])
+        valid = valid_pixels(data, self.nodata[which])
         inside = np.zeros_like(valid)
         r0, c0 = max(-row, 0), max(-col, 0)
         r1, c1 = min(ds.height - row, size), min(ds.width - col, size)
