@@ -141,3 +141,15 @@ def test_known_shift_on_real_pixels(s2):
     moved[image == 0] = 0
     reg = geo.register_rasters(ref, geo.GeoRaster(moved, ref.georef), window=256)
     np.testing.assert_allclose(reg.shift_px, truth, atol=0.05)
+
+
+def test_far_off_georeferencing_found_from_a_coarse_start(s2, registration):
+    target = geo.read_raster(s2 / TGT)
+    wrong = geo.GeoRaster(target.data, target.georef.moved((300.0, -200.0)))
+    reg = geo.register_rasters(s2 / REF, wrong, spacing=200, window=256)
+    assert np.any(reg.extra['coarse_shift_map'])
+    # the georeferencing is 30 rows north and 20 columns west of the truth
+    np.testing.assert_allclose(
+        reg.shift_map, registration.shift_map + [-300.0, 200.0], atol=1.0
+    )
+    assert np.all(np.abs(reg.shift_px - (REFERENCE_SHIFT + [30, 20])) <= 0.1)

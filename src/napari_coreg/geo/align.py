@@ -170,6 +170,31 @@ def reproject_raster(source: GeoRaster | str, georef_to: Georef) -> GeoRaster:
     return GeoRaster(data=out if raster.data.ndim == 3 else out[0], georef=new)
 
 
+def _coarse_start(
+    ref_src,
+    tgt_src,
+    grid,
+    ref_geo: Georef,
+    tgt_geo: Georef,
+    band: int,
+    ref_nodata,
+    tgt_nodata,
+    window: int,
+) -> NDArray[np.float64]:
+    """Map shift ``(dy, dx)`` of the coarse estimate, in whole target pixels."""
+    from .coarse import coarse_offset
+
+    offset = coarse_offset(
+        ref_src, tgt_src, grid, tgt_geo, band=band,
+        ref_nodata=ref_nodata, tgt_nodata=tgt_nodata,
+    )  # fmt: skip
+    if offset is None or np.abs(offset).max() <= window / 8:
+        return np.zeros(2)
+    shift_map = ref_geo.world_from_px[:2, :2] @ offset
+    target_px = np.round(np.linalg.solve(tgt_geo.world_from_px[:2, :2], shift_map))
+    return tgt_geo.world_from_px[:2, :2] @ target_px
+
+
 def _default_spacing(ref_geo: Georef, tgt_geo: Georef, window: int) -> int:
     """Grid spacing: 3/4 of a window, coarser for large overlaps."""
     rows, cols = overlap_grid(ref_geo, tgt_geo).shape
@@ -201,6 +226,7 @@ def register_rasters(
     spacing: int | None = None,
     refine: bool = False,
     engine: bool = False,
+    coarse: bool = True,
     reproject: bool = False,
     nodata: float | str | None = 'auto',
     backend: str = 'torch',
@@ -241,6 +267,10 @@ def register_rasters(
         reliable windows (measured on the Sentinel-2 pair: the whole-overlap
         optimum moves by up to 0.2 px with the mask, so the tie-point
         estimate is the default).
+    coarse : bool
+        First align reduced-resolution scenes (overviews; median of coarse
+        tie points) and, when the georeferencing is off by more than an
+        eighth of a window, start the windows there.
     reproject : bool
         Reproject a target in another CRS into the reference CRS (bilinear,
         in memory) instead of refusing it.
@@ -290,6 +320,15 @@ def register_rasters(
         ref_nodata = tgt_nodata = nodata
     spacing = spacing or _default_spacing(ref_geo, tgt_geo, window)
     grid = overlap_grid(ref_geo, tgt_geo)
+    coarse_map = np.zeros(2)
+    if coarse:
+        coarse_map = _coarse_start(
+            ref_src, tgt_src, grid, ref_geo, tgt_geo, band, ref_nodata, tgt_nodata,
+            window,
+        )  # fmt: skip
+    moved_geo = tgt_geo.moved(tuple(coarse_map))
+    if np.any(coarse_map):
+        grid = overlap_grid(ref_geo, moved_geo)
     lazy = (
         grid.exact
         and isinstance(ref_src, str)
@@ -308,7 +347,12 @@ def register_rasters(
         )
     else:
         overlap = overlap_of(
-            ref_src, tgt_src, band=band, ref_nodata=ref_nodata, tgt_nodata=tgt_nodata
+            ref_src,
+            tgt_src,
+            band=band,
+            ref_nodata=ref_nodata,
+            tgt_nodata=tgt_nodata,
+            target_georef=moved_geo,
         )
         windows = ArrayWindows(
             overlap.reference, overlap.target, overlap.valid, overlap.georef
@@ -336,6 +380,8 @@ def register_rasters(
             overlap, tie, fixed_from_moving, model, metric, backend, settings
         )
         fixed_from_moving = result.fixed_from_moving
+    # measured from where the coarse estimate moved the target
+    fixed_from_moving = fixed_from_moving @ homogeneous(np.eye(2), coarse_map)
     centre_px = (np.array(grid.shape) - 1) / 2
     return GeoRegistration(
         model=model,
@@ -353,6 +399,7 @@ def register_rasters(
             'overlap_exact': grid.exact,
             'windows_from_files': overlap is None,
             'tie_point_median_px': median_px,
+            'coarse_shift_map': coarse_map,
         },
     )
 

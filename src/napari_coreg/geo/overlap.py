@@ -118,15 +118,20 @@ def overlap_of(
     band: int = 1,
     ref_nodata: float | None = None,
     tgt_nodata: float | None = None,
+    target_georef: Georef | None = None,
 ) -> Overlap:
     """Cut the common area of two scenes (same CRS) on the reference grid.
+
+    ``target_georef`` overrides the target's georeferencing (e.g. moved by a
+    coarse first estimate).
 
     Raises
     ------
     ValueError
         When the scenes do not overlap.
     """
-    ref_geo, tgt_geo = georef_of(reference), georef_of(target)
+    ref_geo = georef_of(reference)
+    tgt_geo = target_georef or georef_of(target)
     grid = overlap_grid(ref_geo, tgt_geo)
     ref = _read_band(reference, band, grid.window)
     win_geo = ref.georef
