@@ -201,14 +201,19 @@ def measure_windows(
     phases = np.asarray(phases)
     shifts = np.asarray(starts)
     if refine:
-        shifts = np.array(
-            [
-                refine_shift(r, t, p, metric=metric) if peak >= 2 * NOISE_PEAK else p
-                for r, t, p, peak in zip(
-                    references, targets, phases, peaks, strict=True
-                )
-            ]
-        )
+        refined = []
+        for i, (ref, tgt, start, peak) in enumerate(
+            zip(references, targets, shifts, peaks, strict=True)
+        ):
+            if progress is not None:
+                progress(len(references) + i, total)
+            clear = peak >= 2 * NOISE_PEAK
+            refined.append(
+                refine_shift(ref, tgt, start, metric=metric) if clear else start
+            )
+        shifts = np.asarray(refined)
+    if progress is not None:
+        progress(total, total)
     out = []
     for ref, tgt, shift, phase, peak in zip(
         references, targets, shifts, phases, peaks, strict=True
