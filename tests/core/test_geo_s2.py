@@ -153,3 +153,26 @@ def test_far_off_georeferencing_found_from_a_coarse_start(s2, registration):
         reg.shift_map, registration.shift_map + [-300.0, 200.0], atol=1.0
     )
     assert np.all(np.abs(reg.shift_px - (REFERENCE_SHIFT + [30, 20])) <= 0.1)
+
+
+def test_gradient_similarity_matches_another_sensor(s2):
+    """A non-monotone intensity relation with speckle (radar-like) on real
+    pixels: gradient orientations find the shift where intensities fail."""
+    ref = geo.read_raster(s2 / REF, window=(slice(1000, 2200), slice(400, 1600)))
+    image = ref.data.astype(np.float32)
+    truth = np.array([1.3, -0.6])
+    rows, cols = np.indices(image.shape, dtype=np.float64)
+    moved = ndimage.map_coordinates(image, [rows + truth[0], cols + truth[1]], order=3)
+    speckle = np.random.default_rng(0).gamma(4.0, 0.25, moved.shape)
+    other = np.abs(moved - np.median(moved)) * speckle + 1
+    other[image == 0] = 0
+    target = geo.GeoRaster(other.astype(np.float32), ref.georef)
+    reg = geo.register_rasters(ref, target, window=256, similarity='gradient')
+    np.testing.assert_allclose(reg.shift_px, truth, atol=0.1)
+    plain = geo.register_rasters(ref, target, window=256, coarse=False)
+    tie, plain_tie = reg.tie_points, plain.tie_points
+    assert tie.n_valid > plain_tie.n_valid
+    # every valid gradient tie point is right; intensity windows are not
+    assert np.all(np.abs(tie.shift_px[tie.valid] - truth) < 0.25)
+    with pytest.raises(ValueError, match='similarity'):
+        geo.register_rasters(ref, target, similarity='ngf')

@@ -106,6 +106,14 @@ class GeoRegistrationWidget(Container):
             choices=['translation', 'rigid', 'similarity', 'affine'],
             value='translation',
         )
+        self._similarity = ComboBox(
+            label='similarity',
+            choices=[
+                ('intensity (same sensor)', 'intensity'),
+                ('gradient (other sensor)', 'gradient'),
+            ],
+            value='intensity',
+        )
         self._window = SpinBox(label='window (px)', value=256, min=32, max=2048)
         self._spacing = SpinBox(label='grid spacing (px)', value=192, min=8, max=8192)
         self._local = CheckBox(text='local correction (displacement field)')
@@ -118,6 +126,7 @@ class GeoRegistrationWidget(Container):
                 self._reference,
                 self._target,
                 self._model,
+                self._similarity,
                 self._window,
                 self._spacing,
                 self._local,
@@ -162,6 +171,7 @@ class GeoRegistrationWidget(Container):
             'reference': _source(reference),
             'target': _source(target),
             'model': self._model.value,
+            'similarity': self._similarity.value,
             'window': int(self._window.value),
             'spacing': int(self._spacing.value),
             'layer': target,

@@ -180,13 +180,14 @@ def _coarse_start(
     ref_nodata,
     tgt_nodata,
     window: int,
+    similarity: str,
 ) -> NDArray[np.float64]:
     """Map shift ``(dy, dx)`` of the coarse estimate, in whole target pixels."""
     from .coarse import coarse_offset
 
     offset = coarse_offset(
         ref_src, tgt_src, grid, tgt_geo, band=band,
-        ref_nodata=ref_nodata, tgt_nodata=tgt_nodata,
+        ref_nodata=ref_nodata, tgt_nodata=tgt_nodata, similarity=similarity,
     )  # fmt: skip
     if offset is None or np.abs(offset).max() <= window / 8:
         return np.zeros(2)
@@ -227,6 +228,7 @@ def register_rasters(
     refine: bool = False,
     engine: bool = False,
     coarse: bool = True,
+    similarity: str = 'intensity',
     reproject: bool = False,
     nodata: float | str | None = 'auto',
     backend: str = 'torch',
@@ -271,6 +273,11 @@ def register_rasters(
         First align reduced-resolution scenes (overviews; median of coarse
         tie points) and, when the georeferencing is off by more than an
         eighth of a window, start the windows there.
+    similarity : {'intensity', 'gradient'}
+        How windows are matched: pixel values (same sensor), or gradient
+        orientations (different sensors, e.g. Sentinel-1 radar onto
+        Sentinel-2 optical; contrast reversals and non-monotone intensity
+        relations do not matter).
     reproject : bool
         Reproject a target in another CRS into the reference CRS (bilinear,
         in memory) instead of refusing it.
@@ -324,7 +331,7 @@ def register_rasters(
     if coarse:
         coarse_map = _coarse_start(
             ref_src, tgt_src, grid, ref_geo, tgt_geo, band, ref_nodata, tgt_nodata,
-            window,
+            window, similarity,
         )  # fmt: skip
     moved_geo = tgt_geo.moved(tuple(coarse_map))
     if np.any(coarse_map):
@@ -364,6 +371,7 @@ def register_rasters(
         refine=refine,
         metric=metric,
         progress=progress,
+        similarity=similarity,
     )
     median_px = tie.median_shift_px()
     points = tie.points[tie.valid]

@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='reproject a target in another CRS into the reference CRS',
     )
     group.add_argument(
+        '--similarity',
+        choices=['intensity', 'gradient'],
+        default='intensity',
+        help="window matching: 'gradient' (orientations) for different sensors",
+    )
+    group.add_argument(
         '--refine',
         action='store_true',
         help="refine every tie point with the engine's metric (slower)",
@@ -94,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
             spacing=args.local,
             refine=args.refine,
             reproject=args.reproject,
+            similarity=args.similarity,
             progress=update,
         )
         local = fit_shift_model(reg.tie_points, 'field') if args.local else None

@@ -77,6 +77,7 @@ def coarse_offset(
     band: int = 1,
     ref_nodata: float | None = None,
     tgt_nodata: float | None = None,
+    similarity: str = 'intensity',
 ) -> NDArray[np.float64] | None:
     """Whole-pixel offset (reference pixels) of the target, or None if unsure.
 
@@ -101,7 +102,9 @@ def coarse_offset(
     if size < 32:
         return None
     windows = ArrayWindows(ref_mean, tgt_mean, valid, grid.georef)
-    tie = measure_tie_points(windows, spacing=max(size // 2, 1), window=size)
+    tie = measure_tie_points(
+        windows, spacing=max(size // 2, 1), window=size, similarity=similarity
+    )
     if tie.n_valid < MIN_POINTS:
         return None
     return tie.median_shift_px() * factor

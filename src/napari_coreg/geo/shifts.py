@@ -21,6 +21,8 @@ __all__ = [
     'window_ncc',
 ]
 
+#: Window similarities: pixel values, or gradient orientations.
+SIMILARITIES = ('intensity', 'gradient')
 #: Most disagreement (pixels) between the phase-correlation and the engine
 #: estimate before a window is judged unreliable.
 MAX_DISAGREEMENT = 0.5
@@ -159,6 +161,7 @@ def measure_windows(
     metric: str = 'ncc',
     upsample: int = 100,
     progress: Callable[[int, int], None] | None = None,
+    similarity: str = 'intensity',
 ) -> list[WindowShift]:
     """Shifts between reference and target windows on the same grid.
 
@@ -176,11 +179,23 @@ def measure_windows(
         Phase-correlation upsampling (precision 1 / upsample pixel).
     progress : callable, optional
         Called as ``progress(done, total)`` after each window.
+    similarity : {'intensity', 'gradient'}
+        ``'intensity'``: phase and cross-correlation of the pixel values
+        (same sensor); ``'gradient'``: correlation of gradient orientations
+        (:mod:`napari_coreg.geo.orientation`; different sensors, e.g. radar
+        onto optical), where ``ncc`` reports the orientation similarity.
 
     Returns
     -------
     list of WindowShift
     """
+    if similarity not in SIMILARITIES:
+        raise ValueError(
+            f'unknown similarity {similarity!r}: choose one of {SIMILARITIES}'
+        )
+    gradient = similarity == 'gradient'
+    if gradient:
+        from .orientation import orientation_shift, orientation_similarity
     references = np.asarray(references, dtype=np.float32)
     targets = np.asarray(targets, dtype=np.float32)
     if len(references) == 0:
@@ -190,9 +205,13 @@ def measure_windows(
     for done, (ref, tgt) in enumerate(zip(references, targets, strict=True)):
         if progress is not None:
             progress(done, total)
-        phase, cross, peak = phase_shift(
-            _normalise(ref), _normalise(tgt), upsample=upsample
-        )
+        if gradient:
+            phase, peak = orientation_shift(ref, tgt, upsample=upsample)
+            cross = phase
+        else:
+            phase, cross, peak = phase_shift(
+                _normalise(ref), _normalise(tgt), upsample=upsample
+            )
         phases.append(phase)
         # the cross-correlation optimum where it confirms the phase peak
         close = np.abs(cross - phase).max() <= MAX_DISAGREEMENT
@@ -218,8 +237,12 @@ def measure_windows(
     for ref, tgt, shift, phase, peak in zip(
         references, targets, shifts, phases, peaks, strict=True
     ):
-        ncc_after = window_ncc(ref, tgt, shift)
-        ncc_before = _ncc(ref, tgt)
+        if gradient:
+            ncc_after = orientation_similarity(ref, tgt, shift)
+            ncc_before = orientation_similarity(ref, tgt)
+        else:
+            ncc_after = window_ncc(ref, tgt, shift)
+            ncc_before = _ncc(ref, tgt)
         agreement = max(
             0.0, 1.0 - float(np.abs(shift - phase).max()) / MAX_DISAGREEMENT
         )

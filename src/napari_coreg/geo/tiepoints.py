@@ -216,6 +216,7 @@ def measure_tie_points(
     points: NDArray | None = None,
     progress: Callable[[int, int], None] | None = None,
     batch: int = 64,
+    similarity: str = 'intensity',
 ) -> TiePoints:
     """Measure a tie-point grid between two scenes on the reference grid.
 
@@ -238,6 +239,8 @@ def measure_tie_points(
         Called as ``progress(done, total)`` while windows are measured.
     batch : int
         Windows held in memory at once.
+    similarity : {'intensity', 'gradient'}
+        Window similarity (see :func:`~napari_coreg.geo.shifts.measure_windows`).
 
     Returns
     -------
@@ -298,6 +301,7 @@ def measure_tie_points(
                 refine=refine,
                 metric=metric,
                 progress=report if not refine else None,
+                similarity=similarity,
             )
             for i, m in zip(usable, measured, strict=True):
                 shifts[i], phases[i] = m.shift, m.phase
