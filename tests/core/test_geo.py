@@ -260,3 +260,19 @@ def test_engine_refines_in_map_units(tmp_path):
     # the engine ran in map units: its grid has the 10 m pixels
     assert reg.engine.fixed_grid.spacing == (10.0, 10.0)
     np.testing.assert_allclose(reg.shift_px, truth, atol=0.1)
+
+
+def test_local_correction_after_a_coarse_start(tmp_path):
+    # georeferencing 30 px off: the coarse start finds it, the field follows
+    truth = np.array([30.4, -25.7])
+    ref_path, tgt_path = shifted_pair(tmp_path, truth, shape=(500, 520))
+    reg = geo.register_rasters(ref_path, tgt_path, window=128, spacing=96)
+    assert np.any(reg.extra['coarse_shift_map'])
+    np.testing.assert_allclose(reg.shift_px, truth, atol=0.05)
+    field = geo.fit_shift_model(reg.tie_points, 'field')
+    out = reg.write(tmp_path / 'local.tif', local=field)
+    with rasterio.open(ref_path) as r, rasterio.open(out) as o:
+        a, b = r.read(1).astype(float), o.read(1).astype(float)
+    valid = b > 0
+    assert valid.mean() > 0.5
+    assert np.corrcoef(a[valid], b[valid])[0, 1] > 0.99

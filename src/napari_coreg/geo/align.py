@@ -408,6 +408,7 @@ def register_rasters(
             'windows_from_files': overlap is None,
             'tie_point_median_px': median_px,
             'coarse_shift_map': coarse_map,
+            'measured_target_georef': replace(moved_geo, nodata=tgt_nodata),
         },
     )
 

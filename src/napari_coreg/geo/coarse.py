@@ -28,13 +28,18 @@ __all__ = ['coarse_offset']
 #: Longest side of the reduced overlap.
 COARSE_SIZE = 512
 #: Window of the coarse tie points (reduced pixels).
-COARSE_WINDOW = 128
+COARSE_WINDOW = 64
+#: Least reduction: coarse windows then span four fine windows' worth of shift.
+MIN_FACTOR = 4
 #: Fewest valid coarse tie points for a coarse estimate.
 MIN_POINTS = 3
 
 
 def _decimated(source, band: int, window: tuple[slice, slice], factor: int):
-    """A window of one band, averaged ``factor`` times (rasterio or numpy)."""
+    """A window of one band averaged ``factor`` times, and a sample of it.
+
+    The sample (nearest pixel, or the block minimum in memory) tells nodata.
+    """
     (r0, r1), (c0, c1) = (
         (window[0].start, window[0].stop),
         (window[1].start, window[1].stop),
@@ -62,7 +67,7 @@ def _decimated(source, band: int, window: tuple[slice, slice], factor: int):
             boundless=True, fill_value=0,
         )  # fmt: skip
         low = ds.read(
-            band, window=win, out_shape=shape, resampling=Resampling.min,
+            band, window=win, out_shape=shape, resampling=Resampling.nearest,
             boundless=True, fill_value=0,
         )  # fmt: skip
     return mean.astype(np.float32), low
@@ -87,7 +92,7 @@ def coarse_offset(
     if not grid.exact:
         return None
     rows, cols = grid.shape
-    factor = max(1, math.ceil(max(rows, cols) / COARSE_SIZE))
+    factor = max(MIN_FACTOR, math.ceil(max(rows, cols) / COARSE_SIZE))
     if min(rows, cols) // factor < 32:
         return None
     ref_mean, ref_low = _decimated(reference, band, grid.window, factor)
@@ -97,7 +102,10 @@ def coarse_offset(
         slice(int(off[1]), int(off[1]) + cols),
     )
     tgt_mean, tgt_low = _decimated(target, band, tgt_window, factor)
+    from scipy import ndimage
+
     valid = valid_pixels(ref_low, ref_nodata) & valid_pixels(tgt_low, tgt_nodata)
+    valid = ndimage.binary_erosion(valid, border_value=1)  # blended edge pixels
     size = min(COARSE_WINDOW, *valid.shape)
     if size < 32:
         return None

@@ -306,6 +306,10 @@ def _resample_corrected(
     )
     ref_w = registration.reference.world_from_px
     tgt_px_from_world = np.linalg.inv(tgt_geo.world_from_px)
+    if local is not None:
+        # tie points were measured where the coarse start put the target
+        measured = registration.extra.get('measured_target_georef', tgt_geo)
+        tgt_px_from_world = np.linalg.inv(measured.world_from_px)
     overlap_w = registration.extra['overlap_georef'].world_from_px
     ov_from_ref = np.linalg.inv(overlap_w) @ ref_w
     rows, cols = out_geo.shape
