@@ -65,8 +65,7 @@ def _progress(quiet: bool):
 
     def update(done: int, total: int) -> None:
         bar.total = total
-        bar.n = done
-        bar.refresh()
+        bar.update(done - bar.n)  # redraws at most every mininterval
 
     return update, bar
 
