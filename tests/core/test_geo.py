@@ -276,3 +276,22 @@ def test_local_correction_after_a_coarse_start(tmp_path):
     valid = b > 0
     assert valid.mean() > 0.5
     assert np.corrcoef(a[valid], b[valid])[0, 1] > 0.99
+
+
+def test_resampled_onto_the_targets_own_grid(tmp_path):
+    truth = np.array([0.5, -0.75])
+    ref_path, tgt_path = shifted_pair(tmp_path, truth)
+    reg = geo.register_rasters(ref_path, tgt_path, model='affine', window=128)
+    out = reg.write(tmp_path / 'own.tif', grid='target', order=3)
+    with rasterio.open(tgt_path) as t, rasterio.open(out) as o, rasterio.open(
+        ref_path
+    ) as r:
+        assert o.shape == t.shape and o.transform == t.transform
+        # the corrected target lines up with the reference where they overlap
+        window = rasterio.windows.from_bounds(*o.bounds, transform=r.transform)
+        ref = r.read(1, window=window, boundless=True).astype(float)
+        res = o.read(1).astype(float)
+    valid = (res > 0) & (ref > 0)
+    assert np.corrcoef(ref[valid], res[valid])[0, 1] > 0.99
+    with pytest.raises(ValueError, match='grid'):
+        reg.write(tmp_path / 'x.tif', grid='mine')

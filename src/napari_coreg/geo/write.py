@@ -167,6 +167,7 @@ def write_corrected(
     compress: str = 'deflate',
     overviews: bool = True,
     order: int = 3,
+    grid: str = 'reference',
 ) -> Path:
     """Write the corrected target scene as a new GeoTIFF.
 
@@ -186,6 +187,9 @@ def write_corrected(
         Build internal overviews.
     order : int
         Spline order of the resampling (1 linear, 3 cubic).
+    grid : {'reference', 'target'}
+        Output grid of a resampled correction: the reference's, or the
+        target's own (same shape and geotransform, content moved).
 
     Returns
     -------
@@ -196,8 +200,8 @@ def write_corrected(
     -----
     For a translation without ``local``, the pixels are copied byte for byte
     and only the geotransform moves (the target keeps its own grid). Else
-    the target is resampled onto the reference grid, with the reference's
-    CRS and the target's dtype and nodata.
+    the target is resampled onto the reference grid (or its own, ``grid``),
+    with the reference's CRS and the target's dtype and nodata.
     """
     require_rasterio()
     target_path = (
@@ -214,7 +218,11 @@ def write_corrected(
             compress,
             overviews,
         )
-    return _resample_corrected(registration, path, local, compress, overviews, order)
+    if grid not in ('reference', 'target'):
+        raise ValueError(f"grid must be 'reference' or 'target', got {grid!r}")
+    return _resample_corrected(
+        registration, path, local, compress, overviews, order, grid
+    )
 
 
 class _TargetReader:
@@ -286,8 +294,9 @@ def _resample_corrected(
     compress: str,
     overviews: bool,
     order: int,
+    grid: str,
 ) -> Path:
-    """Resample the target onto the reference grid, one tile at a time."""
+    """Resample the target onto an output grid, one tile at a time."""
     from scipy import ndimage
 
     rasterio = require_rasterio()
@@ -296,15 +305,16 @@ def _resample_corrected(
     reader = _TargetReader(registration.target_source)
     tgt_geo = registration.target
     nodata = tgt_geo.nodata if tgt_geo.nodata is not None else 0
+    on = registration.reference if grid == 'reference' else tgt_geo
     out_geo = Georef(
-        shape=registration.reference.shape,
-        geotransform=registration.reference.geotransform,
+        shape=on.shape,
+        geotransform=on.geotransform,
         crs_wkt=registration.reference.crs_wkt,
         epsg=registration.reference.epsg,
         nodata=nodata,
         band_names=tgt_geo.band_names,
     )
-    ref_w = registration.reference.world_from_px
+    ref_w = out_geo.world_from_px
     tgt_px_from_world = np.linalg.inv(tgt_geo.world_from_px)
     if local is not None:
         # tie points were measured where the coarse start put the target
