@@ -283,9 +283,11 @@ def test_resampled_onto_the_targets_own_grid(tmp_path):
     ref_path, tgt_path = shifted_pair(tmp_path, truth)
     reg = geo.register_rasters(ref_path, tgt_path, model='affine', window=128)
     out = reg.write(tmp_path / 'own.tif', grid='target', order=3)
-    with rasterio.open(tgt_path) as t, rasterio.open(out) as o, rasterio.open(
-        ref_path
-    ) as r:
+    with (
+        rasterio.open(tgt_path) as t,
+        rasterio.open(out) as o,
+        rasterio.open(ref_path) as r,
+    ):
         assert o.shape == t.shape and o.transform == t.transform
         # the corrected target lines up with the reference where they overlap
         window = rasterio.windows.from_bounds(*o.bounds, transform=r.transform)
