@@ -24,6 +24,16 @@ from napari_coreg._napari import _geo_io  # noqa: E402
 from napari_coreg._napari._geo_io import METADATA_KEY, get_reader  # noqa: E402
 
 PLUGIN = 'napari-coreg'
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _plugins_discovered():
+    """npe2 finds our manifest (the reader) when a test runs on its own."""
+    from npe2 import PluginManager
+
+    PluginManager.instance().discover()
+
+
 REF = 'ref_S2A_20160608T153121_T33UUU_sub.jp2'
 TGT = 'tgt_S2A_20160529T153631_T33UUU_sub.jp2'
 
