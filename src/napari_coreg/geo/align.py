@@ -35,7 +35,7 @@ from .overlap import (
 )
 from .raster import GeoRaster, require_rasterio
 from .tiepoints import TiePoints, measure_tie_points
-from .windows import ArrayWindows, FileWindows, overlap_grid
+from .windows import ArrayWindows, FileWindows, OverlapGrid, overlap_grid
 
 #: Most tie-point windows of a default grid (global registration).
 MAX_DEFAULT_WINDOWS = 400
@@ -171,14 +171,14 @@ def reproject_raster(source: GeoRaster | str, georef_to: Georef) -> GeoRaster:
 
 
 def _coarse_start(
-    ref_src,
-    tgt_src,
-    grid,
+    ref_src: GeoRaster | str,
+    tgt_src: GeoRaster | str,
+    grid: OverlapGrid,
     ref_geo: Georef,
     tgt_geo: Georef,
     band: int,
-    ref_nodata,
-    tgt_nodata,
+    ref_nodata: float | None,
+    tgt_nodata: float | None,
     window: int,
     similarity: str,
 ) -> NDArray[np.float64]:

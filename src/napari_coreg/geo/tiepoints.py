@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from .georef import Georef
 from .shifts import measure_windows
+from .windows import ArrayWindows, FileWindows
 
 __all__ = ['TiePoints', 'measure_tie_points', 'reject_outliers']
 
@@ -207,7 +208,7 @@ def grid_points(
 
 
 def measure_tie_points(
-    windows,
+    windows: ArrayWindows | FileWindows,
     *,
     spacing: int = 200,
     window: int = 256,
@@ -329,7 +330,9 @@ def measure_tie_points(
     return replace(tie, seconds=time.perf_counter() - started)
 
 
-def _measure_parallel(refs, tgts, workers: int | None, **kwargs) -> list:
+def _measure_parallel(
+    refs: list[NDArray], tgts: list[NDArray], workers: int | None, **kwargs
+) -> list:
     """measure_windows over chunks of a batch in a thread pool, in order."""
     from concurrent.futures import ThreadPoolExecutor
 
