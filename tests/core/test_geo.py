@@ -297,3 +297,18 @@ def test_resampled_onto_the_targets_own_grid(tmp_path):
     assert np.corrcoef(ref[valid], res[valid])[0, 1] > 0.99
     with pytest.raises(ValueError, match='grid'):
         reg.write(tmp_path / 'x.tif', grid='mine')
+
+
+def test_arrays_with_georef_and_bad_input(tmp_path):
+    ref_path, tgt_path = shifted_pair(tmp_path, (0.3, 0.2))
+    ref, tgt = geo.read_raster(ref_path), geo.read_raster(tgt_path)
+    reg = geo.register_rasters(
+        (ref.data, ref.georef), (tgt.data, tgt.georef), window=128
+    )
+    np.testing.assert_allclose(reg.shift_px, [0.3, 0.2], atol=0.05)
+    with pytest.raises(ValueError, match='homography'):
+        geo.register_rasters(ref_path, tgt_path, model='homography')
+    with pytest.raises(ValueError, match='matching Georef'):
+        geo.register_rasters((ref.data[:10], ref.georef), tgt_path)
+    with pytest.raises(ValueError, match='raster file path'):
+        geo.register_rasters(42, tgt_path)
