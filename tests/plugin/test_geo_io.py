@@ -128,6 +128,18 @@ def test_writeback_moves_the_layer_and_shows_tie_points(tmp_path):
     np.testing.assert_allclose(after - before, reg.shift_map, atol=1e-6)
     np.testing.assert_allclose(after - before, [-6.0, -9.0], atol=0.5)
     data, kwargs, kind = tie_points_layer(reg.tie_points)
+    assert kind == 'points'
+    # the scripting entry point does the same in one call
+    from napari_coreg._napari._geo_widget import register_geo_layers
+
+    (again,) = viewer.open(str(tgt), plugin=PLUGIN)
+    scripted = register_geo_layers(ref_layer, again, viewer, window=128)
+    np.testing.assert_allclose(
+        np.asarray(again.data_to_world((50, 60))) - before, scripted.shift_map
+    )
+    assert viewer.layers[-1].name == f'{again.name} tie points'
+    with pytest.raises(ValueError, match='no georeferencing'):
+        register_geo_layers(ref_layer, viewer.layers[-1])
     points = viewer.add_points(data, **kwargs)
     assert kind == 'points' and len(points.data) == len(reg.tie_points)
     assert 'reliability' in points.features

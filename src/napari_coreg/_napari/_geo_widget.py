@@ -31,7 +31,12 @@ from magicgui.widgets import (
 
 from ._geo_io import METADATA_KEY
 
-__all__ = ['GeoRegistrationWidget', 'apply_to_layer', 'tie_points_layer']
+__all__ = [
+    'GeoRegistrationWidget',
+    'apply_to_layer',
+    'register_geo_layers',
+    'tie_points_layer',
+]
 
 RESULT_KEY = 'napari_coreg_geo'
 
@@ -89,6 +94,46 @@ def tie_points_layer(tie, name: str = 'tie points') -> tuple:
         },
         'points',
     )
+
+
+def register_geo_layers(reference, target, viewer=None, **kwargs):
+    """Co-register two georeferenced image layers from a script.
+
+    Runs :func:`napari_coreg.geo.register_rasters` on the layers' files (or
+    pixels), moves ``target`` onto ``reference`` (its ``affine``; pixels
+    untouched) and, given a ``viewer``, adds the tie points as a Points
+    layer.
+
+    Parameters
+    ----------
+    reference, target : napari.layers.Image
+        Layers opened by the georeferenced reader (``metadata['geo']``).
+    viewer : napari.Viewer or napari.components.ViewerModel, optional
+        Where the tie points are shown.
+    **kwargs
+        Passed to :func:`~napari_coreg.geo.register_rasters` (``model``,
+        ``window``, ``spacing``, ``similarity``, ...).
+
+    Returns
+    -------
+    GeoRegistration
+    """
+    from napari_coreg.geo import register_rasters
+
+    for layer in (reference, target):
+        if METADATA_KEY not in (layer.metadata or {}):
+            raise ValueError(
+                f'layer {layer.name!r} has no georeferencing: open GeoTIFF or '
+                'JPEG 2000 files with the napari-coreg reader'
+            )
+    registration = register_rasters(_source(reference), _source(target), **kwargs)
+    apply_to_layer(target, registration)
+    if viewer is not None:
+        data, layer_kwargs, _ = tie_points_layer(
+            registration.tie_points, name=f'{target.name} tie points'
+        )
+        viewer.add_points(data, **layer_kwargs)
+    return registration
 
 
 class GeoRegistrationWidget(Container):
