@@ -59,6 +59,28 @@ __all__ = ['CANCEL_WITHIN_LEVEL', 'OPTIMIZERS', 'run']
 ROTATION_SEARCH = (0.0, -10.0, 10.0, -20.0, 20.0, -30.0, 30.0)
 #: Default first step of the gradient optimisers, in pixels of the level.
 STEP_PX = 1.0
+#: Fraction of the fixed level's pixels the metric samples per evaluation
+#: when ``sampling`` is not given: SimpleITK's usual random sampling (its
+#: examples use 1-25 %), seeded, so runs are reproducible. ``sampling=1``
+#: evaluates every pixel.
+DEFAULT_SAMPLING = 0.25
+#: Fewest points a level samples (small coarse levels sample more).
+MIN_SAMPLES = 2048
+
+
+def itk_seed(seed: int) -> int:
+    """ITK's seed for ours: ITK reads 0 as "seed from the wall clock", so
+    ours is shifted by one and every seed, 0 included, is reproducible."""
+    return int(seed) + 1
+
+
+def _sampling(problem: Problem, shape: tuple[int, ...]) -> float | None:
+    """Fraction of the level's pixels to sample, or None for every pixel."""
+    fraction = problem.settings.sampling
+    if fraction is None:
+        fraction = DEFAULT_SAMPLING
+    fraction = max(float(fraction), MIN_SAMPLES / float(np.prod(shape)))
+    return None if fraction >= 1 else fraction
 
 
 def _regular_step(method, step, iterations, seed):
@@ -279,7 +301,9 @@ def _method(
         method.SetMetricSamplingStrategy(method.NONE)
     else:
         method.SetMetricSamplingStrategy(method.RANDOM)
-        method.SetMetricSamplingPercentage(float(sampling), int(problem.settings.seed))
+        method.SetMetricSamplingPercentage(
+            float(sampling), itk_seed(problem.settings.seed)
+        )
     method.SetShrinkFactorsPerLevel([1])
     method.SetSmoothingSigmasPerLevel([0.0])
     return method
@@ -636,13 +660,15 @@ def _run_frame(problem, frame, optimizer, counter, total, n_levels):
         started = time.perf_counter()
         if index:
             pair = _level_pair(fixed, moving, problem, level)
-        method = _method(problem, masks, problem.settings.sampling)
+        method = _method(problem, masks, _sampling(problem, pair.shape))
         if moving_initial is not None:
             method.SetMovingInitialTransform(_affine(moving_initial))
         method.SetInitialTransform(transform, inPlace=True)
         step = (problem.settings.learning_rate or STEP_PX) * pair.pixel
         tolerance = (problem.settings.tolerance or TOLERANCE_PX) * pair.pixel
-        optimizer.configure(method, step, level.iterations, int(problem.settings.seed))
+        optimizer.configure(
+            method, step, level.iterations, itk_seed(problem.settings.seed)
+        )
         if optimizer.scales == 'physical':
             method.SetOptimizerScalesFromPhysicalShift()
         elif optimizer.scales == 'shift':
