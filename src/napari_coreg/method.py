@@ -102,20 +102,20 @@ class Method:
 
 def _check_combination(backend: Backend, model: Model, metric: Metric) -> None:
     caps = CAPABILITIES[backend]
-    others = [b.value for b in CAPABILITIES if b is not backend]
-    if model not in caps.models:
-        owners = [b.value for b, c in CAPABILITIES.items() if model in c.models]
+    for what, value, field in (
+        ('model', model, 'models'),
+        ('metric', metric, 'metrics'),
+    ):
+        offered = getattr(caps, field)
+        if value in offered:
+            continue
+        owners = [
+            b.value for b, c in CAPABILITIES.items() if value in getattr(c, field)
+        ]
+        hint = f'use backend={owners[0]!r} for it, or ' if owners else ''
         raise ValueError(
-            f"backend '{backend}' has no '{model}' model: use backend="
-            f'{(owners or others)[0]!r} for it, or choose one of '
-            f'{sorted(m.value for m in caps.models)}'
-        )
-    if metric not in caps.metrics:
-        owners = [b.value for b, c in CAPABILITIES.items() if metric in c.metrics]
-        raise ValueError(
-            f"backend '{backend}' has no '{metric}' metric: use backend="
-            f'{(owners or others)[0]!r} for it, or choose one of '
-            f'{sorted(m.value for m in caps.metrics)}'
+            f"backend '{backend}' has no '{value}' {what}: {hint}choose one of "
+            f'{sorted(v.value for v in offered)}'
         )
 
 
