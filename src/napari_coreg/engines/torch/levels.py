@@ -25,7 +25,7 @@ __all__ = [
     'build_level',
     'level_grid_matrix',
     'normalised_frame',
-    'point_jacobian',
+    'pulled_back_gradient',
     'sample',
 ]
 
@@ -457,12 +457,17 @@ def sample(
     )
 
 
-def point_jacobian(s: Sample, dmatrix_dparams: Tensor, projective: bool) -> Tensor:
-    """``d values / d params``, (B, N, P), from ``d matrix / d params`` (B, (D+1)^2, P).
+def pulled_back_gradient(
+    s: Sample, dvalues: Tensor, dmatrix_dparams: Tensor, projective: bool
+) -> Tensor:
+    """``sum_n dvalues_n * d values_n / d params``, ``(B, P)``, without forming
+    the per-point Jacobian; ``s`` needs its geometry and moving gradient.
 
-    For ``x' = proj(T z)``: ``d x'_i / d T_jk = (delta_ij - x'_i delta_Dj) z_k / w``.
-    Without a projective part (``projective=False``) the matrix's last row is
-    constant and ``w = 1``, which saves a third of the work.
+    ``dmatrix_dparams`` is ``d matrix / d params``, ``(B, (D+1)^2, P)``. For
+    ``x' = proj(T z)``: ``d x'_i / d T_jk = (delta_ij - x'_i delta_Dj) z_k / w``,
+    so the sum over points is one ``(D+1) x (D+1)`` moment per row,
+    contracted with ``d T / d params``. Without a projective part
+    (``projective=False``) the matrix's last row is constant and ``w = 1``.
     """
     ndim = s.mapped.shape[-1]
     dmatrix = dmatrix_dparams.to(device=s.points.device, dtype=s.points.dtype)
@@ -474,5 +479,5 @@ def point_jacobian(s: Sample, dmatrix_dparams: Tensor, projective: bool) -> Tens
         points = s.points / s.depth[..., None]
     else:
         along, points, dmatrix = s.gradient, s.points, dmatrix[:, :ndim]
-    outer = along[..., :, None] * points[..., None, :]
-    return outer.flatten(2) @ dmatrix.flatten(1, 2)
+    moment = (along * dvalues[..., None]).transpose(1, 2) @ points
+    return (moment.flatten(1)[..., None] * dmatrix.flatten(1, 2)).sum(dim=1)

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ...options import Metric, Model
-from .levels import LevelData, point_jacobian, sample
+from .levels import LevelData, pulled_back_gradient, sample
 from .metrics import loss, loss_and_gradient
 from .models import ParamModel
 
@@ -64,20 +64,18 @@ class Objective:
         value = loss(self.metric, s.values, self._fixed(rows), s.weights, self.bins)
         return value.double().cpu(), s.weights.sum(dim=1).double().cpu()
 
-    def _jacobian(self, s, params: Tensor, rows: Tensor) -> Tensor:
-        projective = self.model.model is Model.HOMOGRAPHY
-        return point_jacobian(
-            s, self.model.jacobians(params, self.base[rows]), projective
-        )
-
     def gradient(self, params: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
         """Loss and its gradient with respect to the parameters."""
         s = self._sample(params, rows, geometry=True)
         value, dvalues = loss_and_gradient(
             self.metric, s.values, self._fixed(rows), s.weights, self.bins
         )
-        jac = self._jacobian(s, params, rows)
-        grad = (jac.transpose(1, 2) @ dvalues[..., None])[..., 0]
+        grad = pulled_back_gradient(
+            s,
+            dvalues,
+            self.model.jacobians(params, self.base[rows]),
+            self.model.model is Model.HOMOGRAPHY,
+        )
         return value.double().cpu(), grad.double().cpu()
 
     def displacement(self, old: Tensor, new: Tensor, rows: Tensor) -> Tensor:
