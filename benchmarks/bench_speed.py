@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
 import sys
 import time
@@ -41,6 +42,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+# as napari_coreg does on import: idle OpenMP threads sleep instead of spinning
+# (torch may be imported here first; on shared cores spinning costs 5-50x)
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 sys.path.insert(0, str(HERE))
 
 DEFAULT_DATA = HERE.parents[0] / '..' / 'shared' / 'data'

@@ -33,6 +33,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+# as napari_coreg does on import: idle OpenMP threads sleep instead of spinning
+# (torch may be imported here first; on shared cores spinning costs 5-50x)
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 
 def _sync(device: str) -> None:
