@@ -3,10 +3,10 @@
 Every suite (``bench_*.py``) measures through this module, so that all of
 them share one way to:
 
-* **pin threads**: :func:`pin_threads` sets the thread variables of OpenMP,
-  MKL, OpenBLAS, ITK and OpenCV (and ``OMP_WAIT_POLICY=PASSIVE``) in the
-  environment, before any library starts its pool; children inherit them and
-  :func:`threads` tells a child how many it may use;
+* **pin threads**: :func:`pin_threads` (or :func:`thread_env` for one child)
+  sets the thread variables of OpenMP, MKL, OpenBLAS, ITK and OpenCV (and
+  ``OMP_WAIT_POLICY=PASSIVE``) before any library starts its pool; children
+  inherit them and :func:`threads` tells a child how many it may use;
 * **isolate a case**: :func:`run_case` runs ``module.function(**kwargs)`` in
   a fresh interpreter (``python harness.py``, the spec on stdin) with a
   timeout, and returns a record whether it succeeded, raised or timed out;
@@ -76,32 +76,48 @@ Log = Callable[[str], None]
 # threads and environment
 
 
-def pin_threads(n: int = DEFAULT_THREADS, *, passive: bool = True) -> dict[str, str]:
-    """Limit every library to ``n`` threads through the environment.
-
-    Call before torch, OpenCV or SimpleITK is imported; children started by
-    :func:`run_case` inherit the setting.
+def thread_env(
+    n: int = DEFAULT_THREADS,
+    *,
+    policy: str | None = 'PASSIVE',
+    base: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """An environment that limits every library to ``n`` threads.
 
     Parameters
     ----------
     n : int
-        Threads per library.
-    passive : bool
-        Also set ``OMP_WAIT_POLICY=PASSIVE`` unless it is set already (OpenMP
-        threads that sleep while they wait: on shared cores spinning threads
-        make torch 5-50x slower).
+        Threads per library (OpenMP, MKL, OpenBLAS, numexpr, ITK, OpenCV).
+    policy : str or None
+        ``OMP_WAIT_POLICY``: ``'PASSIVE'`` (OpenMP threads sleep while they
+        wait: on shared cores spinning threads make torch 5-50x slower) or
+        None for the OpenMP default (the variable removed). A value already
+        in ``base`` wins over ``'PASSIVE'``.
+    base : dict, optional
+        The environment to start from (default: this process's).
 
     Returns
     -------
     dict
-        The variables set.
+        A new environment.
     """
-    values = dict.fromkeys(THREAD_VARIABLES, str(n))
-    values['BENCH_THREADS'] = str(n)
-    os.environ.update(values)
-    if passive:
-        values['OMP_WAIT_POLICY'] = os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
-    return values
+    env = dict(os.environ if base is None else base)
+    env.update(dict.fromkeys(THREAD_VARIABLES, str(n)))
+    env['BENCH_THREADS'] = str(n)
+    if policy is None:
+        env.pop('OMP_WAIT_POLICY', None)
+    else:
+        env.setdefault('OMP_WAIT_POLICY', policy)
+    return env
+
+
+def pin_threads(n: int = DEFAULT_THREADS) -> None:
+    """Limit every library in this process and its children to ``n`` threads.
+
+    Call before torch, OpenCV or SimpleITK is imported (:func:`thread_env`
+    with ``OMP_WAIT_POLICY=PASSIVE`` unless it is set).
+    """
+    os.environ.update(thread_env(n))
 
 
 def threads() -> int:
@@ -369,8 +385,10 @@ def run_header(command: str, started: float, load_start: float) -> dict[str, Any
 
 def versions_line(info: dict[str, Any]) -> str:
     """One sentence naming the key packages' versions of a run header."""
-    packages = info.get('packages', {})
-    names = [f'{k} {packages[k]}' for k in KEY_PACKAGES if k in packages]
+    packages = {k.lower(): v for k, v in info.get('packages', {}).items()}
+    names = [
+        f'{k} {packages[k.lower()]}' for k in KEY_PACKAGES if k.lower() in packages
+    ]
     return (
         f'Python {info.get("python", "?")}, {", ".join(names)}; CPU: '
         f'{info.get("cpu", "?")}, {info.get("cores", "?")} cores.'

@@ -315,8 +315,11 @@ backend="torch")` with its defaults otherwise.
 
 def run_note(group: str, info: dict) -> str:
     """One sentence on the latest run of a group of records."""
+    command = info['command']
+    if not command.split(' ')[0].endswith('.py'):  # runs stored before 2026-11-29
+        command = f'run_all.py {command}'
     return (
-        f'Latest run of {group}: {info["when"]}, `run_all.py {info["command"]}`, '
+        f'Latest run of {group}: {info["when"]}, `{command}`, '
         f'{info["threads"]} thread(s) per library, load average '
         f'{info["load"][0]:.1f} at the start and {info["load"][1]:.1f} at the end '
         f'(2 cores: other processes on the machine inflate wall times), '

@@ -52,6 +52,7 @@ __all__ = [
     'drift_walk',
     'family_transform',
     'fold',
+    'gray_photo',
     'homography_from_points',
     'make_case',
     'mi_remap',
@@ -338,7 +339,7 @@ def case_name(family: str, modality: str, size: int, index: int) -> str:
 
 
 @functools.cache
-def _raw_image(name: str) -> NDArray[np.float64]:
+def gray_photo(name: str) -> NDArray[np.float64]:
     """A bundled scikit-image photo, gray (``rgb2gray``), float64 in [0, 1]."""
     from skimage import color, data
 
@@ -354,7 +355,7 @@ def scaled_source(name: str, size: int) -> NDArray[np.float64]:
     """The gray photo ``name``, rescaled up (cubic) so its short side >= 2 size."""
     from skimage.transform import rescale
 
-    img = _raw_image(name)
+    img = gray_photo(name)
     need = SOURCE_MARGIN * size
     if min(img.shape) < need:
         factor = need / min(img.shape)
