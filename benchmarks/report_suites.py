@@ -1,10 +1,12 @@
-"""Markdown sections of the 3D and stack suites, written from their records.
+"""Markdown sections of the 3D, stack and solver suites, written from records.
 
     python benchmarks/report_suites.py 3d        # results/bench_3d.json -> .md
     python benchmarks/report_suites.py stack     # results/stack.json -> .md
+    python benchmarks/report_suites.py solver    # homography_solver.json -> .md
 
-Runs nothing: :func:`volumes_section` and :func:`stack_section` turn a stored
-run (``{'run': header, 'records': [...]}``, see :mod:`harness`) into text.
+Runs nothing: :func:`volumes_section`, :func:`stack_section` and
+:func:`solver_section` turn a stored run (``{'run': header, ...}``, see
+:mod:`harness`) into text.
 """
 
 from __future__ import annotations
@@ -173,12 +175,47 @@ def stack_section(store: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------
+# four-point homography solvers
+
+
+def solver_section(store: dict[str, Any]) -> str:
+    """Homographies per second of each solver per batch size, and speed-ups."""
+    run = store['run']
+    ours, theirs = store['solvers'][:2]
+    header = [
+        'batch',
+        f'{ours} fwd (H/s)',
+        f'{theirs} fwd (H/s)',
+        'fwd speed-up',
+        f'{ours} fwd+bwd (H/s)',
+        f'{theirs} fwd+bwd (H/s)',
+        'fwd+bwd speed-up',
+    ]
+    lines = [
+        f'Four-point homography solvers, CPU, {run["threads"]} threads, float32; '
+        f'median of {store["repeats"]} runs; `python benchmarks/{run["command"]}`, '
+        f'{run["when"]}. {harness.versions_line(run["versions"])}',
+        '',
+        '| ' + ' | '.join(header) + ' |',
+        '|' + '---:|' * len(header),
+    ]
+    for row in store['rows']:
+        cells = [f'{row["batch"]}']
+        for key in ('fwd', 'fwd_bwd'):
+            a, b = row[f'{ours} {key}'], row[f'{theirs} {key}']
+            cells += [f'{a:,.0f}', f'{b:,.0f}', f'{a / b:.2f}x']
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+# --------------------------------------------------------------------------
 # regenerate a section from its stored records
 
 
 SECTIONS = {
     '3d': ('bench_3d', volumes_section),
     'stack': ('stack', stack_section),
+    'solver': ('homography_solver', solver_section),
 }
 
 
