@@ -1,4 +1,4 @@
-"""Peer registration runners with the settings of /work/shared/PEERS.md.
+"""Peer registration runners with the settings of PEERS.md (../shared/PEERS.md).
 
 Every runner takes ``(fixed, moving)`` (2D float32 in [0, 1]; kornia also
 accepts (H, W, 3)) and returns ``moving_from_fixed`` as a 3x3 float64 in
