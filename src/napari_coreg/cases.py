@@ -135,7 +135,7 @@ class Case:
 
 
 def translation(offset: ArrayLike) -> NDArray[np.float64]:
-    """The homogeneous matrix of a shift by ``offset`` (any dimension)."""
+    """Return the homogeneous matrix of a shift by ``offset`` (any dimension)."""
     matrix = np.eye(len(offset) + 1)
     matrix[:-1, -1] = offset
     return matrix
@@ -160,13 +160,13 @@ def rotation(degrees: float) -> NDArray[np.float64]:
 
 
 def _corners(shape: tuple[int, int]) -> NDArray[np.float64]:
-    """The four corners of a 2D image, (row, col)."""
+    """Return the four corners of a 2D image, (row, col)."""
     h, w = shape[0] - 1.0, shape[1] - 1.0
     return np.array([[0, 0], [0, w], [h, 0], [h, w]])
 
 
 def homography_from_points(src: ArrayLike, dst: ArrayLike) -> NDArray[np.float64]:
-    """The 3x3 mapping four ``(4, 2)`` points ``src`` onto ``dst`` (DLT)."""
+    """Return the 3x3 mapping four ``(4, 2)`` points ``src`` onto ``dst`` (DLT)."""
     rows, rhs = [], []
     for (x, y), (u, v) in zip(src, dst, strict=True):
         rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
@@ -215,7 +215,7 @@ def warp_source(
 
 
 def source_image(name: str = 'camera') -> NDArray[np.float64]:
-    """A bundled scikit-image photo as float64 in [0, 1] (gray, min-max)."""
+    """Return a bundled scikit-image photo as float64 in [0, 1] (gray, min-max)."""
     from skimage import data as skdata
 
     image = getattr(skdata, name)()
@@ -228,7 +228,7 @@ def source_image(name: str = 'camera') -> NDArray[np.float64]:
 def random_transform(
     model: str, shape: tuple[int, int], rng: np.random.Generator, strength: float = 1.0
 ) -> NDArray[np.float64]:
-    """A moderate random ``moving_from_fixed`` of ``model`` about the centre.
+    """Draw a moderate random ``moving_from_fixed`` of ``model`` about the centre.
 
     Shift up to 5% of the size, rotation up to 8 degrees, scale +-8%, shear
     +-0.06, homography corners moved up to 4% of the size (times strength).
@@ -272,7 +272,7 @@ def make_case(
     seed: int = 0,
     dtype: type = np.float32,
 ) -> Case:
-    """Fixed and moving images with ``moving(truth @ p) = fixed(p)``.
+    """Make fixed and moving images with ``moving(truth @ p) = fixed(p)``.
 
     Parameters
     ----------
@@ -321,7 +321,7 @@ def random_case(
     source: str = 'camera',
     crop: tuple[float, float] = (120, 150),
 ) -> Case:
-    """A random test case of ``model``; MI cases get the non-monotonic remap."""
+    """Make a random test case of ``model``; MI cases get the non-monotonic remap."""
     rng = np.random.default_rng(seed)
     truth = random_transform(model, shape, rng, strength)
     return make_case(
@@ -334,13 +334,13 @@ def random_case(
 
 
 def case_name(family: str, modality: str, size: int, index: int) -> str:
-    """A benchmark case's unique, readable name."""
+    """Return a benchmark case's unique, readable name."""
     return f'{family}-{modality}-{size}-{index}-{IMAGES[index % len(IMAGES)]}'
 
 
 @functools.cache
 def gray_photo(name: str) -> NDArray[np.float64]:
-    """A bundled scikit-image photo, gray (``rgb2gray``), float64 in [0, 1]."""
+    """Return a bundled scikit-image photo, gray (``rgb2gray``), float64 in [0, 1]."""
     from skimage import color, data
 
     img = getattr(data, name)()
@@ -352,7 +352,7 @@ def gray_photo(name: str) -> NDArray[np.float64]:
 
 @functools.lru_cache(maxsize=32)
 def scaled_source(name: str, size: int) -> NDArray[np.float64]:
-    """The gray photo ``name``, rescaled up (cubic) so its short side >= 2 size."""
+    """Return the gray photo ``name`` rescaled up (cubic) to a short side >= 2 size."""
     from skimage.transform import rescale
 
     img = gray_photo(name)
@@ -367,7 +367,7 @@ def scaled_source(name: str, size: int) -> NDArray[np.float64]:
 def family_transform(
     family: str, size: int, rng: np.random.Generator
 ) -> tuple[NDArray[np.float64], dict[str, Any]]:
-    """A benchmark family's random ``moving_from_fixed`` and its drawn parameters."""
+    """Draw a benchmark family's ``moving_from_fixed`` and return its parameters."""
     _, max_rot, max_shift = FAMILIES[family]
     centre = np.full(2, (size - 1) / 2.0)
     angle = rng.uniform(-max_rot, max_rot)
@@ -389,12 +389,12 @@ def family_transform(
 
 
 def fold(x: NDArray) -> NDArray:
-    """The benchmark's multimodal remap ``0.5 - 0.5 cos(2 pi x)`` (a fold)."""
+    """Remap intensities as the benchmark's multi cases: ``0.5 - 0.5 cos(2 pi x)``."""
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * x)
 
 
 def case_seed(family: str, modality: str, size: int, index: int) -> int:
-    """The seed of one benchmark case (independent of what else runs)."""
+    """Return the seed of one benchmark case (independent of what else runs)."""
     return zlib.crc32(f'{family}|{modality}|{size}|{index}'.encode())
 
 
@@ -502,7 +502,7 @@ def drift_walk(
 def drift_stack(
     n: int = 100, size: int = 512, seed: int = 0, noise: float = 0.02
 ) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
-    """A time-lapse of the camera photo drifting by a random walk.
+    """Make a time-lapse of the camera photo drifting by a random walk.
 
     Parameters
     ----------
