@@ -299,9 +299,11 @@ class Config:
     max_size: int = 1 << 30
 
     def applies(self, family: str, modality: str, size: int) -> bool:
+        """Whether this configuration runs on a family, modality and size."""
         return (family, modality) in self.families and size <= self.max_size
 
     def run(self, fixed, moving):
+        """Register ``moving`` onto ``fixed``; ``moving_from_fixed`` or None."""
         return self.fn(fixed, moving)
 
 
@@ -315,6 +317,7 @@ SITK, ECC, KORNIA, STACKREG = (
 
 
 def peer_configs() -> list[Config]:
+    """Every peer configuration and the case families it runs on."""
     rig, aff, hom = ('rigid', MONO), ('affine', MONO), ('homography', MONO)
     rig_m, aff_m, hom_m = ('rigid', MULTI), ('affine', MULTI), ('homography', MULTI)
     tra, cap = ('translation', MONO), ('capture', MONO)

@@ -100,6 +100,7 @@ SPEED_TARGETS = [
 
 
 def speed_targets(records, size=512) -> str:
+    """Return the table of our time against one peer's on the same cases."""
     rows = []
     for title, fam, mod, mine, peer, theirs, target in SPEED_TARGETS:
         a = select(records, who=OURS, method=mine, family=fam, modality=mod, size=size)
@@ -232,6 +233,7 @@ def threads_note(records) -> str:
 
 
 def capture_section(records, sizes) -> list[str]:
+    """Return the capture-range section (when capture cases were run)."""
     if not select(records, family='capture'):
         return []
     size = 512 if 512 in sizes else sizes[0]
@@ -245,6 +247,7 @@ def capture_section(records, sizes) -> list[str]:
 
 
 def graf_section(store) -> list[str]:
+    """Return the graf section (when the graf pair was run)."""
     if not store.get('graf'):
         return []
     return [
@@ -265,6 +268,7 @@ def graf_section(store) -> list[str]:
 
 
 def memory_section(store) -> list[str]:
+    """Return the memory section (when the memory check was run)."""
     if not store.get('memory'):
         return []
     return [

@@ -14,6 +14,7 @@ OK_STRICT, OK_LOOSE = 0.5, 1.0
 
 
 def summary_line(recs: list[dict]) -> str:
+    """One log line: successes, median error and time of some records."""
     s = stats(recs)
     return (
         f'ok<0.5 {s["ok05"]}/{s["n"]}  ok<1 {s["ok1"]}/{s["n"]}  '
@@ -26,6 +27,7 @@ def summary_line(recs: list[dict]) -> str:
 
 
 def stats(recs: list[dict]) -> dict:
+    """Count, successes (< 0.5 px, < 1 px) and medians of error, time, CPU."""
     errs = np.array([r['err'] for r in recs], float)
     times = np.array([r['time'] for r in recs], float)
     cpu = np.array([r.get('cpu', np.nan) for r in recs], float)
@@ -40,18 +42,21 @@ def stats(recs: list[dict]) -> dict:
 
 
 def fmt_err(x: float) -> str:
+    """Format an error in px (``fail`` when infinite)."""
     if not np.isfinite(x):
         return 'fail'
     return f'{x:.3f}' if x < 10 else f'{x:.0f}'
 
 
 def fmt_time(x: float) -> str:
+    """Format seconds (``-`` when unknown)."""
     if not np.isfinite(x):
         return '-'
     return f'{x:.3f}' if x < 10 else f'{x:.1f}'
 
 
 def fmt_ratio(x: float) -> str:
+    """Format a ratio (``-`` when unknown)."""
     return '-' if not np.isfinite(x) else (f'{x:.2f}' if x < 10 else f'{x:.0f}')
 
 
@@ -63,6 +68,7 @@ def md_table(headers: list[str], rows: list[list]) -> str:
 
 
 def select(records, **kw) -> list[dict]:
+    """Return the records whose fields equal the keywords."""
     return [r for r in records if all(r[k] == v for k, v in kw.items())]
 
 
@@ -76,6 +82,7 @@ def methods_of(records, family, modality) -> list[tuple[str, str]]:
 
 
 def family_table(records, family, modality, sizes) -> str:
+    """Return the table of one family and modality: a row per size and method."""
     rows = []
     for size in sizes:
         for who, method in methods_of(records, family, modality):
@@ -120,6 +127,7 @@ def family_table(records, family, modality, sizes) -> str:
 
 
 def median_of(records, field='time', **kw) -> float:
+    """Return the median ``field`` of the records selected by the keywords."""
     recs = select(records, **kw)
     return stats(recs)[field] if recs else float('nan')
 
@@ -154,6 +162,7 @@ def ratio_table(records, family, modality, sizes) -> str:
 
 
 def time_cell(s: dict) -> str:
+    """Format a cell: median wall (CPU) s, successes < 0.5 px / n."""
     return f'{fmt_time(s["time"])} ({fmt_time(s["cpu"])}), {s["ok05"]}/{s["n"]}'
 
 
@@ -162,6 +171,7 @@ def time_cell(s: dict) -> str:
 
 
 def ours_failures(records) -> str:
+    """Return the table of our cases above 0.5 px."""
     bad = [r for r in records if r['who'] == OURS and not r['err'] < OK_STRICT]
     if not bad:
         return 'No case above 0.5 px.\n'
@@ -182,6 +192,7 @@ def ours_failures(records) -> str:
 
 
 def capture_cases(records, size) -> str:
+    """Return the capture-range table: one row per case, a column per method."""
     recs = select(records, family='capture', size=size)
     methods = sorted(
         dict.fromkeys((r['who'], r['method']) for r in recs), key=lambda k: k[0] != OURS
@@ -203,6 +214,7 @@ def capture_cases(records, size) -> str:
 
 
 def graf_table(recs) -> str:
+    """Return the table of the graf pair: one row per method."""
     rows = [
         [
             r['who'],
@@ -219,6 +231,7 @@ def graf_table(recs) -> str:
 
 
 def memory_table(recs) -> str:
+    """Return the table of the memory check: one row per setting."""
     rows = []
     for r in recs:
         kw = ', '.join(f'{k}={v}' for k, v in r['kw'].items())
