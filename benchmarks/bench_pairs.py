@@ -26,7 +26,13 @@ from peers import MONO, MULTI, Config
 from report_tables import OURS, stats, summary_line
 from scoring import error_px
 
-from napari_coreg.cases import FAMILIES, benchmark_cases, case_indices, case_name
+from napari_coreg.cases import (
+    FAMILIES,
+    IMAGES,
+    benchmark_cases,
+    case_indices,
+    case_name,
+)
 
 SUITE = 'pairs'
 SIZES = (256, 512, 1024)
@@ -169,7 +175,7 @@ def _failed(batch: dict, config: Config, family, modality, size, n) -> list[dict
             'modality': modality,
             'size': size,
             'index': i,
-            'image': case_name(family, modality, size, i).rsplit('-', 1)[-1],
+            'image': IMAGES[i % len(IMAGES)],
             'case': case_name(family, modality, size, i),
             'time': float('nan'),
             'cpu': float('nan'),

@@ -34,11 +34,12 @@ import importlib.metadata
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +222,7 @@ def baseline(sample_anon: float | None = None) -> None:
 
 
 @contextlib.contextmanager
-def timed() -> Iterable[dict[str, float]]:
+def timed() -> Iterator[dict[str, float]]:
     """Wall and CPU seconds of a block: ``with timed() as t: ...; t['seconds']``."""
     out: dict[str, float] = {}
     t0, c0 = time.perf_counter(), time.process_time()
@@ -258,7 +259,8 @@ def run_case(
     kwargs : dict, optional
         JSON-serialisable keyword arguments.
     timeout : float
-        Seconds before the child is killed (``status='timeout'``).
+        Seconds before the child and its process group are killed
+        (``status='timeout'``).
     env : dict, optional
         Environment of the child (default: this process's, threads pinned).
 
@@ -289,25 +291,31 @@ def run_case(
         'memory': {},
     }
     t0 = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env,
+        start_new_session=True,  # its own process group, killed as a whole
+    )
     try:
-        done = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve())],
-            input=json.dumps(spec),
-            capture_output=True,
-            text=True,
-            env=child_env,
-            timeout=timeout,
-            check=False,
-        )
+        stdout, stderr = child.communicate(json.dumps(spec), timeout=timeout)
     except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
         record.update(status='timeout', error=f'killed after {timeout:g} s')
     else:
-        lines = [ln for ln in done.stdout.splitlines() if ln.startswith(MARKER)]
+        lines = [ln for ln in stdout.splitlines() if ln.startswith(MARKER)]
         if lines:
             record.update(json.loads(lines[-1][len(MARKER) :]))
         else:
-            tail = (done.stderr.strip().splitlines() or ['no output'])[-1]
-            record.update(status='error', error=f'exit {done.returncode}: {tail}'[:300])
+            tail = (stderr.strip().splitlines() or ['no output'])[-1]
+            record.update(
+                status='error', error=f'exit {child.returncode}: {tail}'[:300]
+            )
     record['wall_s'] = time.perf_counter() - t0
     return record
 

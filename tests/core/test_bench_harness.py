@@ -42,6 +42,13 @@ def test_failure_is_a_record_not_an_exception(harness) -> None:
     assert record['error'].startswith('JSONDecodeError')
 
 
+@pytest.mark.skipif(sys.platform == 'win32', reason='POSIX process groups')
+def test_overrun_is_killed_and_recorded(harness) -> None:
+    kwargs = {'args': ['sleep', '30']}  # a grandchild: the whole group goes
+    record = harness.run_case('smoke', 'slow', 'subprocess', 'call', kwargs, timeout=1)
+    assert record['status'] == 'timeout' and record['wall_s'] < 10
+
+
 def test_versions_name_every_installed_distribution(harness) -> None:
     info = harness.versions()
     assert 'numpy' in info['packages'] and info['python']
