@@ -185,6 +185,8 @@ def _result(
         for lv in problem.schedule
     ]
     settings['initial_moving_from_fixed'] = outcome.initial[0].tolist()
+    if outcome.init_report is not None:
+        settings['init_report'] = outcome.init_report[0]
     return RegistrationResult(
         moving_from_fixed=outcome.moving_from_fixed[0],
         model=problem.model.value,

@@ -17,17 +17,10 @@ from ..metrics import natural
 from ..models import ParamModel, param_model
 from ..options import Metric, Model
 from ..problem import Outcome, Problem
-from ..pyramid import shrink_per_axis
 from ..result import LevelReport, Progress
 from ..transforms import apply_matrix, grid_points
 from .torch_init import starting_points
-from .torch_levels import (
-    LevelData,
-    build_level,
-    level_grid_matrix,
-    normalised_frame,
-    sample,
-)
+from .torch_levels import LevelData, build_level, normalised_frame, sample
 from .torch_optim import OPTIMISERS, Objective
 
 __all__ = ['pick_device', 'run']
@@ -156,8 +149,11 @@ class _Run:
             self.frame_of,
         )
 
-    def keep_best_start(self, data: LevelData) -> None:
-        """Reduce the multi-start rows to the best row per frame."""
+    def keep_best_start(self, data: LevelData) -> list[int]:
+        """Reduce the multi-start rows to the best row per frame.
+
+        Returns, per frame, the index of the start that won.
+        """
         objective = self.objective(
             param_model(Model.TRANSLATION, self.problem.ndim), data
         )
@@ -165,14 +161,16 @@ class _Run:
         losses, overlaps = objective.loss_and_overlap(
             torch.zeros(rows.numel(), self.problem.ndim, dtype=torch.float64), rows
         )
-        best = []
+        best, won = [], []
         for frame in range(self.problem.batch):
             mine = torch.nonzero(self.frame_of == frame)[:, 0]
             eligible = overlaps[mine] >= MIN_OVERLAP_RATIO * overlaps[mine].max()
             score = torch.where(eligible, losses[mine], torch.inf)
-            best.append(int(mine[torch.argmin(score)]))
+            won.append(int(torch.argmin(score)))
+            best.append(int(mine[won[-1]]))
         self.base = self.base[best]
         self.frame_of = self.frame_of[best]
+        return won
 
 
 def _stage(
@@ -224,13 +222,28 @@ def _stage(
     return reason
 
 
-def _start(problem: Problem, device: torch.device, norm: np.ndarray) -> np.ndarray:
-    """Starting points per frame, ``(B, K, D+1, D+1)``, best first."""
+def _start(problem: Problem, device: torch.device, norm: np.ndarray):
+    """Starting points per frame, ``(B, K, D+1, D+1)``, best first, and the
+    initialisation reports (``None`` with ``initial``)."""
     data = _level(problem, 0, device, full=True)
-    shrink = shrink_per_axis(problem.fixed_grid.shape, problem.schedule[0].factor)
-    return starting_points(
-        problem, data, norm, level_grid_matrix(problem.fixed_grid, shrink)
-    )
+    return starting_points(problem, data, norm, device)
+
+
+def _init_summaries(reports, won: list[int] | None) -> tuple[dict, ...] | None:
+    """What each frame's initialisation tried and which start won, and why."""
+    if reports is None:
+        return None
+    summaries = []
+    for frame, report in enumerate(reports):
+        index = 0 if won is None else min(won[frame], len(report.starts) - 1)
+        why = report.reason
+        if won is not None and len(report.starts) > 1:
+            why = (
+                f'lowest loss after optimising {len(report.starts)} starts on the '
+                f'coarsest level ({report.reason})'
+            )
+        summaries.append(report.summary(index, why))
+    return tuple(summaries)
 
 
 def run(problem: Problem) -> Generator[Progress, None, Outcome]:
@@ -238,7 +251,7 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
     device = pick_device(problem.settings.device)
     norm = normalised_frame(problem.fixed_grid)
     model, warm = _models(problem, norm)
-    starts = _start(problem, device, norm)
+    starts, init_reports = _start(problem, device, norm)
     batch, n_starts = starts.shape[:2]
     first = problem.schedule[0].iterations
     run_ = _Run(
@@ -253,7 +266,7 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
         total=sum(level.iterations for level in problem.schedule)
         + (first if warm else 0),
     )
-    reports = []
+    reports, won = [], None
     for index in range(len(problem.schedule)):
         started = time.perf_counter()
         data = _level(problem, index, device)
@@ -262,7 +275,7 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
             yield from _stage(run_, warm, data, index, losses)
         reason = yield from _stage(run_, model, data, index, losses)
         if n_starts > 1 and index == 0:
-            run_.keep_best_start(data)
+            won = run_.keep_best_start(data)
         reports.append(
             LevelReport(
                 shape=data.fixed_shape,
@@ -279,6 +292,7 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
         metric_before=_natural(problem, data, identity),
         metric_after=_natural(problem, data, run_.base),
         levels=tuple(reports),
+        init_report=_init_summaries(init_reports, won),
     )
 
 
