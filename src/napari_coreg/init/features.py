@@ -34,8 +34,10 @@ __all__ = ['Matches', 'detect', 'match']
 RATIO = 0.8
 #: Most keypoints kept per image.
 MAX_KEYPOINTS = 4000
-#: Scale-space upsampling of scikit-image SIFT (1: none, 5x faster than 2).
-UPSAMPLING = 1
+#: Images up to this many pixels along their longest side are upsampled
+#: twice before scikit-image's SIFT builds its scale space (small images
+#: give too few keypoints otherwise); larger ones are not (5x faster).
+UPSAMPLE_BELOW = 384
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,7 +62,7 @@ class Matches:
 def _skimage_sift(image: NDArray) -> Keypoints:
     from skimage.feature import SIFT
 
-    sift = SIFT(upsampling=UPSAMPLING)
+    sift = SIFT(upsampling=2 if max(image.shape) <= UPSAMPLE_BELOW else 1)
     try:
         sift.detect_and_extract(np.asarray(image, np.float64))
     except RuntimeError:  # no keypoints at all

@@ -33,8 +33,9 @@ __all__ = [
     'placement_candidate',
 ]
 
-#: Fewest RANSAC inliers (beyond the minimal sample) a feature start needs.
-MIN_INLIERS = 8
+#: Fewest RANSAC inliers beyond the minimal sample for a feature start (the
+#: coarse-level score, not this count, decides whether it wins).
+MIN_INLIERS = 5
 #: RANSAC inlier distance, as a fraction of the feature view's longest side
 #: (at least 2 view pixels).
 INLIER_FRACTION = 0.004
