@@ -29,8 +29,10 @@ __all__ = ['SAMPLE_SIZE', 'RansacResult', 'ransac']
 
 #: Correspondences per minimal sample.
 SAMPLE_SIZE = {'similarity': 2, 'affine': 3, 'homography': 4}
-#: Hypotheses solved and scored per batch.
-BATCH = 2048
+#: Hypotheses solved and scored in the first batch; each next batch is
+#: twice as large, up to ``BATCH`` (easy problems stop after the first).
+FIRST_BATCH = 256
+BATCH = 4096
 #: Rounds of local optimisation of the best hypothesis.
 LO_ROUNDS = 4
 
@@ -202,9 +204,10 @@ def ransac(
     p_h = torch.cat([p, torch.ones(m, 1, dtype=dtype, device=device)], 1)
     generator = torch.Generator(device=device).manual_seed(seed)
     best_cost, best_count, best = np.inf, 0, None
-    done = 0
+    done, size = 0, FIRST_BATCH
     while done < max_hypotheses:
-        batch = min(BATCH, max_hypotheses - done)
+        batch = min(size, max_hypotheses - done)
+        size = min(2 * size, BATCH)
         # repeated indices make degenerate samples, which score nothing
         index = torch.randint(m, (batch, sample), generator=generator, device=device)
         matrices = _SOLVERS[model](p[index], q[index])
