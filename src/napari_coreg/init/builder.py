@@ -9,8 +9,10 @@ little more than phase correlation:
    of +-30 degrees for 2D models that rotate);
 2. *global*: Fourier-Mellin (any rotation, scale 1/4-4) and features +
    RANSAC in 2D; principal axes and the 24 axis rotations in 3D;
-3. *mirror check* (2D, only when still unconvinced): the same on the
-   moving image flipped, to detect a mirrored pair.
+3. *grid search* (2D): every 15 degrees and scale steps of 2**(1/4) over
+   0.5-2, each followed by phase correlation, at 64 px;
+4. *mirror check* (2D, only when still unconvinced): Fourier-Mellin and
+   features on the moving image flipped, to detect a mirrored pair.
 
 The backend scores every candidate with its own sampler at the coarse
 level (a function ``score(matrices) -> (K,)``, higher is better, 1 a
@@ -36,6 +38,7 @@ from .routes import (
     centre_candidate,
     feature_candidates,
     fourier_mellin_candidates,
+    grid_search_candidates,
     moment_candidates,
     phase_candidates,
     placement_candidate,
@@ -48,11 +51,15 @@ Scorer = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 
 #: A start that scores at least this (NCC, or normalised MI for
 #: ``metric='mi'``) at the coarse level ends the search.
-CONFIDENT = {'ncc': 0.8, 'mi': 0.35}
+CONFIDENT = {'ncc': 0.8, 'mi': 0.45}
 #: Longest side of the views, in pixels, per use.
 CHEAP_SIZE = {2: 128, 3: 64}
 GLOBAL_SIZE = 256
 FEATURE_SIZE = 512
+SEARCH_SIZE = 64
+#: The grid search's rotations (degrees) and scales.
+SEARCH_ANGLES = tuple(float(a) for a in range(-165, 181, 15))
+SEARCH_SCALES = tuple(2.0 ** (k / 4) for k in range(-4, 5))
 #: Starts closer than this many cheap-view pixels (mean over corners) are one.
 SAME_START_PX = 2.0
 #: Starts scoring this much below the best are not worth refining.
@@ -225,6 +232,20 @@ def _global(search: _Search) -> None:
         _features(search)
 
 
+def _grid_search(search: _Search, metric: Metric) -> bool:
+    """The exhaustive rotation (and scale) grid in 2D; False when skipped."""
+    if search.fixed_grid.ndim != 2 or not _rotates(search.model):
+        return False
+    scales = (1.0,) if search.model is Model.RIGID else SEARCH_SCALES
+    fixed, moving = search.views(SEARCH_SIZE)
+    centre = centre_candidate(search.fixed_grid, search.moving_grid)
+    found = grid_search_candidates(
+        fixed, moving, centre, SEARCH_ANGLES, scales, metric is Metric.MI
+    )
+    search.add(found, 'grid-search')
+    return True
+
+
 def _check_mirror(search: _Search, ran_features: bool, allow: bool) -> None:
     """Try mirrored starts; record a reflection when one clearly wins."""
     if search.fixed_grid.ndim != 2:
@@ -378,6 +399,8 @@ def build_starts(
             _global(search)
             if search.convinced():
                 report.reason = 'a global start matched well'
+            elif _grid_search(search, metric) and search.convinced():
+                report.reason = 'the rotation and scale grid search matched well'
             else:
                 _check_mirror(search, 'features' in report.tiers, allow_reflection)
                 report.reason = 'no start matched well: kept the best scores'

@@ -28,6 +28,7 @@ __all__ = [
     'centre_candidate',
     'feature_candidates',
     'fourier_mellin_candidates',
+    'grid_search_candidates',
     'moment_candidates',
     'phase_candidates',
     'placement_candidate',
@@ -100,6 +101,35 @@ def phase_candidates(
         found.append(
             Candidate('phase', physical(matrix, fixed, moving), info={'angle': angle})
         )
+    return found
+
+
+def grid_search_candidates(
+    fixed: View,
+    moving: View,
+    centre: Candidate,
+    angles: tuple[float, ...],
+    scales: tuple[float, ...],
+    use_edges: bool,
+) -> list[Candidate]:
+    """Every rotation and scale of a coarse grid about the fixed centre, each
+    followed by phase correlation (2D): the exhaustive fallback."""
+    start = np.linalg.inv(moving.phys_from_px) @ centre.moving_from_fixed
+    start = start @ fixed.phys_from_px
+    about = homogeneous(np.eye(2), fixed.center)
+    found = []
+    for angle in angles:
+        for scale in scales:
+            turn = homogeneous(scale * _rotation(angle), np.zeros(2))
+            turned = start @ about @ turn @ np.linalg.inv(about)
+            matrix = phase_correlated(fixed, moving, turned, use_edges)
+            found.append(
+                Candidate(
+                    'grid-search',
+                    physical(matrix, fixed, moving),
+                    info={'angle': angle, 'scale': round(scale, 4)},
+                )
+            )
     return found
 
 
