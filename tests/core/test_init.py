@@ -222,3 +222,32 @@ def _corner_error_mm(estimate, truth, grid: Grid) -> float:
     corners = apply_matrix(grid.phys_from_px, grid_points(grid.shape))
     diff = apply_matrix(estimate, corners) - apply_matrix(truth, corners)
     return float(np.linalg.norm(diff, axis=1).mean())
+
+
+def test_kornia_detector_path_matches_on_cpu() -> None:
+    """The accelerator path (kornia SIFT), run on the CPU here: same matching
+    and RANSAC, so a GPU runs this code unchanged."""
+    pytest.importorskip('kornia')
+    from napari_coreg.init.features import _kornia_sift, match
+    from napari_coreg.init.ransac import ransac
+
+    truth = about_centre(rotation(60.0), CENTRE, (6.0, -4.0))
+    case = make_case(truth, SHAPE, crop=CROP, seed=13)
+    fixed, moving = _kornia_sift(case.fixed, 'cpu'), _kornia_sift(case.moving, 'cpu')
+    pairs = match(fixed, moving, 'cpu')
+    found = ransac(
+        fixed.points[pairs[:, 0]], moving.points[pairs[:, 1]], 'similarity', 2.0
+    )
+    assert found is not None and found.n_inliers >= 10
+    assert corner_error(found.matrix, truth, SHAPE) < 2.0
+
+
+def test_sitk_backend_uses_the_shared_starts() -> None:
+    pytest.importorskip('SimpleITK')
+    truth = about_centre(rotation(-120.0), CENTRE, (8.0, 5.0))
+    case = make_case(truth, SHAPE, crop=CROP, seed=14)
+    result = register(
+        case.fixed, case.moving, model='rigid', metric='ncc', backend='sitk'
+    )
+    assert result.settings['init_report']['winner'] is not None
+    assert corner_error(result.moving_from_fixed, truth, SHAPE) < SUCCESS_PX
