@@ -100,7 +100,8 @@ class Settings:
         matches well, Fourier-Mellin and features + RANSAC in 2D, principal
         axes and axis rotations in 3D: the best few by the metric at the
         coarsest level are refined and the best kept, see
-        ``result.settings['init_report']``), ``'identity'``, ``'center'``
+        ``result.settings['init_report']``; frames registered in batches
+        get the cheap starts only), ``'identity'``, ``'center'``
         (image centres aligned), ``'phase'`` (phase correlation
         translation), ``'features'`` (keypoints + RANSAC, 2D),
         ``'fourier-mellin'`` (rotation + scale + translation, 2D) or

@@ -399,6 +399,7 @@ def _initial(problem: Problem, frame: int, coarse: _Pair, masks):
         n_starts=1,
         seed=problem.settings.seed,
         allow_reflection=problem.settings.allow_reflection,
+        escalate=problem.batch == 1,
     )
     return report.starts[0].moving_from_fixed, report
 

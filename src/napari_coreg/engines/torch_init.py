@@ -91,6 +91,7 @@ def starting_points(
                 device=device,
                 seed=problem.settings.seed,
                 allow_reflection=problem.settings.allow_reflection,
+                escalate=batch == 1,
             )
         )
     n_starts = max(len(r.starts) for r in reports)

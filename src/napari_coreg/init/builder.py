@@ -320,6 +320,7 @@ def build_starts(
     device=None,
     seed: int = 0,
     allow_reflection: bool = False,
+    escalate: bool = True,
 ) -> InitReport:
     """Propose starting points, score them and keep the best few.
 
@@ -345,6 +346,10 @@ def build_starts(
     seed : int
     allow_reflection : bool
         Let a mirrored start win (else a clearly mirrored pair raises).
+    escalate : bool
+        Let ``AUTO`` go past the cheap tier. The backends pass False for
+        batches (stack frames), whose neighbours differ by small motions and
+        which would otherwise pay for global searches frame after frame.
 
     Returns
     -------
@@ -395,6 +400,8 @@ def build_starts(
         _cheap(search, metric)
         if search.convinced():
             report.reason = 'a cheap start already matched well'
+        elif not escalate:
+            report.reason = 'batched frames: cheap starts only'
         else:
             _global(search)
             if search.convinced():
