@@ -64,6 +64,9 @@ SEARCH_SCALES = tuple(2.0 ** (k / 4) for k in range(-4, 5))
 SAME_START_PX = 2.0
 #: Starts scoring this much below the best are not worth refining.
 START_MARGIN = 0.2
+#: A mirrored start must beat every proper start by this much, and score
+#: at least this fraction of the confidence threshold, to count.
+MIRROR_CONFIDENCE = 0.75
 #: A mirrored start must beat every proper start by this much to count.
 REFLECTION_MARGIN = 0.15
 
@@ -257,7 +260,8 @@ def _check_mirror(search: _Search, ran_features: bool, allow: bool) -> None:
     if mirror is None:
         return
     proper_score = -np.inf if proper is None else proper.score
-    if mirror.score >= proper_score + REFLECTION_MARGIN and mirror.score > 0.3:
+    convincing = MIRROR_CONFIDENCE * search.confident
+    if mirror.score >= max(proper_score + REFLECTION_MARGIN, convincing):
         search.report.reflection = {
             'mirrored_start': mirror.name,
             'mirrored_score': round(mirror.score, 4),
