@@ -251,3 +251,18 @@ def test_sitk_backend_uses_the_shared_starts() -> None:
     )
     assert result.settings['init_report']['winner'] is not None
     assert corner_error(result.moving_from_fixed, truth, SHAPE) < SUCCESS_PX
+
+
+def test_init_package_imports_no_torch() -> None:
+    """The initialisers are backend-neutral: torch and kornia load lazily."""
+    import subprocess
+    import sys
+
+    code = (
+        'import sys, napari_coreg.init; '
+        "print(sorted({'torch', 'kornia', 'SimpleITK', 'cv2'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, '-c', code], check=True, capture_output=True, text=True
+    )
+    assert out.stdout.strip() == '[]'
