@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..init import InitReport, build_starts
-from ..metrics import natural
-from ..options import Metric
-from ..problem import Problem
-from .torch_levels import LevelData, sample
+from ...init import InitReport, build_starts
+from ...options import Metric
+from ...problem import Problem
+from .levels import LevelData, sample
+from .metrics import natural
 
 __all__ = ['MIN_OVERLAP', 'MULTI_START', 'starting_points']
 
