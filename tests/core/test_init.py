@@ -266,3 +266,24 @@ def test_init_package_imports_no_torch() -> None:
         [sys.executable, '-c', code], check=True, capture_output=True, text=True
     )
     assert out.stdout.strip() == '[]'
+
+
+def test_mirrored_volume_is_detected() -> None:
+    """A volume mirrored along one axis: refused for a rigid model, found
+    with ``allow_reflection``."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(15)
+    volume = ndimage.gaussian_filter(rng.random((40, 48, 44)), 1.0)
+    for _ in range(12):  # blocks of random sizes, places and brightness
+        lo = rng.integers(0, (30, 38, 34))
+        hi = lo + rng.integers(4, 12, 3)
+        volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] += rng.uniform(0.3, 1)
+    fixed = volume.astype(np.float32)
+    moving = np.ascontiguousarray(fixed[:, :, ::-1])
+    with pytest.raises(ValueError, match='mirror image'):
+        register(fixed, moving, model='rigid', metric='ncc')
+    result = register(fixed, moving, model='rigid', allow_reflection=True)
+    truth = np.diag([1.0, 1.0, -1.0, 1.0])
+    truth[2, 3] = fixed.shape[2] - 1
+    assert corner_error(result.moving_from_fixed, truth, fixed.shape) < SUCCESS_PX

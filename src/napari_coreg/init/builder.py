@@ -11,8 +11,9 @@ little more than phase correlation:
    RANSAC in 2D; principal axes and the 24 axis rotations in 3D;
 3. *grid search* (2D): every 15 degrees and scale steps of 2**(1/4) over
    0.5-2, each followed by phase correlation, at 64 px;
-4. *mirror check* (2D, only when still unconvinced): Fourier-Mellin and
-   features on the moving image flipped, to detect a mirrored pair.
+4. *mirror check* (only when still unconvinced): Fourier-Mellin and
+   features on the moving image flipped (2D), the 24 axis mirrors (3D), to
+   detect a mirrored pair.
 
 The backend scores every candidate with its own sampler at the coarse
 level (a function ``score(matrices) -> (K,)``, higher is better, 1 a
@@ -35,6 +36,7 @@ from ..transforms import Grid, apply_matrix, grid_points
 from .candidate import Candidate
 from .routes import (
     ROTATION_SEARCH,
+    axis_mirror_candidates,
     centre_candidate,
     feature_candidates,
     fourier_mellin_candidates,
@@ -251,11 +253,13 @@ def _grid_search(search: _Search, metric: Metric) -> bool:
 
 def _check_mirror(search: _Search, ran_features: bool, allow: bool) -> None:
     """Try mirrored starts; record a reflection when one clearly wins."""
-    if search.fixed_grid.ndim != 2:
-        return
-    _fourier_mellin(search, mirrored=True)
-    if ran_features:
-        _features(search, mirrored=True)
+    if search.fixed_grid.ndim == 3:
+        fixed, moving = search.views(CHEAP_SIZE[3])
+        search.add(axis_mirror_candidates(fixed, moving), 'axis-mirrors')
+    else:
+        _fourier_mellin(search, mirrored=True)
+        if ran_features:
+            _features(search, mirrored=True)
     proper, mirror = search.best(False), search.best(True)
     if mirror is None:
         return

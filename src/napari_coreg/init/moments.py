@@ -98,15 +98,16 @@ def rotations_about(
     return [homogeneous(r, moving_centre - r @ fixed_centre) for r in rotations]
 
 
-def axis_rotations(ndim: int) -> list[NDArray[np.float64]]:
-    """Every proper rotation that permutes and flips the axes (4 in 2D, 24
-    in 3D): the coarse rotation search of volumes, identity first."""
+def axis_rotations(ndim: int, proper: bool = True) -> list[NDArray[np.float64]]:
+    """Every matrix that permutes and flips the axes: the proper rotations
+    (4 in 2D, 24 in 3D; the coarse rotation search of volumes, identity
+    first) or, with ``proper=False``, the mirrors (determinant -1)."""
     found = []
     for order in permutations(range(ndim)):
         base = np.eye(ndim)[:, list(order)]
         for flip in product((1.0, -1.0), repeat=ndim):
-            rotation = base * np.array(flip)
-            if np.linalg.det(rotation) > 0:
-                found.append(rotation)
+            matrix = base * np.array(flip)
+            if (np.linalg.det(matrix) > 0) == proper:
+                found.append(matrix)
     found.sort(key=lambda r: -np.trace(r))
     return found

@@ -25,6 +25,7 @@ from .phase import phase_correlated
 from .views import View, physical
 
 __all__ = [
+    'axis_mirror_candidates',
     'centre_candidate',
     'feature_candidates',
     'fourier_mellin_candidates',
@@ -164,6 +165,17 @@ def moment_candidates(
                 )
             )
     return found
+
+
+def axis_mirror_candidates(fixed: View, moving: View) -> list[Candidate]:
+    """Every axis permutation with a mirror (determinant -1) about the
+    centres of mass: the reflection check of volumes."""
+    c_f, c_m = centre_of_mass(fixed.image), centre_of_mass(moving.image)
+    mirrors = axis_rotations(fixed.image.ndim, proper=False)
+    return [
+        Candidate('axis-mirror', physical(m, fixed, moving), info={'turn': i})
+        for i, m in enumerate(rotations_about(mirrors, c_f, c_m))
+    ]
 
 
 def fourier_mellin_candidates(

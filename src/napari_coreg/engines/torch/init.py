@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -17,6 +19,9 @@ __all__ = ['MIN_OVERLAP', 'MULTI_START', 'starting_points']
 #: How many of the best-ranked distinct starting points ``init='auto'``
 #: optimises at the coarsest level before it keeps the best.
 MULTI_START = 3
+#: Most coarse-level points a candidate is scored on (volumes whose coarsest
+#: level is large would otherwise make ranking dozens of starts slow).
+SCORE_POINTS = 1 << 15
 #: Candidates that cover less than this fraction of the coarse fixed
 #: points cannot be ranked (small overlaps match by chance).
 MIN_OVERLAP = 0.1
@@ -26,8 +31,23 @@ def _to_norm(matrices: np.ndarray, norm: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(norm @ matrices @ np.linalg.inv(norm))
 
 
+def _thinned(data: LevelData) -> LevelData:
+    """``data`` with at most ``SCORE_POINTS`` evenly strided fixed points."""
+    n = data.fixed_points.shape[0]
+    if n <= SCORE_POINTS:
+        return data
+    keep = torch.arange(0, n, -(-n // SCORE_POINTS), device=data.fixed_points.device)
+    return replace(
+        data,
+        fixed_points=data.fixed_points[keep],
+        fixed_values=data.fixed_values[:, keep],
+        fixed_weights=data.fixed_weights[keep],
+    )
+
+
 def _scorer(problem: Problem, data: LevelData, frame: int, norm: np.ndarray):
     """``score(matrices) -> (K,)``: NCC, or MI over the fixed entropy for MI."""
+    data = _thinned(data)
     metric = Metric.MI if problem.metric is Metric.MI else Metric.NCC
     bins = problem.settings.mi_bins
     values = data.fixed_values
