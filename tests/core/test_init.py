@@ -130,11 +130,12 @@ def test_easy_pair_stops_after_the_cheap_tier() -> None:
 # mirror images
 
 
-def test_mirrored_pair_is_refused_for_a_rigid_model() -> None:
+@pytest.mark.parametrize('metric', ['ncc', 'mi'])
+def test_mirrored_pair_is_refused_for_a_rigid_model(metric) -> None:
     truth = about_centre(rotation(20.0), CENTRE, (5.0, 0.0))
     case = make_case(truth, SHAPE, crop=CROP, seed=10)
     with pytest.raises(ValueError, match='mirror image'):
-        register(case.fixed, case.moving[:, ::-1], model='rigid', metric='ncc')
+        register(case.fixed, case.moving[:, ::-1], model='rigid', metric=metric)
 
 
 def test_mirrored_pair_registers_when_allowed() -> None:

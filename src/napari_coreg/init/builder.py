@@ -67,8 +67,10 @@ SAME_START_PX = 2.0
 #: Starts scoring this much below the best are not worth refining.
 START_MARGIN = 0.2
 #: A mirrored start must beat every proper start by this much, and score
-#: at least this fraction of the confidence threshold, to count.
-MIRROR_CONFIDENCE = 0.75
+#: at least this fraction of the confidence threshold (be convincing on its
+#: own: weaker mirrored matches were measured to occur by chance with MI),
+#: to count.
+MIRROR_CONFIDENCE = 1.0
 #: A mirrored start must beat every proper start by this much to count.
 REFLECTION_MARGIN = 0.15
 
