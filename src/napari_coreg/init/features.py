@@ -84,7 +84,7 @@ def _kornia_sift(image: NDArray, device) -> Keypoints:
     with torch.inference_mode():
         lafs, _, descriptors = sift(tensor[None, None])
         centres = KF.get_laf_center(lafs)[0]
-    points = centres.flip(-1).double().cpu().numpy()  # (x, y) -> (row, col)
+    points = centres.flip(-1).cpu().double().numpy()  # (x, y) -> (row, col)
     return Keypoints(points, descriptors[0])
 
 

@@ -217,7 +217,7 @@ def ransac(
         if float(cost[winner]) < best_cost:
             best_cost = float(cost[winner])
             best_count = int(count[winner])
-            best = matrices[winner].double().cpu().numpy()
+            best = matrices[winner].cpu().double().numpy()
         if done >= _needed(best_count / m, sample, confidence):
             break
     if best is None or not np.all(np.isfinite(best)):

@@ -60,8 +60,8 @@ def _scorer(problem: Problem, data: LevelData, frame: int, norm: np.ndarray):
     def score(matrices: np.ndarray) -> np.ndarray:
         frames = torch.full((len(matrices),), frame, dtype=torch.long)
         s = sample(data, _to_norm(matrices, norm), frames)
-        found = natural(metric, s.values, fixed, s.weights, bins).double().cpu()
-        overlap = s.weights.double().mean(dim=1).cpu()
+        found = natural(metric, s.values, fixed, s.weights, bins).cpu().double()
+        overlap = s.weights.cpu().double().mean(dim=1)
         found = torch.where(overlap >= MIN_OVERLAP, found * scale, -torch.inf)
         return torch.nan_to_num(found, nan=-torch.inf).numpy()
 
