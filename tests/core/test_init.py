@@ -288,3 +288,26 @@ def test_mirrored_volume_is_detected() -> None:
     truth = np.diag([1.0, 1.0, -1.0, 1.0])
     truth[2, 3] = fixed.shape[2] - 1
     assert corner_error(result.moving_from_fixed, truth, fixed.shape) < SUCCESS_PX
+
+
+def test_phase_init_does_not_believe_a_shift_that_leaves_no_overlap() -> None:
+    from napari_coreg.init.views import overlap_fraction
+
+    grid = Grid((100, 120))
+    assert overlap_fraction(np.eye(3), grid, grid) == 1.0
+    far = homogeneous(np.eye(2), (90.0, 0.0))
+    assert overlap_fraction(far, grid, grid) < 0.2
+    rng = np.random.default_rng(16)
+    fixed = rng.random((64, 64)).astype(np.float32)  # noise: any peak is chance
+    moving = rng.random((64, 64)).astype(np.float32)
+    for backend in ('torch', 'sitk'):
+        result = register(
+            fixed,
+            moving,
+            model='translation',
+            init='phase',
+            backend=backend,
+            iterations=1,
+        )
+        start = np.array(result.settings['initial_moving_from_fixed'])
+        assert overlap_fraction(start, Grid((64, 64)), Grid((64, 64))) >= 0.5

@@ -45,7 +45,7 @@ from .routes import (
     phase_candidates,
     placement_candidate,
 )
-from .views import view_pair
+from .views import overlap_fraction, view_pair
 
 __all__ = ['InitReport', 'ReflectionError', 'build_starts']
 
@@ -62,6 +62,9 @@ SEARCH_SIZE = 64
 #: The grid search's rotations (degrees) and scales.
 SEARCH_ANGLES = tuple(float(a) for a in range(-165, 181, 15))
 SEARCH_SCALES = tuple(2.0 ** (k / 4) for k in range(-4, 5))
+#: ``init='phase'`` keeps its shift only when the overlap it leaves is at
+#: least this fraction of the centres' overlap.
+PHASE_OVERLAP = 0.5
 #: Starts closer than this many cheap-view pixels (mean over corners) are one.
 SAME_START_PX = 2.0
 #: Starts scoring this much below the best are not worth refining.
@@ -393,7 +396,18 @@ def build_starts(
         search.add([centre], 'center')
     elif init is Init.PHASE:
         views = search.views(CHEAP_SIZE.get(ndim, 64))
-        search.add(phase_candidates(*views, centre, use_edges=key == 'mi'), 'phase')
+        phase = phase_candidates(*views, centre, use_edges=key == 'mi')[0]
+        kept = overlap_fraction(phase.moving_from_fixed, fixed_grid, moving_grid)
+        if kept >= PHASE_OVERLAP * overlap_fraction(
+            centre.moving_from_fixed, fixed_grid, moving_grid
+        ):
+            search.add([phase], 'phase')
+        else:  # a shift that leaves (almost) no overlap is not believed
+            search.add([centre], 'phase')
+            report.reason = (
+                "init='phase': the shift found left under half the overlap of "
+                'the centres; started from the centres'
+            )
     elif init is Init.FEATURES:
         if ndim != 2:
             raise ValueError("init='features' is for 2D images: use 'moments' in 3D")

@@ -16,9 +16,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from ..transforms import Grid, homogeneous
+from ..transforms import Grid, apply_matrix, homogeneous
 
-__all__ = ['View', 'physical', 'view_pair', 'view_pixels']
+__all__ = ['View', 'overlap_fraction', 'physical', 'view_pair', 'view_pixels']
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,3 +125,22 @@ def in_pixels(
         @ np.asarray(moving_from_fixed, np.float64)
         @ fixed.phys_from_px
     )
+
+
+def overlap_fraction(
+    moving_from_fixed: NDArray, fixed_grid: Grid, moving_grid: Grid, n: int = 16
+) -> float:
+    """Fraction of a lattice of fixed points (``n`` per axis) that the matrix
+    maps inside the moving image: a backend-neutral overlap estimate."""
+    axes = [np.linspace(0, size - 1, n) for size in fixed_grid.shape]
+    lattice = np.stack(np.meshgrid(*axes, indexing='ij'), -1).reshape(
+        -1, fixed_grid.ndim
+    )
+    phys = apply_matrix(fixed_grid.phys_from_px, lattice)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        moved = apply_matrix(
+            moving_grid.px_from_phys @ np.asarray(moving_from_fixed, np.float64), phys
+        )
+    upper = np.array(moving_grid.shape) - 1
+    inside = np.all((moved >= -0.5) & (moved <= upper + 0.5), axis=1)
+    return float(inside.mean())
