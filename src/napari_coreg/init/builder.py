@@ -152,6 +152,7 @@ class _Search:
     confident: float
     device: Any
     seed: int
+    multimodal: bool = False
     report: InitReport = field(default_factory=InitReport)
 
     def views(self, size: int):
@@ -221,7 +222,9 @@ def _features(search: _Search, mirrored: bool = False) -> None:
 def _fourier_mellin(search: _Search, mirrored: bool = False) -> None:
     fixed, moving = search.views(GLOBAL_SIZE)
     with_scale = search.model is not Model.RIGID
-    found = fourier_mellin_candidates(fixed, moving, with_scale, mirrored)
+    found = fourier_mellin_candidates(
+        fixed, moving, with_scale, mirrored, search.multimodal
+    )
     search.add(found, 'fourier-mellin' + ('-mirrored' if mirrored else ''))
 
 
@@ -386,6 +389,7 @@ def build_starts(
         CONFIDENT[key],
         device,
         seed,
+        multimodal=metric is Metric.MI,
     )
     report = search.report
     ndim = fixed_grid.ndim

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..transforms import homogeneous
-from .phase import edges, phase_correlated
+from .phase import edges, translations
 from .views import View
 
 __all__ = ['correlation_peaks', 'fourier_mellin']
@@ -100,7 +100,11 @@ def correlation_peaks(
 
 
 def fourier_mellin(
-    fixed: View, moving: View, n_peaks: int = 2, with_scale: bool = True
+    fixed: View,
+    moving: View,
+    n_peaks: int = 2,
+    with_scale: bool = True,
+    masked: bool = False,
 ) -> list[tuple[NDArray[np.float64], dict]]:
     """Rotation, scale and translation candidates between two 2D views.
 
@@ -113,6 +117,9 @@ def fourier_mellin(
         magnitude spectrum cannot tell an angle from the angle + 180 degrees).
     with_scale : bool
         Keep the scale found (else 1, for rigid models).
+    masked : bool
+        Also try the masked-correlation translation (see
+        :func:`.phase.translations`; for images of different modalities).
 
     Returns
     -------
@@ -137,11 +144,12 @@ def fourier_mellin(
             # (row, col) axes: a turn by +a in the (col, row) = (x, y) plane
             linear = scale * np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
             start = homogeneous(linear, moving.center - linear @ fixed.center)
-            matrix = phase_correlated(fixed, moving, start, use_edges=True)
             info = {
                 'angle_deg': round(float((angle + turn + 180) % 360 - 180), 3),
                 'scale': round(scale, 5),
                 'peak': round(float(height), 4),
             }
-            found.append((matrix, info))
+            shifts = translations(fixed, moving, start, use_edges=True)
+            for matrix in shifts if masked else shifts[:1]:
+                found.append((matrix, info))
     return found

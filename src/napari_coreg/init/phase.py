@@ -9,7 +9,7 @@ from scipy import ndimage
 from ..transforms import homogeneous
 from .views import View
 
-__all__ = ['edges', 'phase_correlated', 'warped']
+__all__ = ['edges', 'phase_correlated', 'translations', 'warped']
 
 
 def edges(image: NDArray) -> NDArray[np.float32]:
@@ -36,6 +36,13 @@ def warped(moving: NDArray, moving_px_from_fixed_px: NDArray, shape) -> NDArray:
     return values.reshape(shape)
 
 
+def _shifted(matrix: NDArray, shift) -> NDArray[np.float64]:
+    ndim = matrix.shape[0] - 1
+    return np.asarray(matrix, np.float64) @ homogeneous(
+        np.eye(ndim), -np.asarray(shift)
+    )
+
+
 def phase_correlated(
     fixed: View,
     moving: View,
@@ -59,6 +66,20 @@ def phase_correlated(
     ndarray, shape (D + 1, D + 1)
         The refined ``moving_px_from_fixed_px``.
     """
+    return translations(fixed, moving, moving_px_from_fixed_px, use_edges)[0]
+
+
+def translations(
+    fixed: View,
+    moving: View,
+    moving_px_from_fixed_px: NDArray,
+    use_edges: bool = False,
+) -> list[NDArray[np.float64]]:
+    """Like :func:`phase_correlated`; with ``use_edges``, also the shift of
+    masked normalised cross-correlation of the gradient magnitudes, which
+    judges each shift on its own overlap only (Padfield, IEEE TIP 21(5),
+    2012) and so finds large shifts between different modalities more often.
+    """
     from skimage.registration import phase_cross_correlation
 
     moved = warped(moving.image, moving_px_from_fixed_px, fixed.image.shape)
@@ -68,7 +89,19 @@ def phase_correlated(
     shift, _, _ = phase_cross_correlation(
         reference, moved, upsample_factor=4, normalization=None
     )
-    ndim = fixed.image.ndim
-    return np.asarray(moving_px_from_fixed_px, np.float64) @ homogeneous(
-        np.eye(ndim), -np.asarray(shift)
-    )
+    found = [_shifted(moving_px_from_fixed_px, shift)]
+    if use_edges:
+        inside = warped(
+            np.ones_like(moving.image), moving_px_from_fixed_px, fixed.image.shape
+        )
+        inside = ndimage.binary_erosion(inside > 0.999, iterations=2)
+        if inside.sum() >= 16:
+            masked = phase_cross_correlation(
+                reference,
+                moved,
+                reference_mask=np.ones(reference.shape, bool),
+                moving_mask=inside,
+                overlap_ratio=0.2,
+            )[0]
+            found.append(_shifted(moving_px_from_fixed_px, masked))
+    return found

@@ -21,7 +21,7 @@ from .moments import (
     principal_axes_starts,
     rotations_about,
 )
-from .phase import phase_correlated
+from .phase import translations
 from .views import View, physical
 
 __all__ = [
@@ -98,10 +98,12 @@ def phase_candidates(
                         info={'angle': angle},
                     )
                 )
-        matrix = phase_correlated(fixed, moving, turned, use_edges)
-        found.append(
-            Candidate('phase', physical(matrix, fixed, moving), info={'angle': angle})
-        )
+        for matrix in translations(fixed, moving, turned, use_edges):
+            found.append(
+                Candidate(
+                    'phase', physical(matrix, fixed, moving), info={'angle': angle}
+                )
+            )
     return found
 
 
@@ -123,14 +125,14 @@ def grid_search_candidates(
         for scale in scales:
             turn = homogeneous(scale * _rotation(angle), np.zeros(2))
             turned = start @ about @ turn @ np.linalg.inv(about)
-            matrix = phase_correlated(fixed, moving, turned, use_edges)
-            found.append(
-                Candidate(
-                    'grid-search',
-                    physical(matrix, fixed, moving),
-                    info={'angle': angle, 'scale': round(scale, 4)},
+            for matrix in translations(fixed, moving, turned, use_edges):
+                found.append(
+                    Candidate(
+                        'grid-search',
+                        physical(matrix, fixed, moving),
+                        info={'angle': angle, 'scale': round(scale, 4)},
+                    )
                 )
-            )
     return found
 
 
@@ -179,13 +181,20 @@ def axis_mirror_candidates(fixed: View, moving: View) -> list[Candidate]:
 
 
 def fourier_mellin_candidates(
-    fixed: View, moving: View, with_scale: bool, mirrored: bool = False
+    fixed: View,
+    moving: View,
+    with_scale: bool,
+    mirrored: bool = False,
+    multimodal: bool = False,
 ) -> list[Candidate]:
     """Fourier-Mellin rotation + scale + translation (2D); ``mirrored``
-    runs it on the moving view flipped left to right."""
+    runs it on the moving view flipped left to right; ``multimodal`` also
+    tries masked-correlation translations."""
     started = time.perf_counter()
     image, flip = _maybe_mirrored(moving, mirrored)
-    found = fourier_mellin(fixed, View(image, moving.phys_from_px), 2, with_scale)
+    found = fourier_mellin(
+        fixed, View(image, moving.phys_from_px), 2, with_scale, multimodal
+    )
     seconds = round(time.perf_counter() - started, 4)
     name = 'fourier-mellin' + ('-mirrored' if mirrored else '')
     return [
