@@ -55,7 +55,7 @@ Scorer = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 #: ``metric='mi'``) at the coarse level ends the search.
 CONFIDENT = {'ncc': 0.8, 'mi': 0.45}
 #: Longest side of the views, in pixels, per use.
-CHEAP_SIZE = {2: 128, 3: 64}
+CHEAP_SIZE = {2: 64, 3: 64}
 GLOBAL_SIZE = 256
 FEATURE_SIZE = 512
 SEARCH_SIZE = 64
