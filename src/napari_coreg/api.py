@@ -30,6 +30,8 @@ def _result(
         for lv in problem.schedule
     ]
     settings['initial_moving_from_fixed'] = outcome.initial[0].tolist()
+    if outcome.init_report is not None:
+        settings['init_report'] = outcome.init_report[0]
     return RegistrationResult(
         moving_from_fixed=outcome.moving_from_fixed[0],
         model=problem.model.value,
@@ -94,6 +96,7 @@ def iter_register(
     seed: int | None = None,
     device: str | None = None,
     match_histograms: bool | None = None,
+    allow_reflection: bool | None = None,
     settings: Settings | None = None,
 ) -> Generator[Progress, None, RegistrationResult]:
     """Register step by step: yield :class:`Progress`, return the result.
@@ -135,7 +138,7 @@ def iter_register(
         Axis holding channels in both images.
     levels, shrink_factors, smoothing_sigmas, iterations, optimizer, \
 learning_rate, init, tolerance, mi_bins, sampling, seed, device, \
-match_histograms
+match_histograms, allow_reflection
         Pyramid and optimiser settings: see :class:`napari_coreg.Settings`.
         ``None`` means "not given": the value in ``settings``, else the
         default.
@@ -180,6 +183,7 @@ match_histograms
         seed=seed,
         device=device,
         match_histograms=match_histograms,
+        allow_reflection=allow_reflection,
     )
     problem, fixed_img, moving_img = Problem.from_images(
         fixed,
@@ -248,6 +252,7 @@ def register(
     seed: int | None = None,
     device: str | None = None,
     match_histograms: bool | None = None,
+    allow_reflection: bool | None = None,
     settings: Settings | None = None,
 ) -> RegistrationResult:
     """Find the transform that aligns ``moving`` onto ``fixed``.
@@ -309,6 +314,7 @@ def register(
         seed=seed,
         device=device,
         match_histograms=match_histograms,
+        allow_reflection=allow_reflection,
         settings=settings,
     )
     return drive(steps, callback)

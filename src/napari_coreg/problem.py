@@ -220,6 +220,9 @@ class Outcome:
         Registration metric in natural form at ``initial`` and at the end.
     levels : tuple of LevelReport
         Per level; losses are means over the batch.
+    init_report : tuple of dict, optional
+        Per frame: the starting points tried, which won and why (``None``
+        when ``initial`` was given).
     """
 
     moving_from_fixed: NDArray[np.float64]
@@ -227,3 +230,4 @@ class Outcome:
     metric_before: NDArray[np.float64]
     metric_after: NDArray[np.float64]
     levels: tuple[LevelReport, ...]
+    init_report: tuple[dict, ...] | None = None

@@ -205,14 +205,18 @@ class RegistrationWidget(Container):
                 ('identity', 'identity'),
                 ('centres aligned', 'center'),
                 ('phase correlation', 'phase'),
+                ('features + RANSAC', 'features'),
+                ('Fourier-Mellin', 'fourier-mellin'),
+                ('moments', 'moments'),
                 ('current overlay', 'current'),
             ],
             value='auto',
         )
         self._init.tooltip = (
-            'auto: the best of centre alignment and phase correlation (with a coarse '
-            'rotation search). "current overlay" refines where the layers are '
-            'shown now.'
+            'auto: the best of the layer placement, centres, moments and phase '
+            'correlation; when none matches well, Fourier-Mellin and features + '
+            'RANSAC (any rotation and scale). "current overlay" refines where the '
+            'layers are shown now.'
         )
         self._sampling = LineEdit(label='Sampling', value='all')
         self._sampling.tooltip = (

@@ -27,7 +27,6 @@ Batches (``B > 1``) run frame after frame.
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import sys
 import threading
@@ -45,18 +44,16 @@ from ..._sitk import (
     matrix_from_transform,
     set_transform_matrix,
 )
-from ...options import METRIC_SPECS, Init, Metric, Model
+from ...init import build_starts
+from ...options import METRIC_SPECS, Metric
 from ...problem import Outcome, Problem
 from ...pyramid import Level, shrink_per_axis
 from ...result import LevelReport, Progress
-from ...transforms import Grid, apply_matrix, grid_points, homogeneous
+from ...transforms import Grid, apply_matrix, grid_points
 from .. import PREVIEW_SECONDS, TOLERANCE_PX
 
 __all__ = ['CANCEL_WITHIN_LEVEL', 'OPTIMIZERS', 'run']
 
-#: Rotations tried by ``init='auto'`` for 2D models that rotate (degrees),
-#: as the torch backend does.
-ROTATION_SEARCH = (0.0, -10.0, 10.0, -20.0, 20.0, -30.0, 30.0)
 #: Default first step of the gradient optimisers, in pixels of the level.
 STEP_PX = 1.0
 #: The first step is at most this fraction of the level's smallest side, so
@@ -386,74 +383,50 @@ def _loss(metric: Metric, value: float) -> float:
 # initialisation
 
 
-def _centred(fixed: sitk.Image, moving: sitk.Image, mode) -> np.ndarray:
-    vehicle = sitk.AffineTransform(fixed.GetDimension())
-    start = sitk.CenteredTransformInitializer(fixed, moving, vehicle, mode)
-    return matrix_from_transform(start)
-
-
-def _phase(pair: _Pair, matrix: np.ndarray) -> np.ndarray:
-    """Refine ``matrix`` by the phase-correlation translation on the level."""
-    from skimage.registration import phase_cross_correlation
-
-    moved = sitk.Resample(
-        pair.moving, pair.fixed, _affine(matrix), sitk.sitkLinear, 0.0
-    )
-    shift, _, _ = phase_cross_correlation(
-        sitk.GetArrayViewFromImage(pair.fixed),
-        sitk.GetArrayViewFromImage(moved),
-        upsample_factor=4,
-        normalization=None,
-    )
-    grid_linear = grid_from_image(pair.fixed).phys_from_px[:-1, :-1]
-    return matrix @ homogeneous(np.eye(len(shift)), grid_linear @ -np.asarray(shift))
-
-
-def _rotation_about(angle_deg: float, centre: np.ndarray) -> np.ndarray:
-    a = np.deg2rad(angle_deg)
-    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    return homogeneous(rot, centre - rot @ centre)
-
-
-def _initial(
-    problem: Problem,
-    frame: int,
-    full: tuple[sitk.Image, sitk.Image],
-    coarse: _Pair,
-    masks,
-) -> np.ndarray:
-    """Starting ``moving_from_fixed`` (physical, numpy order) of one frame."""
-    ndim = problem.ndim
-    if problem.initial is not None:
-        return problem.initial[min(frame, problem.initial.shape[0] - 1)].copy()
-    init = problem.settings.init
-    if init is Init.IDENTITY:
-        return np.eye(ndim + 1)
-    geometry = _centred(*full, sitk.CenteredTransformInitializerFilter.GEOMETRY)
-    if init is Init.CENTER:
-        return geometry
-    if init is Init.PHASE:  # unless the shift leaves (almost) no overlap
-        phase = _phase(coarse, geometry)
-        kept = _overlap(coarse, phase, masks).sum()
-        return (
-            phase if kept >= 0.5 * _overlap(coarse, geometry, masks).sum() else geometry
-        )
-    # auto: centre of geometry or of mass, and phase correlation from the
-    # centre (with a coarse rotation search in 2D); keep the best
-    candidates = [geometry]
-    with contextlib.suppress(RuntimeError):  # zero image mass
-        candidates.append(
-            _centred(*full, sitk.CenteredTransformInitializerFilter.MOMENTS)
-        )
-    rotates = ndim == 2 and problem.model is not Model.TRANSLATION
-    centre = problem.fixed_grid.center
-    for angle in ROTATION_SEARCH if rotates else (0.0,):
-        start = geometry @ _rotation_about(angle, centre) if angle else geometry
-        candidates.append(_phase(coarse, start))
+def _scorer(problem: Problem, coarse: _Pair, masks):
+    """``score(matrices) -> (K,)`` on the coarse level: NCC, or MI over the
+    fixed image's entropy when the metric is MI (see ``napari_coreg.init``)."""
     ranking = Metric.MI if problem.metric is Metric.MI else Metric.NCC
-    scores = [_natural(problem, ranking, coarse, c, masks) for c in candidates]
-    scores = [s if np.isfinite(s) else -np.inf for s in scores]
-    return candidates[int(np.argmax(scores))]
+    scale = 1.0
+    if ranking is Metric.MI:
+        entropy = _natural(
+            problem,
+            ranking,
+            _Pair(
+                coarse.fixed, coarse.fixed, coarse.shape, coarse.pixel, coarse.corners
+            ),
+            np.eye(problem.ndim + 1),
+            (masks[0], masks[0]),
+        )
+        scale = 1 / max(float(entropy), 1e-6) if np.isfinite(entropy) else 1.0
+
+    def score(matrices: np.ndarray) -> np.ndarray:
+        values = [_natural(problem, ranking, coarse, m, masks) for m in matrices]
+        return np.array([v * scale if np.isfinite(v) else -np.inf for v in values])
+
+    return score
+
+
+def _initial(problem: Problem, frame: int, coarse: _Pair, masks):
+    """Starting ``moving_from_fixed`` (physical, numpy order) of one frame,
+    and the initialisation report (``None`` with ``initial``)."""
+    if problem.initial is not None:
+        return problem.initial[min(frame, problem.initial.shape[0] - 1)].copy(), None
+    report = build_starts(
+        problem.fixed[0 if problem.fixed.shape[0] == 1 else frame],
+        problem.moving[frame],
+        problem.fixed_grid,
+        problem.moving_grid,
+        model=problem.model,
+        metric=problem.metric,
+        init=problem.settings.init,
+        scorer=_scorer(problem, coarse, masks),
+        n_starts=1,
+        seed=problem.settings.seed,
+        allow_reflection=problem.settings.allow_reflection,
+        escalate=problem.batch == 1,
+    )
+    return report.starts[0].moving_from_fixed, report
 
 
 def _model_transform(problem: Problem, start: np.ndarray):
@@ -661,6 +634,7 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
     counter = {'step': 0, 'preview': 0.0}
 
     matrices, initials, before, after, per_frame = [], [], [], [], []
+    summaries = []
     for frame in range(problem.batch):
         outcome = yield from _run_frame(
             problem,
@@ -670,7 +644,8 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
             total,
             n_levels,
         )
-        start, final, value_before, value_after, reports = outcome
+        start, final, value_before, value_after, reports, summary = outcome
+        summaries.append(summary)
         initials.append(start)
         matrices.append(final)
         before.append(value_before)
@@ -682,6 +657,7 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
         metric_before=np.array(before, dtype=np.float64),
         metric_after=np.array(after, dtype=np.float64),
         levels=_merge_reports(per_frame),
+        init_report=None if summaries[0] is None else tuple(summaries),
     )
 
 
@@ -694,7 +670,7 @@ def _run_frame(problem, frame, optimizer, counter, total, n_levels):
         _mask(problem.moving_mask, problem.moving_grid),
     )
     pair = _level_pair(fixed, moving, problem, problem.schedule[0])
-    start = _initial(problem, frame, (fixed, moving), pair, masks)
+    start, init_report = _initial(problem, frame, pair, masks)
     transform, moving_initial = _model_transform(problem, start)
 
     reports = []
@@ -789,7 +765,8 @@ def _run_frame(problem, frame, optimizer, counter, total, n_levels):
     identity = np.eye(problem.ndim + 1)
     value_before = _natural(problem, problem.metric, pair, identity, masks)
     value_after = _natural(problem, problem.metric, pair, final, masks)
-    return start, final, value_before, value_after, reports
+    summary = None if init_report is None else init_report.summary()
+    return start, final, value_before, value_after, reports, summary
 
 
 def _merge_reports(per_frame: list[list[LevelReport]]) -> tuple[LevelReport, ...]:
