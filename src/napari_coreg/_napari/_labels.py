@@ -1,0 +1,56 @@
+"""What the widgets call things: labels and tooltips shared by every widget."""
+
+from __future__ import annotations
+
+__all__ = [
+    'BACKEND_LABELS',
+    'METRIC_LABELS',
+    'MODEL_TIPS',
+    'backend_choices',
+    'better',
+    'metric_choices',
+]
+
+#: Backend names shown to the user.
+BACKEND_LABELS = {'torch': 'PyTorch', 'sitk': 'SimpleITK'}
+
+#: Metric names shown to the user: what each is for.
+METRIC_LABELS = {
+    'ncc': 'NCC (same modality)',
+    'mi': 'mutual information (multimodal)',
+    'mse': 'mean squared error (same modality)',
+    'l1': 'L1 (robust, same modality)',
+}
+
+#: Tooltips of the transform models.
+MODEL_TIPS = {
+    'translation': 'shift only',
+    'rigid': 'rotation + shift (distances kept)',
+    'similarity': 'rotation + shift + uniform scale',
+    'affine': 'any linear map + shift',
+    'homography': 'perspective (2D only); written as a resampled layer',
+}
+
+#: Metrics for which a higher value is a better match.
+HIGHER_IS_BETTER = frozenset({'ncc', 'mi'})
+
+BACKEND_TIP = (
+    'Which engine registers: PyTorch (gradient descent, GPU when present, all '
+    'metrics and models) or SimpleITK (ITK optimisers, CPU).'
+)
+METRIC_TIP = 'NCC for images of the same kind, mutual information across modalities.'
+
+
+def backend_choices(backends: list[str]) -> list[tuple[str, str]]:
+    """``(label, value)`` pairs for a backend combo box."""
+    return [(BACKEND_LABELS.get(b, b), b) for b in backends]
+
+
+def metric_choices(metrics: list[str]) -> list[tuple[str, str]]:
+    """``(label, value)`` pairs for a metric combo box."""
+    return [(METRIC_LABELS.get(m, m), m) for m in metrics]
+
+
+def better(metric: str) -> str:
+    """``'higher'`` or ``'lower'``: which way ``metric`` improves."""
+    return 'higher' if metric in HIGHER_IS_BETTER else 'lower'
