@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import suppress
 from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, Label
@@ -14,7 +13,7 @@ __all__ = [
     'parse_numbers',
     'section',
     'set_choices',
-    'special_value_text',
+    'counts',
 ]
 
 
@@ -122,7 +121,6 @@ def set_choices(combo: ComboBox, choices: list, default: Any) -> bool:
     return kept
 
 
-def special_value_text(spin, text: str) -> None:
-    """Show ``text`` instead of the spin box's minimum (a sentinel like 0 or -1)."""
-    with suppress(AttributeError):
-        spin.native.setSpecialValueText(text)
+def counts(sentinel: str, values, unit: str = '') -> list[tuple[str, int]]:
+    """Combo box choices: the sentinel (value 0 or -1) by name, then numbers."""
+    return [(sentinel, values[0])] + [(f'{unit}{v}', v) for v in values[1:]]

@@ -21,6 +21,7 @@ A subclass reports through hooks: :meth:`_show_progress`,
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import Callable, Generator
 from contextlib import suppress
@@ -75,8 +76,9 @@ def friendly_message(exc: BaseException) -> str:
         known.
     """
     text = str(exc).strip() or type(exc).__name__
-    if 'ITK ERROR' in text:
-        text = text.rsplit('ITK ERROR', 1)[1].split(':', 1)[-1].strip()
+    if 'ITK ERROR' in text:  # drop ITK's file, line and object address
+        text = text.rsplit('ITK ERROR', 1)[1]
+        text = re.sub(r'^[:\s]*[\w:]+\(0x[0-9a-fA-F]+\):\s*', '', text).strip()
     lowered = text.lower()
     for needles, hint in _HINTS:
         if any(needle in lowered for needle in needles):

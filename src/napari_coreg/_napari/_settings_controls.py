@@ -12,7 +12,7 @@ from typing import Any
 
 from magicgui.widgets import ComboBox, LineEdit, SpinBox
 
-from ._controls import parse_numbers, special_value_text
+from ._controls import counts, parse_numbers
 
 __all__ = ['SettingsControls']
 
@@ -29,8 +29,9 @@ class SettingsControls:
     """Pyramid and optimiser controls (plain magicgui widgets)."""
 
     def __init__(self) -> None:
-        self.levels = SpinBox(label='Levels', min=0, max=8, value=0)
-        special_value_text(self.levels, 'auto')
+        self.levels = ComboBox(
+            label='Levels', choices=counts('auto', list(range(9))), value=0
+        )
         self.levels.tooltip = 'auto: the coarsest level is about 48 px.'
         self.shrink = LineEdit(label='Shrink factors', value='auto')
         self.shrink.tooltip = (

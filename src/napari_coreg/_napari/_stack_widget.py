@@ -22,13 +22,13 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, PushButton, Select, SpinBox
+from magicgui.widgets import ComboBox, Container, PushButton, Select
 
 from ..engines import CAPABILITIES, available_backends
 from ..options import Backend, Metric, Model
 from ..stack import iter_register_stack
 from ..stack_result import StackProgress, StackResult
-from ._controls import special_value_text
+from ._controls import counts
 from ._labels import BACKEND_TIP, METRIC_TIP, backend_choices, better, metric_choices
 from ._records import METADATA_KEY, can_undo
 from ._runner import RunnerWidget
@@ -57,6 +57,7 @@ _MODES = [
     ('Follow the slider (affine, keeps data)', 'follow'),
 ]
 _PROMPT = 'Choose a stack layer, then Register stack.'
+_BATCHES = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 
 
 def _axis_name(label: str) -> str:
@@ -99,8 +100,9 @@ class StackRegistrationWidget(RunnerWidget):
             label='Channel axis', choices=self._channel_axis_choices, nullable=True
         )
         self._channel_axis.tooltip = 'The axis of colour channels, if any.'
-        self._channel = SpinBox(label='Register on channel', min=-1, max=0, value=-1)
-        special_value_text(self._channel, 'all (mean)')
+        self._channel = ComboBox(
+            label='Register on channel', choices=counts('all (mean)', [-1]), value=-1
+        )
         self._channel.tooltip = (
             'The channel whose frames are registered; all: their mean (luminance '
             'for RGB). Every channel is moved.'
@@ -126,8 +128,9 @@ class StackRegistrationWidget(RunnerWidget):
         self._metric = ComboBox(label='Metric', choices=self._metric_choices)
         self._metric.value = 'ncc'
         self._metric.tooltip = METRIC_TIP
-        self._batch = SpinBox(label='Batch size', min=0, max=1024, value=0)
-        special_value_text(self._batch, 'auto')
+        self._batch = ComboBox(
+            label='Batch size', choices=counts('auto', _BATCHES), value=0
+        )
         self._batch.tooltip = 'Frames optimised together (auto: what fits in memory).'
         self._also = Select(label='Apply to', choices=self._companion_layers)
         self._also.tooltip = (
@@ -316,10 +319,10 @@ class StackRegistrationWidget(RunnerWidget):
             if layer.rgb
             else (layer.data.shape[channel_axis] if channel_axis is not None else 0)
         )
-        self._channel.max = max(channels - 1, 0)
+        previous = self._channel.value
+        self._channel.choices = counts('all (mean)', [-1, *range(channels)], 'channel ')
+        self._channel.value = previous if previous in range(channels) else -1
         self._channel.visible = channels > 1
-        if self._channel.value > self._channel.max:
-            self._channel.value = -1
         self._update_companions()
 
     def _update_companions(self) -> None:

@@ -15,6 +15,7 @@ the core ``napari_coreg.io`` module provides it, ITK ``.tfm``.
 # no `from __future__ import annotations`: magicgui resolves the widget
 # annotations at run time (STYLE B6)
 import json
+from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,63 @@ __all__ = [
 
 _FILTER = 'Transform (*.json *.tfm *.txt *.h5 *.mat)'
 _MODES = ['affine', 'resample']
+
+
+def _reported(function):
+    """Show a widget's errors as a notification instead of a traceback.
+
+    Bad input (``ValueError``, ``TypeError``) and files that cannot be read
+    or written (``OSError``) end in one clear message; the function then
+    returns ``None``.
+    """
+
+    @wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (ValueError, TypeError, OSError) as exc:
+            from napari.utils.notifications import show_error
+
+            show_error(f'{_TITLES.get(function.__name__, "Transform")}: {exc}')
+            return None
+
+    return wrapper
+
+
+_TITLES = {
+    'save_transform_widget': 'Save transform',
+    'load_transform_widget': 'Load transform',
+    'apply_transform_widget': 'Apply transform',
+}
+
+
+def _registered_first(widget=None) -> list[tuple[str, Any]]:
+    """The viewer's layers, those holding a transform first (the default)."""
+    viewer = napari.current_viewer()
+    if viewer is None:
+        return []
+    layers = list(viewer.layers)
+    ordered = [layer for layer in layers if layer_record(layer) is not None]
+    ordered += [layer for layer in layers if layer_record(layer) is None]
+    return [(layer.name, layer) for layer in ordered]
+
+
+def _prefer_registered(widget) -> None:
+    """Keep the Save widget on a layer that holds a transform when one does."""
+    reset = widget.reset_choices
+
+    def reset_choices(*args):
+        reset(*args)
+        combo = widget.layer
+        if combo.value is not None and layer_record(combo.value) is not None:
+            return
+        for layer in combo.choices:
+            if layer_record(layer) is not None:
+                combo.value = layer
+                return
+
+    widget.reset_choices = reset_choices
+    widget.native_parent_changed.connect(lambda *_: reset_choices())
 
 
 def _core_io():
@@ -160,9 +218,11 @@ def _file_record(data: dict, reference=None, target=None) -> dict:
 
 @magic_factory(
     call_button='Save',
-    layer={'label': 'Registered layer'},
+    layer={'label': 'Registered layer', 'choices': _registered_first},
     path={'label': 'File', 'mode': 'w', 'filter': _FILTER},
+    widget_init=_prefer_registered,
 )
+@_reported
 def save_transform_widget(layer: Layer, path: Path = Path('transform.json')) -> None:
     """Save the transform of a registered layer.
 
@@ -186,6 +246,7 @@ def save_transform_widget(layer: Layer, path: Path = Path('transform.json')) -> 
     reference={'label': 'Fixed (reference)'},
     mode={'label': 'As', 'choices': _MODES},
 )
+@_reported
 def load_transform_widget(
     viewer: napari.viewer.Viewer,
     path: Path = Path('transform.json'),
@@ -222,6 +283,7 @@ def load_transform_widget(
     target={'label': 'Apply to'},
     mode={'label': 'As', 'choices': _MODES},
 )
+@_reported
 def apply_transform_widget(
     viewer: napari.viewer.Viewer,
     source: Layer | None = None,
