@@ -61,6 +61,16 @@ _HINTS = (
 )
 
 
+def wrap(label: Label) -> None:
+    """Let a label's text wrap over the panel's full width."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    with suppress(AttributeError):
+        label.native.setWordWrap(True)
+        policy = QSizePolicy.Policy
+        label.native.setSizePolicy(policy.Expanding, policy.Preferred)
+
+
 def friendly_message(exc: BaseException) -> str:
     """One readable sentence for an error raised inside a run.
 
@@ -138,8 +148,7 @@ class RunnerWidget(Container):
             'Stop at the next step: nothing is written, every layer stays as it was.'
         )
         self._status = Label(value='')
-        with suppress(AttributeError):
-            self._status.native.setWordWrap(True)
+        wrap(self._status)
         self._run.changed.connect(self._start)
         self._cancel.changed.connect(self._stop)
         self.native.destroyed.connect(partial(_close_ref, weakref.ref(self)))

@@ -28,7 +28,7 @@ from ..engines import CAPABILITIES, available_backends
 from ..options import Backend, Metric, Model
 from ..stack import iter_register_stack
 from ..stack_result import StackProgress, StackResult
-from ._controls import counts
+from ._controls import align_labels, counts
 from ._labels import BACKEND_TIP, METRIC_TIP, backend_choices, better, metric_choices
 from ._records import METADATA_KEY, can_undo
 from ._runner import RunnerWidget
@@ -57,6 +57,7 @@ _MODES = [
     ('Follow the slider (affine, keeps data)', 'follow'),
 ]
 _PROMPT = 'Choose a stack layer, then Register stack.'
+_PICK = ('choose one to show it', None)
 _BATCHES = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 
 
@@ -97,7 +98,7 @@ class StackRegistrationWidget(RunnerWidget):
         )
         self._axis.tooltip = 'The axis along which frames follow (time, z, date).'
         self._channel_axis = ComboBox(
-            label='Channel axis', choices=self._channel_axis_choices, nullable=True
+            label='Channel axis', choices=self._channel_axis_choices
         )
         self._channel_axis.tooltip = 'The axis of colour channels, if any.'
         self._channel = ComboBox(
@@ -146,7 +147,7 @@ class StackRegistrationWidget(RunnerWidget):
         self._undo = PushButton(text='Undo', enabled=False)
         self._undo.tooltip = 'Take the last stack registration back.'
         self._unfollow = PushButton(text='Stop following', enabled=False)
-        self._flagged = ComboBox(label='Flagged frames', choices=[], nullable=True)
+        self._flagged = ComboBox(label='Flagged frames', choices=[_PICK])
         self._flagged.tooltip = (
             'Frames whose registration looks wrong: pick one to see it.'
         )
@@ -176,6 +177,7 @@ class StackRegistrationWidget(RunnerWidget):
         buttons.margins = (0, 0, 0, 0)
         self._status.value = _PROMPT
         self.extend([self._form, buttons, self._status, self._flagged_row])
+        align_labels([self._form, self._flagged_row])
 
     def _connect(self) -> None:
         self._unfollow.changed.connect(self.stop_following)
@@ -477,7 +479,7 @@ class StackRegistrationWidget(RunnerWidget):
         """List the frames whose verdict is not 'ok'."""
         flagged = () if result is None else flagged_frames(result)
         verdicts = tuple(getattr(result, 'verdicts', ()) or ())
-        self._flagged.choices = [
+        self._flagged.choices = [_PICK] + [
             (f'frame {i}' + (f': {verdicts[i]}' if i < len(verdicts) else ''), i)
             for i in flagged
         ]

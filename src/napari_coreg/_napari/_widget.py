@@ -34,7 +34,7 @@ from ._labels import (
     metric_choices,
 )
 from ._records import sample_suggestion
-from ._runner import RunnerWidget
+from ._runner import RunnerWidget, wrap
 from ._settings_controls import SettingsControls
 from ._verdict import hold_reasons, verdict_html, verdict_of
 from ._writeback import (
@@ -202,7 +202,7 @@ class RegistrationWidget(RunnerWidget):
             [w for w in sections if isinstance(w, Container) and w is not buttons]
         )
         for label in (self._slice_note, self._verdict):
-            label.native.setWordWrap(True)
+            wrap(label)
 
     def _connect(self) -> None:
         self._undo.changed.connect(self._undo_last)
