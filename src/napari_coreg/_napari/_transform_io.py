@@ -8,13 +8,12 @@ on request, by resampling (images linear, labels nearest neighbour) or by
 mapping coordinates (points, shapes, vectors) into a new layer.
 
 Files: ``.json`` (lossless: matrix, direction, axes, units, model, settings,
-metrics, version; the format of ``RegistrationResult.to_dict()``) and, when
-the core ``napari_coreg.io`` module provides it, ITK ``.tfm``.
+metrics, version; the format of ``RegistrationResult.to_dict()``) and ITK
+``.tfm``, both through the core :mod:`napari_coreg.io`.
 """
 
 # no `from __future__ import annotations`: magicgui resolves the widget
 # annotations at run time (STYLE B6)
-import json
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 from magicgui import magic_factory
 from napari.layers import Image, Layer
 
+from .. import io
 from ._writeback import (
     apply_record,
     layer_record,
@@ -99,15 +99,6 @@ def _prefer_registered(widget) -> None:
     widget.native_parent_changed.connect(lambda *_: reset_choices())
 
 
-def _core_io():
-    """The core ``napari_coreg.io`` module, or ``None`` while it is absent."""
-    try:
-        from .. import io
-    except ImportError:
-        return None
-    return io
-
-
 #: Entries of a layer's record that place the transform in the viewer; saved
 #: under ``metadata.napari`` so that loading restores the placement.
 _NAPARI_KEYS = (
@@ -147,27 +138,12 @@ def save_layer_transform(layer, path: str | Path) -> Path:
     path = Path(path)
     transform = dict(record['transform'])
     napari_extra = {key: record.get(key) for key in _NAPARI_KEYS}
-    io = _core_io()
-    if io is not None:
-        loaded = io.TransformFile(
-            moving_from_fixed=transform['moving_from_fixed'],
-            model=transform.get('model'),
-            metadata={k: v for k, v in transform.items() if k not in _MATRIX_KEYS},
-        )
-        return io.save_transform(path, loaded, metadata={'napari': napari_extra})
-    if path.suffix.lower() != '.json':  # pragma: no cover - core io absent
-        raise ValueError(f'cannot write {path.suffix!r} files here: use .json')
-    transform['metadata'] = {'napari': napari_extra}
-    path.write_text(json.dumps(transform, indent=2, default=_jsonable))
-    return path
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
+    loaded = io.TransformFile(
+        moving_from_fixed=transform['moving_from_fixed'],
+        model=transform.get('model'),
+        metadata={k: v for k, v in transform.items() if k not in _MATRIX_KEYS},
+    )
+    return io.save_transform(path, loaded, metadata={'napari': napari_extra})
 
 
 def load_transform(path: str | Path) -> dict[str, Any]:
@@ -178,18 +154,12 @@ def load_transform(path: str | Path) -> dict[str, Any]:
     :func:`save_layer_transform` is under ``'napari'``.
     """
     path = Path(path)
-    io = _core_io()
-    if io is not None:
-        loaded = io.load_transform(path)
-        data = {
-            **loaded.metadata,
-            'moving_from_fixed': np.asarray(loaded.moving_from_fixed).tolist(),
-            'model': loaded.model,
-        }
-    elif path.suffix.lower() == '.json':  # pragma: no cover - core io absent
-        data = json.loads(path.read_text())
-    else:  # pragma: no cover - core io absent
-        raise ValueError(f'cannot read {path.suffix!r} files here: use .json')
+    loaded = io.load_transform(path)
+    data = {
+        **loaded.metadata,
+        'moving_from_fixed': np.asarray(loaded.moving_from_fixed).tolist(),
+        'model': loaded.model,
+    }
     if 'moving_from_fixed' not in data:
         raise ValueError(
             f'{path} holds no moving_from_fixed matrix: is it a napari-coreg '
