@@ -125,6 +125,10 @@ def test_closing_the_dock_mid_run_stops_the_thread(
     viewer.window.remove_dock_widget(widget.native)
     qtbot.waitUntil(threads_idle, timeout=3000)
     np.testing.assert_array_equal(m.affine.affine_matrix, np.eye(3))
+    # the closed widget no longer listens to the viewer
+    choices = widget._fixed.choices
+    viewer.add_image(smooth(3), name='later')
+    assert widget._fixed.choices == choices
 
 
 def test_closing_the_stack_dock_mid_run_stops_the_thread(make_napari_viewer, qtbot):

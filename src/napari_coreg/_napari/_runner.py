@@ -138,6 +138,7 @@ class RunnerWidget(Container):
         self._docked = False
         self._handling = False
         self._pbar_text: str | None = None
+        self._listening: list[tuple[Any, Callable]] = []
         self._failure_title = failure_title
         self.last_error: str | None = None
         #: ``(done, total)`` shown by the progress bar when the last run ended
@@ -301,11 +302,23 @@ class RunnerWidget(Container):
 
     # ------------------------------------------------------------ closing
 
+    def reset_choices(self, *args: Any) -> None:
+        """Refresh the choices (napari calls it on layer changes), until closed."""
+        if not self._closed:
+            super().reset_choices(*args)
+
+    def _listen(self, emitter, callback: Callable) -> None:
+        """Connect ``callback`` to a viewer event until the widget closes."""
+        emitter.connect(callback)
+        self._listening.append((emitter, callback))
+
     def _on_parent_changed(self, parent) -> None:
         if parent is not None:
             self._docked = True
-            if self._worker is None:
+            if self._closed and self._worker is None:  # docked again
                 self._closed = False
+                for emitter, callback in self._listening:
+                    emitter.connect(callback)
         elif self._docked:  # taken out of its dock: the dock was closed
             self.close_worker()
 
@@ -313,10 +326,14 @@ class RunnerWidget(Container):
         """Stop a running worker; its late events are ignored.
 
         Called when the dock is closed or the widget destroyed (the viewer
-        closed); the thread ends at the run's next step.
+        closed); the thread ends at the run's next step, and the viewer's
+        events no longer reach the widget.
         """
         self._closed = True
         self._run_live = False
+        for emitter, callback in self._listening:
+            with suppress(RuntimeError, ValueError, TypeError):
+                emitter.disconnect(callback)
         worker = self._worker
         if worker is not None:
             with suppress(RuntimeError):

@@ -17,7 +17,6 @@ not ``'ok'`` are listed under *Flagged frames*; choosing one shows it.
 
 from __future__ import annotations
 
-from contextlib import suppress
 from typing import Any
 
 import napari
@@ -189,8 +188,8 @@ class StackRegistrationWidget(RunnerWidget):
         self._backend.changed.connect(self._update_methods)
         events = self._viewer.layers.events
         for name in ('inserted', 'removed', 'reordered'):
-            getattr(events, name).connect(self._refresh_layers)
-        self._viewer.dims.events.current_step.connect(self._on_step)
+            self._listen(getattr(events, name), self._refresh_layers)
+        self._listen(self._viewer.dims.events.current_step, self._on_step)
 
     def _locked_controls(self) -> list:
         return list(self._form) + [self._undo, self._unfollow]
@@ -542,12 +541,6 @@ class StackRegistrationWidget(RunnerWidget):
         self._unfollow.enabled = False
         if state is not None:
             stop_following(state, self._viewer.layers)
-
-    def close_worker(self) -> None:
-        """Stop the worker and the slider binding (the widget is going)."""
-        super().close_worker()
-        with suppress(RuntimeError, AttributeError, ValueError, TypeError):
-            self._viewer.dims.events.current_step.disconnect(self._on_step)
 
 
 def _drive(steps, resample: list | None):

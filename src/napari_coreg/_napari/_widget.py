@@ -217,7 +217,7 @@ class RegistrationWidget(RunnerWidget):
         self._moving.changed.connect(self._on_layers_chosen)
         events = self._viewer.layers.events
         for name in ('inserted', 'removed', 'reordered'):
-            getattr(events, name).connect(self._refresh_layers)
+            self._listen(getattr(events, name), self._refresh_layers)
 
     def _locked_controls(self) -> list:
         return [
@@ -264,7 +264,8 @@ class RegistrationWidget(RunnerWidget):
         Only the layer choices are reset: the other combo boxes depend on the
         backend and the model, and keep the user's choices.
         """
-        self._refresh_layers()
+        if not self._closed:
+            self._refresh_layers()
 
     def _refresh_layers(self, event=None) -> None:
         for combo in (self._fixed, self._moving, self._fixed_mask, self._moving_mask):
