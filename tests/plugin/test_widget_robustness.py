@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from qtpy.QtCore import QThreadPool
+from pytestqt.qt_compat import qt_api
 from scipy import ndimage
 
 from napari_coreg._napari import _request, _widget
@@ -47,7 +47,7 @@ def endless(request):
 
 
 def threads_idle() -> bool:
-    return QThreadPool.globalInstance().activeThreadCount() == 0
+    return qt_api.QtCore.QThreadPool.globalInstance().activeThreadCount() == 0
 
 
 @pytest.mark.parametrize('backend', available_backends())

@@ -63,12 +63,12 @@ _HINTS = (
 
 def wrap(label: Label) -> None:
     """Let a label's text wrap over the panel's full width."""
-    from qtpy.QtWidgets import QSizePolicy
-
     with suppress(AttributeError):
-        label.native.setWordWrap(True)
-        policy = QSizePolicy.Policy
-        label.native.setSizePolicy(policy.Expanding, policy.Preferred)
+        native = label.native
+        native.setWordWrap(True)
+        policy = native.sizePolicy()
+        policy.setHorizontalPolicy(type(policy).Policy.Expanding)
+        native.setSizePolicy(policy)
 
 
 def friendly_message(exc: BaseException) -> str:
