@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..engines import CAPABILITIES
+
 __all__ = [
     'BACKEND_LABELS',
     'METRIC_LABELS',
@@ -11,8 +13,8 @@ __all__ = [
     'metric_choices',
 ]
 
-#: Backend names shown to the user.
-BACKEND_LABELS = {'torch': 'PyTorch', 'sitk': 'SimpleITK'}
+#: Backend names shown to the user (declared by each backend).
+BACKEND_LABELS = {backend.value: caps.label for backend, caps in CAPABILITIES.items()}
 
 #: Metric names shown to the user: what each is for.
 METRIC_LABELS = {

@@ -22,7 +22,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 
 from ..engines import CAPABILITIES, available_backends
-from ..options import Backend, Metric, Model
+from ..options import MODEL_SPECS, Backend, Metric, Model
 from ._controls import align_labels, collapsible, devices, section, set_choices
 from ._labels import (
     BACKEND_LABELS,
@@ -67,7 +67,7 @@ _FRAME_HINT = (
 
 
 def _optimizers(backend: Backend) -> list[str]:
-    return ['auto', *getattr(CAPABILITIES[backend], 'optimizers', ())]
+    return ['auto', *CAPABILITIES[backend].optimizers]
 
 
 def _format_metric(value: float) -> str:
@@ -352,9 +352,7 @@ class RegistrationWidget(RunnerWidget):
         caps = CAPABILITIES[backend]
         ndim = self._dims.value or 2
         models = [
-            m.value
-            for m in Model
-            if m in caps.models and (ndim == 2 or m not in caps.models_2d_only)
+            m.value for m in Model if m in caps.models and ndim in MODEL_SPECS[m].ndims
         ]
         metrics = [m.value for m in Metric if m in caps.metrics]
         set_choices(self._model, models, 'rigid')
