@@ -10,7 +10,9 @@ __all__ = [
     'MODEL_TIPS',
     'backend_choices',
     'better',
+    'format_metric',
     'metric_choices',
+    'pair_summary',
 ]
 
 #: Backend names shown to the user (declared by each backend).
@@ -56,3 +58,39 @@ def metric_choices(metrics: list[str]) -> list[tuple[str, str]]:
 def better(metric: str) -> str:
     """``'higher'`` or ``'lower'``: which way ``metric`` improves."""
     return 'higher' if metric in HIGHER_IS_BETTER else 'lower'
+
+
+def format_metric(value: float) -> str:
+    """A metric value in a few significant digits."""
+    return f'{value:.4g}' if abs(value) < 1e4 else f'{value:.3e}'
+
+
+def pair_summary(result, request) -> str:
+    """The status line after a pair registration was written.
+
+    Parameters
+    ----------
+    result : RegistrationResult
+        The finished registration.
+    request : Request
+        What was registered (layer names, write-back).
+
+    Returns
+    -------
+    str
+        Where the result went, the metric before and after, time, iterations
+        and why the last level stopped.
+    """
+    where = (
+        f'{request.moving_name!r} moved onto {request.fixed_name!r}'
+        if request.write_back == 'affine'
+        else f'new layer {request.moving_name + " registered"!r}'
+    )
+    return (
+        f'Done: {where}. {result.metric.upper()} '
+        f'{format_metric(result.metric_before)} \u2192 '
+        f'{format_metric(result.metric_after)} ({better(result.metric)} is '
+        f'better), {result.elapsed:.1f} s, '
+        f'{sum(level.iterations for level in result.levels)} iterations, '
+        f'stopped: {result.stop_reason}.'
+    )

@@ -18,7 +18,6 @@ import time
 from typing import Any
 
 import napari
-import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 
 from ..engines import CAPABILITIES, available_backends
@@ -30,9 +29,10 @@ from ._labels import (
     METRIC_TIP,
     MODEL_TIPS,
     backend_choices,
-    better,
     metric_choices,
+    pair_summary,
 )
+from ._preview import LivePreview
 from ._records import sample_suggestion
 from ._runner import RunnerWidget, wrap
 from ._settings_controls import SettingsControls
@@ -70,10 +70,6 @@ def _optimizers(backend: Backend) -> list[str]:
     return ['auto', *CAPABILITIES[backend].optimizers]
 
 
-def _format_metric(value: float) -> str:
-    return f'{value:.4g}' if abs(value) < 1e4 else f'{value:.3e}'
-
-
 class RegistrationWidget(RunnerWidget):
     """Dock widget: register a moving image layer onto a fixed one.
 
@@ -88,7 +84,7 @@ class RegistrationWidget(RunnerWidget):
         super().__init__(viewer, 'Register', 'Registration failed', labels=False)
         self._request: Request | None = None
         self._held: tuple[Request, Outcome] | None = None
-        self._previewed = False
+        self._preview: LivePreview | None = None
         self._last_update = 0.0
         self._pair: tuple[Any, Any] | None = None
         self._write_back_choice = 'affine'
@@ -419,7 +415,8 @@ class RegistrationWidget(RunnerWidget):
         except (ValueError, TypeError) as exc:
             self._fail(exc)
             return
-        self._request, self._previewed = request, False
+        self._request = request
+        self._preview = LivePreview(self._viewer.layers, request)
         self._last_update = 0.0
         self._show_verdict()
         self._launch(run_request, request, desc='Registering images')
@@ -444,42 +441,12 @@ class RegistrationWidget(RunnerWidget):
             f'Level {progress.level + 1}/{progress.n_levels}, iteration '
             f'{progress.iteration + 1}: loss {progress.loss:.5g}'
         )
-        self._preview(progress.matrix)
-
-    def _preview(self, matrix) -> None:
-        request = self._request
-        if matrix is None or request is None or not self._live.value:
-            return
-        matrix = np.asarray(matrix, dtype=np.float64)
-        if matrix.ndim == 3:
-            matrix = matrix[0]
-        size = request.ndim + 1
-        if matrix.shape != (size, size) or not np.allclose(matrix[-1, :-1], 0):
-            return  # projective: cannot be shown through an affine
-        moving = self._moving_layer()
-        if moving is None:
-            return
-        try:
-            moving.affine = request.preview_affine(matrix)
-        except (ValueError, np.linalg.LinAlgError):
-            return
-        self._previewed = True
-
-    def _moving_layer(self):
-        request = self._request
-        if request is None:
-            return None
-        for layer in self._viewer.layers:
-            if layer.name == request.moving_name:
-                return layer
-        return None
+        if self._live.value:
+            self._preview.show(progress.matrix)
 
     def _restore_preview(self) -> None:
-        if self._previewed and self._request is not None:
-            moving = self._moving_layer()
-            if moving is not None:
-                moving.affine = self._request.moving_affine_before
-        self._previewed = False
+        if self._preview is not None:
+            self._preview.restore()
 
     def _on_run_error(self, exc: Exception) -> None:
         self._restore_preview()
@@ -509,7 +476,7 @@ class RegistrationWidget(RunnerWidget):
         from napari.utils.notifications import show_warning
 
         apply_result(self._viewer.layers, request, outcome)
-        self._status.value = _summary(outcome, request)
+        self._status.value = pair_summary(outcome.result, request)
         verdict, reasons = verdict_of(outcome.result)
         self._show_verdict(outcome.result)
         if verdict == 'suspect':
@@ -568,20 +535,3 @@ class RegistrationWidget(RunnerWidget):
             self._fail(exc)
         self._show_verdict()
         self._update_undo()
-
-
-def _summary(outcome: Outcome, request: Request) -> str:
-    result = outcome.result
-    where = (
-        f'{request.moving_name!r} moved onto {request.fixed_name!r}'
-        if request.write_back == 'affine'
-        else f'new layer {request.moving_name + " registered"!r}'
-    )
-    return (
-        f'Done: {where}. {result.metric.upper()} '
-        f'{_format_metric(result.metric_before)} \u2192 '
-        f'{_format_metric(result.metric_after)} ({better(result.metric)} is '
-        f'better), {result.elapsed:.1f} s, '
-        f'{sum(level.iterations for level in result.levels)} iterations, '
-        f'stopped: {result.stop_reason}.'
-    )
