@@ -180,3 +180,32 @@ def test_panel_fits_in_600_px(make_napari_viewer):
     viewer.add_image(smooth(1), name='moving')
     widget = docked(viewer)
     assert widget.native.sizeHint().height() <= 600
+
+
+def test_checkerboard_and_difference_views(make_napari_viewer, qtbot, rigid_pair):
+    """Issue 9: toggles for a checkerboard and a difference view of the result."""
+    viewer = make_napari_viewer()
+    fixed, moving, _, _ = rigid_pair
+    f = viewer.add_image(fixed, name='fixed', scale=(2.0, 2.0))
+    m = viewer.add_image(moving, name='moving', scale=(2.0, 2.0))
+    widget = docked(viewer)
+    widget._fixed.value, widget._moving.value = f, m
+    assert not widget._checker.enabled  # nothing to compare yet
+    widget._levels.value = 2
+    widget._start()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    assert widget.last_error is None, widget.last_error
+    widget._checker.value = True
+    widget._difference.value = True
+    board = viewer.layers['moving checkerboard']
+    diff = viewer.layers['moving difference']
+    assert board.data.shape == diff.data.shape == fixed.shape
+    np.testing.assert_allclose(board.scale, f.scale)
+    # registered: the images agree where both are defined (centre crop)
+    centre = (slice(10, -10), slice(10, -10))
+    assert np.median(diff.data[centre]) < 0.1
+    widget._difference.value = False
+    assert 'moving difference' not in [layer.name for layer in viewer.layers]
+    widget._undo.clicked.emit()
+    assert 'moving checkerboard' not in [layer.name for layer in viewer.layers]
+    assert not widget._checker.value and not widget._checker.enabled

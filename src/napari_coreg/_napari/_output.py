@@ -84,6 +84,8 @@ def write_output(
     placement: dict[str, Any],
     labels: bool = False,
     overlay: bool = False,
+    name: str | None = None,
+    look: dict[str, Any] | None = None,
 ):
     """Add the layer ``"<source> registered"``, or update it in place.
 
@@ -107,6 +109,11 @@ def write_output(
         Write a Labels layer (else an Image).
     overlay : bool
         Shown over the fixed image: translucent (see :func:`layer_look`).
+    name : str, optional
+        Name of a new layer; default ``"<source> registered"``.
+    look : dict, optional
+        Colormap, contrast limits, blending of a new image layer; default
+        copied from ``source``.
 
     Returns
     -------
@@ -126,15 +133,19 @@ def write_output(
         for key, value in placement.items():
             setattr(existing, key, value)
         existing.metadata = {**existing.metadata, **meta}
-        if not labels and not getattr(source, 'rgb', False):
+        if look is not None and 'contrast_limits' in look:
+            existing.contrast_limits = look['contrast_limits']
+        elif not labels and not getattr(source, 'rgb', False):
             existing.contrast_limits = source.contrast_limits
         return existing
     if existing is not None:
         layers.remove(existing)
-    kwargs = {'name': f'{source.name} registered', 'metadata': meta, **placement}
+    name = name or f'{source.name} registered'
+    kwargs = {'name': name, 'metadata': meta, **placement}
     if labels:
         layer = Labels(data, **kwargs)
     else:
-        layer = Image(data, **kwargs, **layer_look(source, overlay=overlay))
+        look = layer_look(source, overlay=overlay) if look is None else look
+        layer = Image(data, **kwargs, **look)
     layers.append(layer)
     return layer

@@ -27,6 +27,7 @@ from ._masks import MaskSource, mask_source, rasterise
 __all__ = [
     'Outcome',
     'Request',
+    'gray_image',
     'request_from_layers',
     'resample_like',
     'run_request',
@@ -203,6 +204,11 @@ def request_from_layers(
     )
 
 
+def gray_image(frame: LayerFrame, data) -> NDArray:
+    """The registered (grey) image of a layer: RGB becomes its luminance."""
+    return _gray(frame.array(data), frame.rgb)
+
+
 def _gray(array: NDArray, rgb: bool) -> NDArray:
     if not rgb:
         return array
@@ -223,7 +229,7 @@ def run_request(request: Request) -> Generator[Progress, None, Outcome]:
     Yields the core's :class:`~napari_coreg.Progress`; returns an
     :class:`Outcome`. Closing the generator cancels the run.
     """
-    fixed = _gray(request.fixed.array(request.fixed_data), request.fixed.rgb)
+    fixed = gray_image(request.fixed, request.fixed_data)
     moving_full = request.moving.array(request.moving_data)
     moving = _gray(moving_full, request.moving.rgb)
     masks = {

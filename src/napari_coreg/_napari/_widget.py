@@ -33,6 +33,7 @@ from ._labels import (
     pair_summary,
 )
 from ._preview import LivePreview
+from ._qc_views import VIEWS, hide_view, show_view
 from ._records import sample_suggestion
 from ._runner import RunnerWidget, wrap
 from ._settings_controls import SettingsControls
@@ -88,6 +89,7 @@ class RegistrationWidget(RunnerWidget):
         self._last_update = 0.0
         self._pair: tuple[Any, Any] | None = None
         self._write_back_choice = 'affine'
+        self._last: tuple[Request, Any] | None = None
         self._build()
         self._connect()
         self._refresh_layers()
@@ -151,6 +153,19 @@ class RegistrationWidget(RunnerWidget):
             'Move the moving layer: its affine is set, its pixels are untouched. '
             'New resampled layer: "<moving> registered" on the fixed grid.'
         )
+        self._checker = CheckBox(text='Checkerboard', value=False, enabled=False)
+        self._difference = CheckBox(text='Difference', value=False, enabled=False)
+        self._views = Container(
+            widgets=[self._checker, self._difference],
+            layout='horizontal',
+            labels=False,
+            label='Compare',
+        )
+        self._views.margins = (0, 0, 0, 0)
+        self._views.tooltip = (
+            'Layers on the fixed grid showing how well the result fits: a '
+            'checkerboard of both images, and their difference (dark = agree).'
+        )
         self._live = CheckBox(text='Live preview while registering', value=True)
         self._live.tooltip = (
             'Move the moving layer as the optimiser goes (the result is written '
@@ -187,7 +202,7 @@ class RegistrationWidget(RunnerWidget):
             self._pyramid_box,
             self._masks_box,
             self._advanced_box,
-            section('Result', [self._write_back]),
+            section('Result', [self._write_back, self._views]),
             self._live,
             buttons,
             self._status,
@@ -202,6 +217,8 @@ class RegistrationWidget(RunnerWidget):
 
     def _connect(self) -> None:
         self._undo.changed.connect(self._undo_last)
+        self._checker.changed.connect(self._show_views)
+        self._difference.changed.connect(self._show_views)
         self._apply_anyway.changed.connect(self._apply_held)
         self._advanced_box.toggle.changed.connect(self._update_visibility)
         self._backend.changed.connect(self._on_backend)
@@ -309,6 +326,7 @@ class RegistrationWidget(RunnerWidget):
     def _new_pair(self) -> None:
         """New layers picked: forget the last pair's status; use a sample's hints."""
         self._status.value = _PROMPT
+        self._forget_views()
         self._show_verdict()
         suggestion = {}
         for layer in self._layers():
@@ -476,6 +494,8 @@ class RegistrationWidget(RunnerWidget):
         from napari.utils.notifications import show_warning
 
         apply_result(self._viewer.layers, request, outcome)
+        self._last = (request, outcome.result)
+        self._show_views()
         self._status.value = pair_summary(outcome.result, request)
         verdict, reasons = verdict_of(outcome.result)
         self._show_verdict(outcome.result)
@@ -516,6 +536,37 @@ class RegistrationWidget(RunnerWidget):
 
     def _after_set_running(self) -> None:
         self._update_undo()
+        for box in (self._checker, self._difference):
+            box.enabled = self._last is not None and not self._running
+
+    # --------------------------------------------------------------- views
+
+    def _show_views(self, event=None) -> None:
+        """Add or remove the checkerboard and difference layers of the result."""
+        if self._last is None:
+            return
+        request, result = self._last
+        try:
+            for kind, box in (
+                ('checkerboard', self._checker),
+                ('difference', self._difference),
+            ):
+                if box.value:
+                    show_view(self._viewer.layers, request, result, kind)
+                else:
+                    hide_view(self._viewer.layers, request.moving_name, kind)
+        except ValueError as exc:
+            self._fail(exc)
+
+    def _forget_views(self, remove: bool = False) -> None:
+        """No result to compare any more (new layers, undo)."""
+        last, self._last = self._last, None
+        if remove and last is not None:
+            for kind in VIEWS:
+                hide_view(self._viewer.layers, last[0].moving_name, kind)
+        for box in (self._checker, self._difference):
+            box.value = False
+            box.enabled = False
 
     # ---------------------------------------------------------------- undo
 
@@ -534,4 +585,5 @@ class RegistrationWidget(RunnerWidget):
         except ValueError as exc:
             self._fail(exc)
         self._show_verdict()
+        self._forget_views(remove=True)
         self._update_undo()
