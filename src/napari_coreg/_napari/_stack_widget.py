@@ -17,6 +17,7 @@ not ``'ok'`` are listed under *Flagged frames*; choosing one shows it.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 import napari
@@ -479,8 +480,7 @@ class StackRegistrationWidget(RunnerWidget):
         flagged = () if result is None else flagged_frames(result)
         verdicts = tuple(getattr(result, 'verdicts', ()) or ())
         self._flagged.choices = [_PICK] + [
-            (f'frame {i}' + (f': {verdicts[i]}' if i < len(verdicts) else ''), i)
-            for i in flagged
+            (_frame_label(result, verdicts, i), i) for i in flagged
         ]
         self._flagged.value = None
         self._flagged_row.visible = bool(flagged)
@@ -541,6 +541,18 @@ class StackRegistrationWidget(RunnerWidget):
         self._unfollow.enabled = False
         if state is not None:
             stop_following(state, self._viewer.layers)
+
+
+def _frame_label(result: StackResult, verdicts: tuple, frame: int) -> str:
+    """'frame 3: failed (NCC 0.12 -> 0.08)'."""
+    label = f'frame {frame}'
+    if frame < len(verdicts):
+        label += f': {verdicts[frame]}'
+    with suppress(AttributeError, IndexError, TypeError, ValueError):
+        before = float(result.metric_before[frame])
+        after = float(result.metric_after[frame])
+        label += f' ({result.metric.upper()} {before:.3g} -> {after:.3g})'
+    return label
 
 
 def _drive(steps, resample: list | None):
