@@ -157,8 +157,10 @@ def _entry(layer) -> dict | None:
 
 
 def layer_record(layer, key: str = PAIR_KEY) -> dict[str, Any] | None:
-    """The registration stored on a layer (``key``: ``'registration'`` or
-    ``'stack'``), or ``None``."""
+    """Return the registration stored on a layer, or ``None``.
+
+    ``key`` is ``'registration'`` (a pair) or ``'stack'``.
+    """
     entry = _entry(layer)
     return None if entry is None else entry.get(key)
 

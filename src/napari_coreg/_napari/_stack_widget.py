@@ -221,9 +221,11 @@ class StackRegistrationWidget(RunnerWidget):
         ]
 
     def _layout_of(self, other, axis: int | None = None, channel_axis: Any = '?'):
-        """``(axis, channel_axis, spatial_axes)`` of a layer that shares the
-        chosen layer's frames: the same shape, or the same shape without
-        its channel axis (another channel held as its own layer); else None.
+        """Return ``(axis, channel_axis, spatial_axes)`` of a companion layer.
+
+        A companion shares the chosen layer's frames: the same shape, or the
+        same shape without its channel axis (another channel held as its own
+        layer); for any other layer, None.
         """
         layer = self._layer.value
         axis = self._axis.value if axis is None else axis
