@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from napari_coreg._napari import _widget
 from napari_coreg._napari._records import METADATA_KEY
-from napari_coreg._napari._verdict import VERDICT_COLOURS, hold_reasons
+from napari_coreg._napari._verdict import VERDICT_COLOURS, hold_reasons, sparkline
 from napari_coreg._napari._widget import RegistrationWidget
 from napari_coreg._napari._writeback import Outcome
 from napari_coreg.result import Progress
@@ -130,6 +130,14 @@ def test_ok_result_is_written_and_shown_green(
     assert m.affine.affine_matrix[0, 2] == pytest.approx(-2.0)
     assert VERDICT_COLOURS['ok'] in widget._verdict.value
     assert not notes
+    # a small convergence plot of the loss per level
+    assert 'Loss per level: ' + sparkline((0.5, 0.2, 0.01)) in widget._verdict.value
+
+
+def test_sparkline_draws_high_values_tall():
+    assert sparkline([3.0, 2.0, 1.0]) == '\u2588\u2585\u2581'
+    assert len(sparkline(range(100), width=10)) == 10
+    assert sparkline([float('nan')]) == ''
 
 
 @pytest.mark.parametrize(

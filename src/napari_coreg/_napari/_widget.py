@@ -37,7 +37,7 @@ from ._qc_views import VIEWS, hide_view, show_view
 from ._records import sample_suggestion
 from ._runner import RunnerWidget, wrap
 from ._settings_controls import SettingsControls
-from ._verdict import hold_reasons, verdict_html, verdict_of
+from ._verdict import convergence_text, hold_reasons, verdict_html, verdict_of
 from ._writeback import (
     Outcome,
     Request,
@@ -530,7 +530,8 @@ class RegistrationWidget(RunnerWidget):
         else:
             self._held = None
         self._apply_anyway.visible = bool(held)
-        text = verdict_html(verdict, reasons)
+        curve = convergence_text(result) if result is not None else ''
+        text = verdict_html(verdict, reasons, curve)
         self._verdict.value = text
         self._verdict.visible = bool(text)
 
