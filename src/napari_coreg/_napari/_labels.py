@@ -8,6 +8,7 @@ __all__ = [
     'BACKEND_LABELS',
     'METRIC_LABELS',
     'MODEL_TIPS',
+    'PAIR_TIPS',
     'backend_choices',
     'better',
     'format_metric',
@@ -43,6 +44,35 @@ BACKEND_TIP = (
     'metrics and models) or SimpleITK (ITK optimisers, CPU).'
 )
 METRIC_TIP = 'NCC for images of the same kind, mutual information across modalities.'
+
+
+_MASK_TIP = (
+    'A Labels (non-zero pixels) or Shapes (inside) layer: the pixels that count.'
+)
+
+#: Tooltips of the *Register images* controls, by attribute name.
+PAIR_TIPS = {
+    'fixed': 'The reference image: it stays where it is.',
+    'moving': 'The image that is moved onto the fixed one.',
+    'dims': '3D registers whole volumes; 2D only the slice shown now (other axes '
+    'are taken at the current position of the sliders).',
+    'metric': METRIC_TIP,
+    'backend': BACKEND_TIP,
+    'device': 'Where PyTorch computes: auto picks a GPU when there is one, else '
+    'the CPU.',
+    'fixed_mask': _MASK_TIP,
+    'moving_mask': _MASK_TIP,
+    'write_back': 'Move the moving layer: its affine is set, its pixels are '
+    'untouched. New resampled layer: "<moving> registered" on the fixed grid.',
+    'views': 'Layers on the fixed grid showing how well the result fits: a '
+    'checkerboard of both images, and their difference (dark = agree).',
+    'live': 'Move the moving layer as the optimiser goes (the result is written '
+    'only at the end; Cancel puts it back).',
+    'run': 'Register the moving image onto the fixed one.',
+    'undo': 'Restore the moving layer as it was before the last registration.',
+    'apply_anyway': 'Write the result that was held back (failed check or worse '
+    'metric).',
+}
 
 
 def backend_choices(backends: list[str]) -> list[tuple[str, str]]:

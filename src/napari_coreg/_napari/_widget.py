@@ -25,9 +25,8 @@ from ..options import MODEL_SPECS, Backend, Metric, Model
 from ._controls import align_labels, collapsible, devices, section, set_choices
 from ._labels import (
     BACKEND_LABELS,
-    BACKEND_TIP,
-    METRIC_TIP,
     MODEL_TIPS,
+    PAIR_TIPS,
     backend_choices,
     metric_choices,
     pair_summary,
@@ -100,14 +99,8 @@ class RegistrationWidget(RunnerWidget):
     def _build(self) -> None:
         self._fixed = ComboBox(label='Fixed', choices=self._image_choices)
         self._moving = ComboBox(label='Moving', choices=self._image_choices)
-        self._fixed.tooltip = 'The reference image: it stays where it is.'
-        self._moving.tooltip = 'The image that is moved onto the fixed one.'
         # 3D is offered (and chosen) once volumes are picked
         self._dims = ComboBox(label='Register in', choices=[('2D', 2)], value=2)
-        self._dims.tooltip = (
-            '3D registers whole volumes; 2D only the slice shown now (other axes '
-            'are taken at the current position of the sliders).'
-        )
         self._slice_note = Label(value=_SLICE_HINT)
 
         backends = available_backends()
@@ -118,17 +111,12 @@ class RegistrationWidget(RunnerWidget):
             label='Metric', choices=metric_choices([m.value for m in Metric])
         )
         self._metric.value = 'ncc'
-        self._metric.tooltip = METRIC_TIP
         self._backend = ComboBox(
             label='Backend',
             choices=backend_choices(backends),
             value=backends[0] if backends else None,
         )
-        self._backend.tooltip = BACKEND_TIP
         self._device = ComboBox(label='Device', choices=devices(), value='auto')
-        self._device.tooltip = (
-            'Where PyTorch computes: auto picks a GPU when there is one, else the CPU.'
-        )
 
         controls = SettingsControls()
         self._settings_controls = controls
@@ -142,17 +130,8 @@ class RegistrationWidget(RunnerWidget):
         self._mi_bins = controls.mi_bins
         self._fixed_mask = ComboBox(label='Fixed mask', choices=self._mask_choices)
         self._moving_mask = ComboBox(label='Moving mask', choices=self._mask_choices)
-        for mask in (self._fixed_mask, self._moving_mask):
-            mask.tooltip = (
-                'A Labels (non-zero pixels) or Shapes (inside) layer: '
-                'the pixels that count.'
-            )
 
         self._write_back = ComboBox(label='Output', choices=_WRITE_BACK, value='affine')
-        self._write_back.tooltip = (
-            'Move the moving layer: its affine is set, its pixels are untouched. '
-            'New resampled layer: "<moving> registered" on the fixed grid.'
-        )
         self._checker = CheckBox(text='Checkerboard', value=False, enabled=False)
         self._difference = CheckBox(text='Difference', value=False, enabled=False)
         self._views = Container(
@@ -162,24 +141,9 @@ class RegistrationWidget(RunnerWidget):
             label='Compare',
         )
         self._views.margins = (0, 0, 0, 0)
-        self._views.tooltip = (
-            'Layers on the fixed grid showing how well the result fits: a '
-            'checkerboard of both images, and their difference (dark = agree).'
-        )
         self._live = CheckBox(text='Live preview while registering', value=True)
-        self._live.tooltip = (
-            'Move the moving layer as the optimiser goes (the result is written '
-            'only at the end; Cancel puts it back).'
-        )
-        self._run.tooltip = 'Register the moving image onto the fixed one.'
         self._undo = PushButton(text='Undo', enabled=False)
-        self._undo.tooltip = (
-            'Restore the moving layer as it was before the last registration.'
-        )
         self._apply_anyway = PushButton(text='Apply anyway', visible=False)
-        self._apply_anyway.tooltip = (
-            'Write the result that was held back (failed check or worse metric).'
-        )
         buttons = Container(
             widgets=[self._run, self._cancel, self._undo, self._apply_anyway],
             layout='horizontal',
@@ -188,6 +152,8 @@ class RegistrationWidget(RunnerWidget):
         buttons.margins = (0, 0, 0, 0)
         self._status.value = _PROMPT
         self._verdict = Label(value='')
+        for name, tip in PAIR_TIPS.items():
+            getattr(self, f'_{name}').tooltip = tip
         self._verdict.visible = False
 
         self._pyramid_box = collapsible('Pyramid (coarse to fine)', controls.pyramid)
@@ -325,7 +291,12 @@ class RegistrationWidget(RunnerWidget):
 
     def _new_pair(self) -> None:
         """New layers picked: forget the last pair's status; use a sample's hints."""
-        self._status.value = _PROMPT
+        fixed, moving = self._fixed.value, self._moving.value
+        self._status.value = (
+            f'Press Register to align {moving.name!r} onto {fixed.name!r}.'
+            if fixed is not None and moving is not None and fixed is not moving
+            else _PROMPT
+        )
         self._forget_views()
         self._show_verdict()
         suggestion = {}
