@@ -72,6 +72,7 @@ def test_undo_takes_the_stack_registration_back(make_napari_viewer, qtbot):
     widget = docked(viewer, layer)
     run(widget, qtbot)
     assert len(viewer.layers) == 2 and widget._undo.enabled
+    assert 'NCC per frame: ' in widget._status.value  # a per-frame metric plot
     widget._undo.clicked.emit()
     assert [lyr.name for lyr in viewer.layers] == ['cells']
     assert not widget._undo.enabled

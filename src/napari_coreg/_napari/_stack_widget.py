@@ -42,7 +42,7 @@ from ._stack_writeback import (
     undo_stack,
     write_stack_layers,
 )
-from ._verdict import flagged_frames
+from ._verdict import flagged_frames, sparkline
 
 __all__ = ['METADATA_KEY', 'StackRegistrationWidget', 'frame_affine']
 
@@ -475,6 +475,9 @@ class StackRegistrationWidget(RunnerWidget):
             f'{np.median(result.metric_after[registered]):.4g} '
             f'({better(result.metric)} is better), {result.elapsed:.1f} s.'
         )
+        curve = sparkline(result.metric_after, width=40)
+        if curve:
+            self._status.value += f' {result.metric.upper()} per frame: {curve}'
         self._show_flags(result)
 
     def _show_flags(self, result: StackResult | None) -> None:
