@@ -91,16 +91,16 @@ def align_labels(sections: list[Container]) -> None:
     rows = []
     for part in sections:
         inner = getattr(part, 'inner', part)
-        rows.extend(inner)
+        rows.extend((w, inner.margins[0]) for w in inner)
     try:
         from magicgui.application import use_app
 
         measure = use_app().get_obj('get_text_width')
-        width = max(measure(w.label) for w in rows) + 12  # room for the bearings
-        for w in rows:
+        width = max(measure(w.label) + indent for w, indent in rows) + 12
+        for w, indent in rows:  # indented rows: narrower labels, aligned fields
             labeled = w._labeled_widget()  # magicgui's row (label + widget)
             if labeled is not None:
-                labeled.label_width = width
+                labeled.label_width = width - indent
     except (AttributeError, ValueError, TypeError):  # pragma: no cover - cosmetic
         pass
 
