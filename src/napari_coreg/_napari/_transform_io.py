@@ -143,7 +143,9 @@ def save_layer_transform(layer, path: str | Path) -> Path:
         model=transform.get('model'),
         metadata={k: v for k, v in transform.items() if k not in _MATRIX_KEYS},
     )
-    return io.save_transform(path, loaded, metadata={'napari': napari_extra})
+    return io.save_transform(  # the file dialog asked before replacing
+        path, loaded, metadata={'napari': napari_extra}, overwrite=True
+    )
 
 
 def load_transform(path: str | Path) -> dict[str, Any]:
