@@ -156,3 +156,32 @@ def test_closing_the_viewer_mid_run_stops_the_thread(
     qtbot.waitUntil(lambda: not threads_idle(), timeout=2000)
     viewer.close()
     qtbot.waitUntil(threads_idle, timeout=3000)
+
+
+def test_error_inside_a_stack_run_leaves_the_widget_ready(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    from napari_coreg._napari import _stack_widget
+
+    raised_at = []
+
+    def failing(steps, resample):
+        yield next(steps)
+        raised_at.append(time.monotonic())
+        raise RuntimeError('engine broke down mid-stack')
+
+    monkeypatch.setattr(_stack_widget, '_drive', failing)
+    monkeypatch.setattr('napari.utils.notifications.show_error', lambda message: None)
+    viewer = make_napari_viewer()
+    frames = np.stack([np.roll(smooth(0, (48, 48)), i, axis=1) for i in range(6)])
+    layer = viewer.add_image(frames, name='cells')
+    widget = StackRegistrationWidget(viewer)
+    viewer.window.add_dock_widget(widget, name='Register stack')
+    widget._layer.value = layer
+    widget._start()
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    assert time.monotonic() - raised_at[0] < 1.0
+    assert 'mid-stack' in widget.last_error
+    assert widget._run.enabled and not widget._cancel.enabled
+    assert len(viewer.layers) == 1
+    qtbot.waitUntil(threads_idle, timeout=2000)
