@@ -158,6 +158,20 @@ def test_sample_suggested_metric_is_applied(make_napari_viewer):
     assert widget._metric.value == 'mi'
 
 
+def test_sample_hint_the_backend_lacks_is_skipped(make_napari_viewer):
+    from napari_coreg._napari._sample_data import make_homography_pair
+
+    if 'sitk' not in available_backends():
+        return
+    viewer = make_napari_viewer()
+    widget = docked(viewer)
+    widget._backend.value = 'sitk'  # no homography
+    for data, kwargs, _ in make_homography_pair():
+        viewer.add_image(data, **kwargs)
+    assert widget._model.value != 'homography'
+    assert widget._fixed.value is viewer.layers[0]
+
+
 def test_resampled_homography_layer_is_not_opaque(make_napari_viewer, qtbot, helpers):
     from napari_coreg._napari._request import request_from_layers
     from napari_coreg._napari._writeback import Outcome, apply_result

@@ -302,12 +302,11 @@ class RegistrationWidget(RunnerWidget):
         suggestion = {}
         for layer in self._layers():
             suggestion.update(sample_suggestion(layer))
-        if 'model' in suggestion:
-            self._model.value = suggestion['model']
-        if 'metric' in suggestion:
+        for name in ('model', 'metric'):  # only what the backend offers
             self._update_choices()
-            if suggestion['metric'] in self._metric.choices:
-                self._metric.value = suggestion['metric']
+            combo = getattr(self, f'_{name}')
+            if suggestion.get(name) in combo.choices:
+                combo.value = suggestion[name]
 
     def _on_backend(self, event=None) -> None:
         model, metric = self._model.value, self._metric.value
