@@ -53,7 +53,9 @@ def notes(monkeypatch):
     return shown
 
 
-def run_with(viewer, qtbot, monkeypatch, helpers, verdict, before=0.5, after=0.9):
+def run_with(
+    viewer, qtbot, monkeypatch, helpers, verdict, before=0.5, after=0.9, points=None
+):
     """Register with a stubbed run that returns a shift of (2, -1) px."""
 
     def fake_run(request):
@@ -73,6 +75,8 @@ def run_with(viewer, qtbot, monkeypatch, helpers, verdict, before=0.5, after=0.9
     widget = RegistrationWidget(viewer)
     viewer.window.add_dock_widget(widget, name='Register images')
     widget._fixed.value, widget._moving.value = f, m
+    if points is not None:
+        widget._fixed_points.value, widget._moving_points.value = points
     widget._start()
     qtbot.waitUntil(lambda: not widget.running, timeout=10_000)
     assert widget.last_error is None, widget.last_error
@@ -159,3 +163,43 @@ def test_hold_reasons_follow_the_metric_direction(metric, before, after, held, h
         result, metric=metric, metric_before=before, metric_after=after
     )
     assert bool(hold_reasons(result)) is held
+
+
+def test_landmark_residuals_join_the_verdict(
+    make_napari_viewer, qtbot, monkeypatch, helpers
+):
+    """Issue 9: paired Points layers; their residual is in the verdict."""
+    viewer = make_napari_viewer()
+    clicked = np.array([[5.0, 6.0], [30.0, 12.0], [20.0, 40.0]])
+    fixed_points = viewer.add_points(clicked, name='fixed landmarks')
+    # the same structures on the moving image: shifted by (2, -1), one 3 px off
+    moving_clicked = clicked + [2.0, -1.0]
+    moving_clicked[2, 0] += 3.0
+    moving_points = viewer.add_points(moving_clicked, name='moving landmarks')
+    widget, m = run_with(
+        viewer,
+        qtbot,
+        monkeypatch,
+        helpers,
+        'ok',
+        points=(fixed_points, moving_points),
+    )
+    assert 'landmarks: mean residual 1, largest 3 (world units, 3 pairs)' in (
+        widget._verdict.value
+    )
+
+
+def test_unpaired_landmarks_are_refused_before_work(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(smooth(0), name='fixed')
+    viewer.add_image(smooth(1), name='moving')
+    a = viewer.add_points(np.zeros((3, 2)), name='a')
+    b = viewer.add_points(np.zeros((2, 2)), name='b')
+    widget = RegistrationWidget(viewer)
+    viewer.window.add_dock_widget(widget, name='Register images')
+    widget._fixed_points.value, widget._moving_points.value = a, b
+    widget._start()
+    assert not widget.running and 'same order' in widget.last_error
+    widget._moving_points.value = None
+    widget._start()
+    assert not widget.running and 'both the fixed and the moving' in widget.last_error

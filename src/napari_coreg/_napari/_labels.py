@@ -62,6 +62,10 @@ PAIR_TIPS = {
     'the CPU.',
     'fixed_mask': _MASK_TIP,
     'moving_mask': _MASK_TIP,
+    'fixed_points': 'Points clicked on the fixed image; the same structures, in the '
+    'same order, as the moving landmarks. Their residual joins the verdict.',
+    'moving_points': 'Points clicked on the moving image (same structures and '
+    'order as the fixed landmarks).',
     'write_back': 'Move the moving layer: its affine is set, its pixels are '
     'untouched. New resampled layer: "<moving> registered" on the fixed grid.',
     'views': 'Layers on the fixed grid showing how well the result fits: a '

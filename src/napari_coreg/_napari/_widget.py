@@ -31,6 +31,7 @@ from ._labels import (
     metric_choices,
     pair_summary,
 )
+from ._landmarks import landmark_reasons, landmarks_world
 from ._preview import LivePreview
 from ._qc_views import VIEWS, hide_view, show_view
 from ._records import sample_suggestion
@@ -89,6 +90,7 @@ class RegistrationWidget(RunnerWidget):
         self._pair: tuple[Any, Any] | None = None
         self._write_back_choice = 'affine'
         self._last: tuple[Request, Any] | None = None
+        self._landmarks: tuple[Any, Any] | None = None
         self._build()
         self._connect()
         self._refresh_layers()
@@ -130,6 +132,12 @@ class RegistrationWidget(RunnerWidget):
         self._mi_bins = controls.mi_bins
         self._fixed_mask = ComboBox(label='Fixed mask', choices=self._mask_choices)
         self._moving_mask = ComboBox(label='Moving mask', choices=self._mask_choices)
+        self._fixed_points = ComboBox(
+            label='Fixed landmarks', choices=self._points_choices
+        )
+        self._moving_points = ComboBox(
+            label='Moving landmarks', choices=self._points_choices
+        )
 
         self._write_back = ComboBox(label='Output', choices=_WRITE_BACK, value='affine')
         self._checker = CheckBox(text='Checkerboard', value=False, enabled=False)
@@ -158,7 +166,15 @@ class RegistrationWidget(RunnerWidget):
 
         self._pyramid_box = collapsible('Pyramid (coarse to fine)', controls.pyramid)
         self._masks_box = collapsible(
-            'Masks (optional)', [self._fixed_mask, self._moving_mask]
+            'Masks and landmarks (optional)',
+            [
+                self._fixed_mask,
+                self._moving_mask,
+                self._fixed_points,
+                self._moving_points,
+                self._fixed_points,
+                self._moving_points,
+            ],
         )
         self._advanced_box = collapsible('Optimiser and start', controls.optimiser)
         sections = [
@@ -230,12 +246,15 @@ class RegistrationWidget(RunnerWidget):
             if type(layer).__name__ == 'Image'
         ]
 
-    def _mask_choices(self, widget=None) -> list[tuple[str, Any]]:
+    def _mask_choices(self, widget=None, kinds=('Labels', 'Shapes')) -> list:
         return [('none', None)] + [
             (layer.name, layer)
             for layer in self._viewer.layers
-            if type(layer).__name__ in ('Labels', 'Shapes')
+            if type(layer).__name__ in kinds
         ]
+
+    def _points_choices(self, widget=None) -> list[tuple[str, Any]]:
+        return self._mask_choices(widget, ('Points',))
 
     def reset_choices(self, *_: Any) -> None:
         """Refresh the layer lists (napari calls this when layers change).
@@ -247,7 +266,14 @@ class RegistrationWidget(RunnerWidget):
             self._refresh_layers()
 
     def _refresh_layers(self, event=None) -> None:
-        for combo in (self._fixed, self._moving, self._fixed_mask, self._moving_mask):
+        for combo in (
+            self._fixed,
+            self._moving,
+            self._fixed_mask,
+            self._moving_mask,
+            self._fixed_points,
+            self._moving_points,
+        ):
             combo.reset_choices()
         self._pick_default_layers()
         self._on_layers_chosen()
@@ -400,6 +426,9 @@ class RegistrationWidget(RunnerWidget):
             return
         try:
             request = self._make_request()
+            self._landmarks = landmarks_world(
+                self._fixed_points.value, self._moving_points.value, request.ndim
+            )
         except (ValueError, TypeError) as exc:
             self._fail(exc)
             return
@@ -499,6 +528,7 @@ class RegistrationWidget(RunnerWidget):
             reasons = tuple(held)
         else:
             self._held = None
+        reasons = (*reasons, *landmark_reasons(self._request, result, self._landmarks))
         self._apply_anyway.visible = bool(held)
         curve = convergence_text(result) if result is not None else ''
         text = verdict_html(verdict, reasons, curve)
