@@ -42,3 +42,16 @@ def test_views_are_placed_on_the_fixed_grid_and_removed(helpers):
     assert [layer.name for layer in viewer.layers] == ['f', 'm']
     with pytest.raises(ValueError, match='kind must be one of'):
         show_view(viewer.layers, request, result, 'overlay')
+
+
+def test_landmarks_need_the_registered_dimensions():
+    from napari_coreg._napari._landmarks import landmarks_world
+
+    viewer = ViewerModel()
+    flat = viewer.add_points(np.zeros((2, 2)), name='flat')
+    deep = viewer.add_points(np.zeros((2, 3)), name='deep')
+    assert landmarks_world(None, None, 3) is None
+    with pytest.raises(ValueError, match="'flat' is 2D but the images are registered"):
+        landmarks_world(flat, deep, 3)
+    fixed, moving = landmarks_world(deep, deep, 2)
+    assert fixed.shape == moving.shape == (2, 2)

@@ -56,6 +56,11 @@ def landmarks_world(
         )
     world = []
     for layer in (fixed_points, moving_points):
+        if layer.ndim < ndim:
+            raise ValueError(
+                f'landmarks: {layer.name!r} is {layer.ndim}D but the images are '
+                f'registered in {ndim}D: add the points in a {ndim}D Points layer'
+            )
         data = np.asarray(layer.data, dtype=np.float64).reshape(-1, layer.ndim)
         points = apply_matrix(data2world(layer), data)
         world.append(points[:, -ndim:])
