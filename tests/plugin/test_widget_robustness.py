@@ -185,3 +185,27 @@ def test_error_inside_a_stack_run_leaves_the_widget_ready(
     assert widget._run.enabled and not widget._cancel.enabled
     assert len(viewer.layers) == 1
     qtbot.waitUntil(threads_idle, timeout=2000)
+
+
+def test_error_inside_a_geo_run_leaves_the_widget_ready(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    from napari_coreg._napari import _geo_widget
+
+    def failing(job):
+        raise RuntimeError('the raster driver broke down')
+
+    monkeypatch.setattr(_geo_widget, '_register', failing)
+    monkeypatch.setattr(
+        _geo_widget.GeoRegistrationWidget, '_job', lambda self: {'layer': None}
+    )
+    monkeypatch.setattr('napari.utils.notifications.show_error', lambda message: None)
+    viewer = make_napari_viewer()
+    widget = _geo_widget.GeoRegistrationWidget(viewer)
+    viewer.window.add_dock_widget(widget, name='Co-register rasters')
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.running, timeout=5000)
+    assert 'driver broke down' in widget.last_error
+    assert widget._run.enabled and not widget._cancel.enabled
+    assert not widget._save.enabled
+    qtbot.waitUntil(threads_idle, timeout=2000)

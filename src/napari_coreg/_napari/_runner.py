@@ -96,14 +96,19 @@ def friendly_message(exc: BaseException) -> str:
     return text
 
 
-def guarded(function: Callable[..., Generator], *args: Any) -> Generator:
-    """Run the generator ``function(*args)``; raise its errors as :class:`WorkerFailed`.
+def guarded(function: Callable[..., Any], *args: Any) -> Generator:
+    """Run ``function(*args)``; raise its errors as :class:`WorkerFailed`.
 
-    ``ValueError`` and ``TypeError`` (bad input, with their own clear message)
-    pass unchanged; ``GeneratorExit`` (cancel) is not caught.
+    A generator function is driven step by step (its yields are the
+    progress, and cancel takes effect at the next one); a plain function is
+    called once. ``ValueError`` and ``TypeError`` (bad input, with their own
+    clear message) pass unchanged; ``GeneratorExit`` (cancel) is not caught.
     """
     try:
-        return (yield from function(*args))
+        result = function(*args)
+        if isinstance(result, Generator):
+            result = yield from result
+        return result
     except (ValueError, TypeError, WorkerFailed):
         raise
     except Exception as exc:
@@ -194,10 +199,8 @@ class RunnerWidget(Container):
         """Whether a run is in progress (for the UI and tests)."""
         return self._running
 
-    def _launch(
-        self, function: Callable[..., Generator], *args: Any, desc: str
-    ) -> None:
-        """Run the generator ``function(*args)`` in a worker thread."""
+    def _launch(self, function: Callable[..., Any], *args: Any, desc: str) -> None:
+        """Run ``function(*args)`` (a generator function or not) in a worker."""
         from napari.qt.threading import create_worker
 
         self.last_error, self._returned, self.last_progress = None, None, None
