@@ -87,9 +87,10 @@ class RegistrationResult:
 
     Notes
     -----
-    ``aligned`` (moving resampled onto the fixed grid) and ``quality``
-    (MSE / NCC / SSIM over the overlap, before and after) are computed on
-    first access.
+    ``aligned`` (moving resampled onto the fixed grid), ``quality``
+    (MSE / NCC / SSIM over the overlap, before and after) and the verdict
+    (``verdict``, ``verdict_reasons``, ``uncertainty_px``, see
+    :func:`napari_coreg.quality.assess`) are computed on first access.
     """
 
     moving_from_fixed: NDArray[np.float64]
@@ -155,6 +156,56 @@ class RegistrationResult:
             self.moving_from_fixed,
             self.fixed_grid,
             self.moving_grid,
+        )
+
+    @cached_property
+    def assessment(self):
+        """The verdict with its evidence (:class:`~napari_coreg.quality.Assessment`)."""
+        from .quality import assess
+
+        return assess(self)
+
+    @property
+    def verdict(self) -> str:
+        """Whether to trust the result: ``'ok'``, ``'suspect'`` or ``'failed'``."""
+        return self.assessment.verdict
+
+    @property
+    def verdict_reasons(self) -> tuple[str, ...]:
+        """Short sentences behind the verdict, each saying what to do."""
+        return self.assessment.reasons
+
+    @property
+    def uncertainty_px(self) -> float | None:
+        """95% bound on the corner error (moving pixels), or ``None``.
+
+        From the curvature of the metric at the result and the residual
+        noise; ``None`` where the metric is flat (nothing to register on).
+        """
+        return self.assessment.uncertainty_px
+
+    def report(
+        self,
+        path,
+        *,
+        overwrite: bool = False,
+        fixed_points=None,
+        moving_points=None,
+    ):
+        """Write a self-contained HTML report; see
+        :func:`napari_coreg.quality.write_report`.
+
+        Never overwrites an existing file unless ``overwrite=True``.
+        Returns the path written.
+        """
+        from .quality import write_report
+
+        return write_report(
+            self,
+            path,
+            overwrite=overwrite,
+            fixed_points=fixed_points,
+            moving_points=moving_points,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -6,9 +6,9 @@ import numpy as np
 from numpy.typing import NDArray
 from skimage.metrics import structural_similarity
 
-from .inputs import luminance
-from .transforms import Grid
-from .warp import resample
+from ..inputs import luminance
+from ..transforms import Grid
+from ..warp import resample
 
 __all__ = ['overlap_quality']
 

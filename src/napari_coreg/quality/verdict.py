@@ -1,0 +1,206 @@
+"""From evidence to a verdict: 'ok', 'suspect' or 'failed', with reasons.
+
+Each rule looks at one piece of :class:`~.evidence.Evidence` and, when it
+fires, says what it saw and what to do, at one of two levels: ``'failed'``
+(the result should not be used) or ``'suspect'`` (check it before use).
+The verdict is the worst level that fired. Thresholds were set on the
+labelled runs of ``benchmarks/bench_verdict.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .evidence import Evidence
+
+__all__ = ['Assessment', 'VERDICTS', 'judge']
+
+VERDICTS = ('ok', 'suspect', 'failed')
+
+#: Mutual information at the result, in null spreads above chance (MI does
+#: not assume an intensity relation, so it also catches a wrong metric):
+#: below MI_FAILED_Z the result is no better than a random placement, below
+#: MI_SUSPECT_Z barely.
+MI_FAILED_Z = 8.0
+MI_SUSPECT_Z = 20.0
+#: The run's own metric (its null spread is wide on smooth images, so only
+#: a result at chance level fails on it).
+FAILED_Z = 1.5
+#: Overlap fraction below which the result fails / is suspect.
+FAILED_OVERLAP = 0.1
+SUSPECT_OVERLAP = 0.3
+#: Fewer working pixels than this in the overlap cannot support a verdict.
+MIN_PIXELS = 256
+#: Re-registering the result moves its corners by more than this (px).
+SUSPECT_STEP_PX = 1.0
+FAILED_STEP_PX = 5.0
+#: A 95% uncertainty above this (px) means the optimum is poorly defined.
+SUSPECT_UNCERTAINTY_PX = 2.0
+#: Scale (singular values) outside this range, or anisotropy above the ratio.
+SCALE_RANGE = (0.25, 4.0)
+MAX_ANISOTROPY = 3.0
+#: Largest / smallest projective weight over the corners.
+MAX_PERSPECTIVE = 2.0
+#: Mean landmark residual (px): suspect / failed above.
+SUSPECT_LANDMARK_PX = 1.0
+FAILED_LANDMARK_PX = 3.0
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """A verdict on one result.
+
+    Attributes
+    ----------
+    verdict : {'ok', 'suspect', 'failed'}
+    reasons : tuple of str
+        Short sentences: what was seen and what to do (for ``'ok'``, a
+        summary of the evidence).
+    uncertainty_px : float or None
+        95% bound on the corner error (moving pixels), ``None`` where the
+        curvature is singular.
+    evidence : Evidence
+        The figures behind it.
+    """
+
+    verdict: str
+    reasons: tuple[str, ...]
+    uncertainty_px: float | None
+    evidence: Evidence
+
+
+def _better(metric: str, after: float, before: float) -> bool:
+    """``after`` is at least as good as ``before`` (natural forms)."""
+    if not (np.isfinite(after) and np.isfinite(before)):
+        return True
+    if metric in ('ncc', 'mi'):
+        return after >= before - 1e-6
+    return after <= before + 1e-6
+
+
+def _rules(e: Evidence) -> list[tuple[str, str]]:
+    """(level, reason) for every rule that fires."""
+    fired: list[tuple[str, str]] = []
+
+    def add(level: str, reason: str) -> None:
+        fired.append((level, reason))
+
+    if e.overlap_pixels < MIN_PIXELS:
+        add(
+            'failed',
+            f'Only {e.overlap_pixels} pixels overlap (at the working '
+            'resolution): too little image to register or to judge; use larger '
+            'images or a better starting position.',
+        )
+    elif e.overlap < FAILED_OVERLAP:
+        add(
+            'failed',
+            f'The images overlap by only {e.overlap:.0%}: give a starting '
+            'position (initial=) or check which images are paired.',
+        )
+    elif e.overlap < SUSPECT_OVERLAP:
+        add(
+            'suspect',
+            f'The images overlap by only {e.overlap:.0%}: check the overlay.',
+        )
+    if e.determinant < 0:
+        add(
+            'failed',
+            'The transform mirrors the image: a registration cannot undo a '
+            "flip; flip the moving image (or fix the layer's direction) first.",
+        )
+    low, high = e.stretch
+    if low < SCALE_RANGE[0] or high > SCALE_RANGE[1] or high > MAX_ANISOTROPY * low:
+        add(
+            'suspect',
+            f'Extreme scale or shear (stretch {low:.2f} to {high:.2f}): check '
+            'the pixel spacing, or use a model with fewer degrees of freedom.',
+        )
+    if e.perspective > MAX_PERSPECTIVE:
+        add(
+            'suspect',
+            'Strong perspective (the image is folded or compressed to one '
+            'side): try the affine model.',
+        )
+    z, mi_z = e.z, e.mi_z
+    if z < FAILED_Z or mi_z < MI_FAILED_Z:
+        which = f'{e.metric.upper()} {z:.1f}' if z < FAILED_Z else f'MI {mi_z:.1f}'
+        add(
+            'failed',
+            f'The match is no better than a random placement ({which} spreads '
+            'above chance): the images may be unrelated, start outside the '
+            'capture range, or need another metric (mi for different '
+            'modalities).',
+        )
+    elif mi_z < MI_SUSPECT_Z:
+        add(
+            'suspect',
+            f'The match is only {mi_z:.0f} spreads above a random placement '
+            '(mutual information): check the overlay.',
+        )
+    if not _better(e.metric, e.metric_after, e.metric_before):
+        add(
+            'failed',
+            f'The {e.metric} is worse than before registration '
+            f'({e.metric_before:.4g} -> {e.metric_after:.4g}): keep the images '
+            'as they were or give a starting position.',
+        )
+    step = e.curvature.step_px
+    if step > SUSPECT_STEP_PX:
+        add(
+            'failed' if step > FAILED_STEP_PX else 'suspect',
+            f'Registering the result again would move it by {step:.1f} px: '
+            'the optimiser had not settled; run more iterations or levels.',
+        )
+    bound = e.curvature.bound_px
+    if bound is None:
+        add(
+            'failed',
+            'The metric is flat around the result: there is no structure to '
+            'register on (constant or empty overlap).',
+        )
+    elif bound > SUSPECT_UNCERTAINTY_PX:
+        add(
+            'suspect',
+            f'The position is uncertain to {bound:.1f} px (95%): the images '
+            'have little structure in common; check the overlay.',
+        )
+    if e.stop_reason == 'max_iterations' and step > SUSPECT_STEP_PX / 4:
+        add(
+            'suspect',
+            'The finest level stopped at its iteration cap while still moving: '
+            'raise iterations.',
+        )
+    if e.landmark_px is not None and e.landmark_px > SUSPECT_LANDMARK_PX:
+        add(
+            'failed' if e.landmark_px > FAILED_LANDMARK_PX else 'suspect',
+            f'Landmarks are {e.landmark_px:.1f} px apart after registration: '
+            'check the landmarks, or use them as a starting position.',
+        )
+    return fired
+
+
+def _summary(e: Evidence) -> str:
+    bound = e.curvature.bound_px
+    text = (
+        f'Match {e.mi_z:.0f} spreads above chance, overlap '
+        f'{e.overlap:.0%}, uncertainty {bound:.2f} px (95%)'
+    )
+    if e.landmark_px is not None:
+        text += f', landmarks {e.landmark_px:.2f} px apart'
+    return text + '.'
+
+
+def judge(evidence: Evidence) -> Assessment:
+    """The verdict the evidence supports."""
+    fired = _rules(evidence)
+    levels = {level for level, _ in fired}
+    verdict = 'failed' if 'failed' in levels else 'suspect' if levels else 'ok'
+    reasons = tuple(reason for level, reason in fired if level == 'failed') + tuple(
+        reason for level, reason in fired if level == 'suspect'
+    )
+    if verdict == 'ok':
+        reasons = (_summary(evidence),)
+    return Assessment(verdict, reasons, evidence.curvature.bound_px, evidence)
