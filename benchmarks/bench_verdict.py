@@ -179,6 +179,16 @@ def _lung(backend: str) -> Run:
     return Run(f'ct-lung-3d-{backend}', 'real', make)
 
 
+def _sample(name: str, model: str, metric: str) -> Run:
+    def make():
+        from napari_coreg.samples import sample_pair
+
+        fixed, moving, truth, _ = sample_pair(name)
+        return fixed, moving, truth, {'model': model, 'metric': metric}
+
+    return Run(f'sample-{name}-{model}-{metric}', 'real', make)
+
+
 def _photo(name: str, size: int = 192, at=(0.5, 0.5)) -> np.ndarray:
     src = cases.source_image(name, size)
     r0 = int((src.shape[0] - size) * at[0])
@@ -311,7 +321,12 @@ def runs(quick: bool = False) -> Iterator[Run]:
             'translation',
             'mi',
         )
+        yield _brain('BrainProtonDensitySliceR10X13Y17S12.png', pd, 'similarity', 'ncc')
         yield _lung('sitk')
+    yield _sample('rigid', 'rigid', 'ncc')
+    yield _sample('rigid', 'affine', 'mse')
+    yield _sample('multimodal', 'rigid', 'mi')
+    yield _sample('homography', 'homography', 'ncc')
     images = cases.IMAGES
     pairs = list(zip(images, images[1:] + images[:1], strict=True))
     for a, b in pairs[:3] if quick else pairs:
@@ -376,6 +391,7 @@ def evaluate(run: Run) -> dict:
         reasons=list(assessment.reasons),
         z=e.z,
         mi_z=e.mi_z,
+        mirror_z=e.mirror_z,
         overlap=e.overlap,
         step=e.curvature.step_px,
         correlation=e.curvature.correlation,
@@ -494,7 +510,8 @@ def main() -> None:
             f'{row["name"]:48s} {lab:8s} err {row["error"]:9.3f} '
             f'{row["verdict"]:8s} unc {row.get("uncertainty") or float("nan"):7.3f} '
             f'z {row.get("z", np.nan):6.1f} miz {row.get("mi_z", np.nan):6.1f} '
-            f'step {row.get("step", np.nan):6.2f}',
+            f'step {row.get("step", np.nan):6.2f} '
+            f'mir {row.get("mirror_z", np.nan):6.1f}',
             flush=True,
         )
     summary = summarise(rows)

@@ -129,3 +129,49 @@ def test_quality_still_works() -> None:
     case = random_case('translation', 'ncc', seed=0)
     res = register(case.fixed, case.moving, model='translation')
     assert res.quality['after']['ncc'] > res.quality['before']['ncc']
+
+
+@pytest.mark.parametrize('reference', ['previous', 'first', 'mean'])
+def test_stack_flags_the_bad_frame(reference) -> None:
+    from napari_coreg import register_stack
+
+    base = _photo((96, 112))
+    rng = np.random.default_rng(0)
+    frames = [ndimage_shift(base, (0.7 * k, -0.5 * k)) for k in range(5)]
+    frames[3] = rng.random(base.shape).astype(np.float32)  # a blank, noisy frame
+    res = register_stack(np.stack(frames), model='translation', reference=reference)
+    assert len(res.verdicts) == 5 and set(res.verdicts) <= set(VERDICTS)
+    assert 3 in res.flagged_frames
+    assert res.verdicts[0] == 'ok' and res.verdicts[1] == 'ok'
+    assert len(res.verdict_reasons) == 5
+
+
+def ndimage_shift(image: np.ndarray, shift) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.shift(image, shift, order=1, mode='nearest')
+
+
+def test_report_is_written_and_never_overwrites(tmp_path) -> None:
+    case = random_case('rigid', 'ncc', seed=0)
+    res = register(case.fixed, case.moving, model='rigid')
+    path = res.report(tmp_path / 'report.html')
+    text = path.read_text()
+    assert 'verdict: ok' in text and '<svg' in text and 'data:image/png;base64' in text
+    for reason in res.verdict_reasons:
+        assert reason.split(',')[0] in text
+    with pytest.raises(FileExistsError, match='overwrite=True'):
+        res.report(path)
+    assert path.read_text() == text
+    res.report(path, overwrite=True)
+
+
+def test_report_of_a_failure_and_of_a_volume(tmp_path) -> None:
+    rng = np.random.default_rng(3)
+    fixed, moving = rng.random((2, 64, 72)).astype(np.float32)
+    res = register(fixed, moving, model='translation')
+    text = res.report(tmp_path / 'failed.html').read_text()
+    assert 'verdict: failed' in text and 'random placement' in text
+    volume = rng.random((2, 24, 28, 26)).astype(np.float32)
+    res3 = register(volume[0], volume[1], model='translation', levels=1)
+    assert '<svg' in res3.report(tmp_path / 'volume.html').read_text()

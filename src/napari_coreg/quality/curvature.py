@@ -130,7 +130,9 @@ class Curvature:
         curvature is singular (nothing to register on).
     step_px : float
         Mean corner displacement (full moving pixels) of one Gauss-Newton step
-        from the result: how far registering again would move it.
+        from the result: how far registering again would move it (the larger
+        of the steps with the metric's intensity relation and with any
+        relation).
     correlation : float
         Residual correlation factor used to inflate the covariance.
     condition : float
@@ -160,13 +162,19 @@ def curvature(pair: WorkingPair, model: str, metric: str) -> Curvature:
     grad = np.stack([g[valid] for g in grads], axis=1).astype(np.float64)
     jac = np.einsum('nd,ndk->nk', grad, dpoint)
     moved = warped[valid].astype(np.float64)
-    residual = moved - conditional_mean(pair.fixed[valid], moved, metric == 'mi')
+    fixed = pair.fixed[valid]
+    residual = moved - conditional_mean(fixed, moved, metric == 'mi')
     normal = jac.T @ jac
     condition = float(np.linalg.cond(normal))
     if not np.isfinite(condition) or condition > 1e12:
         return Curvature(None, float('inf'), 1.0, condition)
     inverse = np.linalg.inv(normal)
-    step = -inverse @ (jac.T @ residual)
+    # two re-registrations: with the metric's intensity relation, and with
+    # any relation (as mutual information): a wrong metric shows in the second
+    steps = [-inverse @ (jac.T @ residual)]
+    if metric != 'mi':
+        free = moved - conditional_mean(fixed, moved, True)
+        steps.append(-inverse @ (jac.T @ free))
     sigma2 = float(residual @ residual) / max(n_valid - len(gens), 1)
     full = np.zeros(pair.fixed.shape)
     full[valid] = residual
@@ -176,5 +184,5 @@ def curvature(pair: WorkingPair, model: str, metric: str) -> Curvature:
     dq = _point_derivatives(pair.matrix, gens, points) * pair.moving_factor
     worst = max(float(np.linalg.eigvalsh(d @ cov @ d.T)[-1]) for d in dq)
     bound = float(np.sqrt(CHI2_95.get(ndim, 7.815) * max(worst, 0.0)))
-    step_px = float(np.linalg.norm(dq @ step, axis=1).mean())
+    step_px = max(float(np.linalg.norm(dq @ st, axis=1).mean()) for st in steps)
     return Curvature(max(bound, BOUND_FLOOR_PX), step_px, correlation, condition)

@@ -34,7 +34,9 @@ __all__ = ['Evidence', 'gather']
 
 #: Random placements in the null distribution.
 NULL_SAMPLES = 24
-#: Their shift per axis, as a fraction of the image (random sign).
+#: Their shift per axis, as a fraction of the image (random sign); the
+#: spread of the null is robust (median absolute deviation), because a few
+#: placements may land on similar structure.
 NULL_SHIFT = (0.1, 0.3)
 
 
@@ -53,6 +55,9 @@ class Evidence:
         deviation of the same metric at random placements.
     mi_after, mi_null_median, mi_null_spread : float
         The same for mutual information.
+    mi_mirrored : float
+        Best mutual information of the result composed with a mirror (each
+        axis, and all axes at once) through the fixed image's centre.
     overlap : float
         Fraction of the fixed image that the moving image covers.
     overlap_pixels : int
@@ -81,6 +86,7 @@ class Evidence:
     mi_after: float
     mi_null_median: float
     mi_null_spread: float
+    mi_mirrored: float
     overlap: float
     overlap_pixels: int
     curvature: Curvature
@@ -99,6 +105,11 @@ class Evidence:
     def mi_z(self) -> float:
         """The same for mutual information."""
         return _z(self.mi_after, self.mi_null_median, self.mi_null_spread)
+
+    @property
+    def mirror_z(self) -> float:
+        """How much better a mirrored result matches, in MI null spreads."""
+        return _z(self.mi_mirrored, self.mi_after, self.mi_null_spread)
 
 
 def _z(value: float, median: float, spread: float) -> float:
@@ -125,10 +136,33 @@ def _null(pair: WorkingPair, metrics: tuple[str, ...]) -> NDArray[np.float64]:
 
 
 def _robust(values: NDArray) -> tuple[float, float]:
+    """Median and robust spread (1.4826 x median absolute deviation)."""
     values = values[np.isfinite(values)]
     if values.size < 3:
         return float('nan'), float('nan')
-    return float(np.median(values)), float(np.std(values))
+    median = float(np.median(values))
+    return median, 1.4826 * float(np.median(np.abs(values - median)))
+
+
+def _mirrors(pair: WorkingPair) -> float:
+    """Best mutual information of the result composed with a mirror.
+
+    Mirrors about each axis through the fixed image's centre, and the point
+    reflection (a 180 degree rotation in 2D): a flipped or upside-down input
+    that the model cannot undo matches better through one of them.
+    """
+    ndim = pair.ndim
+    centre = (np.asarray(pair.fixed.shape, np.float64) - 1) / 2
+    signs = [tuple(-1.0 if a == k else 1.0 for a in range(ndim)) for k in range(ndim)]
+    signs.append((-1.0,) * ndim)
+    best = float('-inf')
+    for sign in signs:
+        mirror = np.eye(ndim + 1)
+        mirror[:ndim, :ndim] = np.diag(sign)
+        mirror[:ndim, ndim] = centre - np.asarray(sign) * centre
+        warped = pair.warped(pair.matrix @ mirror)
+        best = max(best, score('mi', pair.fixed, warped))
+    return best
 
 
 def _linear_sanity(
@@ -226,6 +260,7 @@ def gather(
         mi_after=score('mi', pair.fixed, warped),
         mi_null_median=mi_median,
         mi_null_spread=mi_spread,
+        mi_mirrored=_mirrors(pair),
         overlap=float(valid.mean()),
         overlap_pixels=int(valid.sum()),
         curvature=curvature(pair, model, metric),

@@ -25,9 +25,8 @@ VERDICTS = ('ok', 'suspect', 'failed')
 #: MI_SUSPECT_Z barely.
 MI_FAILED_Z = 8.0
 MI_SUSPECT_Z = 20.0
-#: The run's own metric (its null spread is wide on smooth images, so only
-#: a result at chance level fails on it).
-FAILED_Z = 1.5
+#: A mirrored result matching better by this many MI null spreads.
+MIRROR_Z = 3.0
 #: Overlap fraction below which the result fails / is suspect.
 FAILED_OVERLAP = 0.1
 SUSPECT_OVERLAP = 0.3
@@ -124,21 +123,26 @@ def _rules(e: Evidence) -> list[tuple[str, str]]:
             'Strong perspective (the image is folded or compressed to one '
             'side): try the affine model.',
         )
-    z, mi_z = e.z, e.mi_z
-    if z < FAILED_Z or mi_z < MI_FAILED_Z:
-        which = f'{e.metric.upper()} {z:.1f}' if z < FAILED_Z else f'MI {mi_z:.1f}'
+    mi_z = e.mi_z
+    if mi_z < MI_FAILED_Z:
         add(
             'failed',
-            f'The match is no better than a random placement ({which} spreads '
-            'above chance): the images may be unrelated, start outside the '
-            'capture range, or need another metric (mi for different '
-            'modalities).',
+            f'The match is no better than a random placement (mutual information '
+            f'{mi_z:.1f} spreads above chance): the images may be unrelated, or '
+            'the start was outside the capture range; give a starting position.',
         )
     elif mi_z < MI_SUSPECT_Z:
         add(
             'suspect',
             f'The match is only {mi_z:.0f} spreads above a random placement '
             '(mutual information): check the overlay.',
+        )
+    if e.mirror_z > MIRROR_Z:
+        add(
+            'failed',
+            'A mirrored placement matches better than the result: the moving '
+            'image looks flipped or upside down; flip it (or fix the layer '
+            'direction) and register again.',
         )
     if not _better(e.metric, e.metric_after, e.metric_before):
         add(
