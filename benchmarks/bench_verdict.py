@@ -75,11 +75,13 @@ def _known(model: str, metric: str, seed: int, backend: str = 'torch') -> Run:
     return Run(f'known-{model}-{metric}-{backend}-{seed}', 'known', make)
 
 
-def _bench_case(family: str, modality: str, index: int, size: int = 256) -> Run:
+def _bench_case(
+    family: str, modality: str, index: int, size: int = 256, model: str | None = None
+) -> Run:
     def make():
         c = cases.make_case(family, modality, size, index)
         metric = 'mi' if modality == 'multi' else 'ncc'
-        return c.fixed, c.moving, c.truth, {'model': c.kind, 'metric': metric}
+        return c.fixed, c.moving, c.truth, {'model': model or c.kind, 'metric': metric}
 
     return Run(f'bench-{family}-{modality}-{size}-{index}', 'known', make)
 
@@ -196,11 +198,11 @@ def _photo(name: str, size: int = 192, at=(0.5, 0.5)) -> np.ndarray:
     return src[r0 : r0 + size, c0 : c0 + size].astype(np.float32)
 
 
-def _unrelated(a: str, b: str, model: str) -> Run:
+def _unrelated(a: str, b: str, model: str, metric: str = 'ncc') -> Run:
     def make():
-        return _photo(a), _photo(b), None, {'model': model, 'metric': 'ncc'}
+        return _photo(a), _photo(b), None, {'model': model, 'metric': metric}
 
-    return Run(f'unrelated-{a}-{b}-{model}', 'unrelated', make)
+    return Run(f'unrelated-{a}-{b}-{model}-{metric}', 'unrelated', make)
 
 
 def _noise(seed: int, size: int, model: str, metric: str = 'ncc') -> Run:
@@ -259,14 +261,16 @@ def _rotated_start(seed: int, degrees: float) -> Run:
     return Run(f'capture-{seed}-{degrees:.0f}deg', 'capture', make)
 
 
-def _flipped(name: str, model: str) -> Run:
+def _flipped(name: str, model: str, axis: int = 1) -> Run:
     def make():
         fixed = _photo(name, 160)
         truth = np.eye(3)
-        truth[1, 1], truth[1, 2] = -1.0, fixed.shape[1] - 1
-        return fixed, fixed[:, ::-1].copy(), truth, {'model': model, 'metric': 'ncc'}
+        truth[axis, axis], truth[axis, 2] = -1.0, fixed.shape[axis] - 1
+        moving = np.flip(fixed, axis).copy()
+        return fixed, moving, truth, {'model': model, 'metric': 'ncc'}
 
-    return Run(f'flipped-{name}-{model}', 'flipped', make)
+    suffix = '' if axis == 1 else f'-axis{axis}'
+    return Run(f'flipped-{name}-{model}{suffix}', 'flipped', make)
 
 
 def _wrong_metric(seed: int, metric: str) -> Run:
@@ -355,6 +359,38 @@ def runs(quick: bool = False) -> Iterator[Run]:
     yield _tiny(3)
 
 
+def holdout() -> Iterator[Run]:
+    """Runs not used to set the thresholds: other seeds, images, sizes, axes."""
+    for seed in (10, 11):
+        for model in _cases.MODELS:
+            for metric in ('ncc', 'mi', 'mse'):
+                yield _known(model, metric, seed)
+        yield _known('similarity', 'mi', seed, 'sitk')
+    for index in (6, 7):
+        for family in ('translation', 'rigid', 'affine', 'homography'):
+            yield _bench_case(family, 'mono', index, size=192)
+        yield _bench_case('affine', 'multi', index, size=192)
+    for index in range(4):  # larger motions: labelled by their outcome
+        yield _bench_case('capture', 'mono', index, size=256)
+    for seed in (10, 11):
+        yield _volume('translation', seed)
+    images = cases.IMAGES
+    for i, a in enumerate(images[:6]):
+        yield _unrelated(a, images[(i + 3) % len(images)], 'similarity', 'mi')
+    for seed in (10, 11, 12):
+        yield _noise(seed, 96, 'affine', 'mi')
+        yield _noise(seed, 160, 'similarity')
+    for name in images[2:8]:
+        yield _shifted(name, 0.8, 'identity', 'overlap')
+        yield _flipped(name, 'rigid', axis=0)
+    for seed in (10, 11, 12):
+        for degrees in (120.0, 170.0):
+            yield _rotated_start(seed, degrees)
+    for seed in (10, 11, 12, 13):
+        yield _wrong_metric(seed, 'ncc')
+    yield _tiny(2)
+
+
 # --------------------------------------------------------------------------
 # scoring
 
@@ -392,6 +428,7 @@ def evaluate(run: Run) -> dict:
         z=e.z,
         mi_z=e.mi_z,
         mirror_z=e.mirror_z,
+        mi_fraction=e.mi_fraction,
         overlap=e.overlap,
         step=e.curvature.step_px,
         correlation=e.curvature.correlation,
@@ -500,9 +537,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument('--quick', action='store_true')
     parser.add_argument('--no-overhead', action='store_true')
+    parser.add_argument('--only', help='run only runs whose name contains this')
+    parser.add_argument(
+        '--holdout', action='store_true', help='the runs not used for tuning'
+    )
     args = parser.parse_args()
     rows = []
-    for run in runs(args.quick):
+    for run in holdout() if args.holdout else runs(args.quick):
+        if args.only and args.only not in run.name:
+            continue
         row = evaluate(run)
         rows.append(row)
         lab = label(row) or '-'
@@ -511,13 +554,16 @@ def main() -> None:
             f'{row["verdict"]:8s} unc {row.get("uncertainty") or float("nan"):7.3f} '
             f'z {row.get("z", np.nan):6.1f} miz {row.get("mi_z", np.nan):6.1f} '
             f'step {row.get("step", np.nan):6.2f} '
-            f'mir {row.get("mirror_z", np.nan):6.1f}',
+            f'mir {row.get("mirror_z", np.nan):6.1f} '
+            f'frac {row.get("mi_fraction", np.nan):5.2f}',
             flush=True,
         )
     summary = summarise(rows)
     cost = None if args.no_overhead else overhead()
     print(markdown(summary, cost))
-    out = HERE / 'results' / 'verdict.json'
+    if args.only:
+        return
+    out = HERE / 'results' / f'verdict{"_holdout" if args.holdout else ""}.json'
     out.parent.mkdir(exist_ok=True)
     out.write_text(
         json.dumps(

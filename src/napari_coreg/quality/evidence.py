@@ -33,7 +33,7 @@ from .working import WorkingPair, working_pair
 __all__ = ['Evidence', 'gather']
 
 #: Random placements in the null distribution.
-NULL_SAMPLES = 24
+NULL_SAMPLES = 16
 #: Their shift per axis, as a fraction of the image (random sign); the
 #: spread of the null is robust (median absolute deviation), because a few
 #: placements may land on similar structure.
@@ -55,6 +55,9 @@ class Evidence:
         deviation of the same metric at random placements.
     mi_after, mi_null_median, mi_null_spread : float
         The same for mutual information.
+    mi_self : float
+        Mutual information of the fixed image with itself over the overlap
+        (its entropy): what a perfect match would reach.
     mi_mirrored : float
         Best mutual information of the result composed with a mirror (each
         axis, and all axes at once) through the fixed image's centre.
@@ -86,6 +89,7 @@ class Evidence:
     mi_after: float
     mi_null_median: float
     mi_null_spread: float
+    mi_self: float
     mi_mirrored: float
     overlap: float
     overlap_pixels: int
@@ -105,6 +109,14 @@ class Evidence:
     def mi_z(self) -> float:
         """The same for mutual information."""
         return _z(self.mi_after, self.mi_null_median, self.mi_null_spread)
+
+    @property
+    def mi_fraction(self) -> float:
+        """Share of the way from chance (0) to a perfect match (1), in MI."""
+        gain = self.mi_self - self.mi_null_median
+        if not (np.isfinite(gain) and np.isfinite(self.mi_after)) or gain <= 0:
+            return 0.0
+        return float((self.mi_after - self.mi_null_median) / gain)
 
     @property
     def mirror_z(self) -> float:
@@ -260,6 +272,7 @@ def gather(
         mi_after=score('mi', pair.fixed, warped),
         mi_null_median=mi_median,
         mi_null_spread=mi_spread,
+        mi_self=score('mi', pair.fixed, np.where(valid, pair.fixed, np.nan)),
         mi_mirrored=_mirrors(pair),
         overlap=float(valid.mean()),
         overlap_pixels=int(valid.sum()),

@@ -131,13 +131,13 @@ def working_pair(
 ) -> WorkingPair:
     """Working copies of a registered pair (any dtype, channels last allowed)."""
     ndim = fixed_grid.ndim
-    fixed_gray = normalise_intensities(luminance(np.asarray(fixed), ndim))
-    moving_gray = normalise_intensities(luminance(np.asarray(moving), ndim))
     fixed_factor = _factor(fixed_grid.shape)
     moving_factor = _factor(moving_grid.shape)
+    fixed_gray = block_mean(luminance(np.asarray(fixed), ndim), fixed_factor)
+    moving_gray = block_mean(luminance(np.asarray(moving), ndim), moving_factor)
     pair = WorkingPair(
-        fixed=block_mean(fixed_gray, fixed_factor),
-        moving=block_mean(moving_gray, moving_factor),
+        fixed=normalise_intensities(fixed_gray),
+        moving=normalise_intensities(moving_gray),
         matrix=np.eye(ndim + 1),
         fixed_factor=fixed_factor,
         moving_factor=moving_factor,
