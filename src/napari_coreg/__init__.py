@@ -20,7 +20,8 @@ except ImportError:  # pragma: no cover - not installed
 
 from .api import iter_register, register
 from .io import TransformFile, load_transform, save_transform
-from .options import Backend, Init, Metric, Model, Optimizer, Settings
+from .method import Method, resolve
+from .options import METRIC_SPECS, MODEL_SPECS, Backend, Init, Metric, Model, Settings
 from .result import LevelReport, Progress, RegistrationResult
 from .stack import iter_register_stack, register_stack
 from .stack_result import StackProgress, StackResult
@@ -33,7 +34,9 @@ __all__ = [
     'LevelReport',
     'Metric',
     'Model',
-    'Optimizer',
+    'METRIC_SPECS',
+    'MODEL_SPECS',
+    'Method',
     'Progress',
     'RegistrationResult',
     'Settings',
@@ -48,6 +51,7 @@ __all__ = [
     'load_transform',
     'register',
     'register_stack',
+    'resolve',
     'reverse_axes',
     'save_transform',
 ]

@@ -20,16 +20,60 @@ import numpy as np
 import SimpleITK as sitk
 from numpy.typing import ArrayLike, NDArray
 
+from .options import MODEL_SPECS, Model
 from .transforms import Grid, homogeneous, reverse_axes
 
 __all__ = [
+    'ITK_TRANSFORMS',
     'empty_transform',
-    'fits_model',
+    'grid_from_image',
     'image_from_array',
     'matrix_from_transform',
+    'model_of_transform',
     'set_transform_matrix',
     'transform_from_matrix',
 ]
+
+#: The ITK transform class of each model, per dimension; also how a
+#: ``.tfm`` file's transform type is read back as a model.
+ITK_TRANSFORMS: dict[str, dict[int, type[sitk.Transform]]] = {
+    'translation': {2: sitk.TranslationTransform, 3: sitk.TranslationTransform},
+    'rigid': {2: sitk.Euler2DTransform, 3: sitk.Euler3DTransform},
+    'similarity': {2: sitk.Similarity2DTransform, 3: sitk.Similarity3DTransform},
+    'affine': {2: sitk.AffineTransform, 3: sitk.AffineTransform},
+}
+#: ITK transform types written by other tools that are one of our models.
+_OTHER_ITK_NAMES = {'VersorRigid3DTransform': 'rigid'}
+
+
+def grid_from_image(image: sitk.Image) -> Grid:
+    """The :class:`Grid` (numpy order) of a SimpleITK image."""
+    ndim = image.GetDimension()
+    direction_xyz = np.array(image.GetDirection(), dtype=np.float64).reshape(
+        ndim, ndim
+    )
+    return Grid(
+        tuple(image.GetSize()[::-1]),
+        image.GetSpacing()[::-1],
+        image.GetOrigin()[::-1],
+        direction_xyz[::-1, ::-1],
+    )
+
+
+def place_on_grid(image: sitk.Image, grid: Grid) -> sitk.Image:
+    """Set ``image``'s spacing, origin and direction to ``grid``'s (in place)."""
+    image.SetSpacing([float(s) for s in grid.spacing[::-1]])
+    image.SetOrigin([float(o) for o in grid.origin[::-1]])
+    image.SetDirection([float(d) for d in grid.direction[::-1, ::-1].ravel()])
+    return image
+
+
+def model_of_transform(name: str) -> str | None:
+    """Our model name for an ITK transform type name (e.g. from a ``.tfm``)."""
+    for model, classes in ITK_TRANSFORMS.items():
+        if model != 'affine' and any(c.__name__ == name for c in classes.values()):
+            return model
+    return _OTHER_ITK_NAMES.get(name)
 
 
 def image_from_array(
@@ -46,10 +90,7 @@ def image_from_array(
         Whether the last axis holds pixel components (e.g. RGB).
     """
     image = sitk.GetImageFromArray(np.asarray(array), isVector=vector)
-    image.SetSpacing([float(s) for s in grid.spacing[::-1]])
-    image.SetOrigin([float(o) for o in grid.origin[::-1]])
-    image.SetDirection([float(d) for d in grid.direction[::-1, ::-1].ravel()])
-    return image
+    return place_on_grid(image, grid)
 
 
 def _linear_parts(transform: sitk.Transform) -> list[sitk.Transform]:
@@ -99,36 +140,14 @@ def matrix_from_transform(transform: sitk.Transform) -> NDArray[np.float64]:
     return reverse_axes(matrix)
 
 
-def fits_model(model: str, linear: ArrayLike, atol: float = 1e-9) -> bool:
-    """Whether a linear part (any axis order) is exactly one of ``model``'s."""
-    linear = np.asarray(linear, dtype=np.float64)
-    ndim = linear.shape[0]
-    if model in ('affine', 'homography'):
-        return True
-    if model == 'translation':
-        return np.allclose(linear, np.eye(ndim), atol=atol)
-    if np.linalg.det(linear) <= 0:
-        return False
-    scale = np.linalg.det(linear) ** (1.0 / ndim)
-    if model == 'rigid' and not abs(scale - 1) <= atol:
-        return False
-    rotation = linear / scale
-    return np.allclose(rotation @ rotation.T, np.eye(ndim), atol=atol)
-
-
 def empty_transform(model: str, ndim: int) -> sitk.Transform:
     """The identity ITK transform of a model: Translation, Euler, Similarity, Affine."""
-    if model == 'translation':
-        return sitk.TranslationTransform(ndim)
-    if model == 'rigid':
-        return sitk.Euler2DTransform() if ndim == 2 else sitk.Euler3DTransform()
-    if model == 'similarity':
-        return (
-            sitk.Similarity2DTransform() if ndim == 2 else sitk.Similarity3DTransform()
-        )
-    if model == 'affine':
-        return sitk.AffineTransform(ndim)
-    raise ValueError(f'no ITK transform for model {model!r}')
+    kind = ITK_TRANSFORMS.get(model, {}).get(ndim)
+    if kind is None:
+        raise ValueError(f'no ITK transform for a {ndim}D {model!r} model')
+    # the dimension-generic classes take it as an argument, the others not
+    generic = kind in (sitk.TranslationTransform, sitk.AffineTransform)
+    return kind(ndim) if generic else kind()
 
 
 def set_transform_matrix(
@@ -138,7 +157,7 @@ def set_transform_matrix(
 
     ``center`` (numpy order, physical) is the centre of rotation kept by
     centred transforms (default: unchanged). The matrix must fit the
-    transform's model (see :func:`fits_model`).
+    transform's model (:meth:`napari_coreg.options.ModelSpec.fits`).
     """
     xyz = reverse_axes(matrix)
     ndim = xyz.shape[0] - 1
@@ -150,7 +169,7 @@ def set_transform_matrix(
         transform.SetCenter([float(v) for v in np.asarray(center, float)[::-1]])
     c = np.array(transform.GetCenter(), dtype=np.float64)
     if isinstance(transform, (sitk.Euler2DTransform, sitk.Euler3DTransform)):
-        # orthonormalise rounding noise away; callers check fits_model first
+        # orthonormalise rounding noise away; callers check the model fits first
         u, _, vt = np.linalg.svd(linear)
         linear = u @ vt
     transform.SetMatrix([float(v) for v in linear.ravel()])
@@ -187,7 +206,7 @@ def transform_from_matrix(
             'a projective matrix (homography) has no ITK linear transform: '
             'save it as .json instead'
         )
-    if not fits_model(model, matrix[:ndim, :ndim], atol=1e-6):
+    if not MODEL_SPECS[Model.parse(model, 'model')].fits(matrix, atol=1e-6):
         raise ValueError(f'the matrix is not a {model} transform')
     transform = empty_transform(model, ndim)
     set_transform_matrix(transform, matrix, center=center)

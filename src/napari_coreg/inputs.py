@@ -40,17 +40,9 @@ def _from_sitk(data) -> tuple[NDArray, Grid]:
     """Array and grid of a SimpleITK image, in numpy axis order."""
     import SimpleITK as sitk
 
-    array = sitk.GetArrayFromImage(data)
-    ndim = data.GetDimension()
-    direction_xyz = np.array(data.GetDirection()).reshape(ndim, ndim)
-    direction = direction_xyz[::-1, ::-1]
-    grid = Grid(
-        shape=array.shape[:ndim],
-        spacing=data.GetSpacing()[::-1],
-        origin=data.GetOrigin()[::-1],
-        direction=direction,
-    )
-    return array, grid
+    from ._sitk import grid_from_image
+
+    return sitk.GetArrayFromImage(data), grid_from_image(data)
 
 
 def _channels_last(array: NDArray, channel_axis: int | None) -> tuple[NDArray, int]:

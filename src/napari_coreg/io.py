@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .options import MODEL_SPECS, Model
+
 __all__ = ['ITK_SUFFIXES', 'TransformFile', 'load_transform', 'save_transform']
 
 #: File name endings written and read through SimpleITK's transform IO.
@@ -53,15 +55,6 @@ CONVENTIONS = {
     'no spacing was given; LPS millimetres for images read by SimpleITK)',
     'matrix': 'homogeneous (D + 1, D + 1), applied to column vectors '
     '[p, 1]; a homography is divided by its last coordinate',
-}
-
-_ITK_MODELS = {
-    'TranslationTransform': 'translation',
-    'Euler2DTransform': 'rigid',
-    'Euler3DTransform': 'rigid',
-    'VersorRigid3DTransform': 'rigid',
-    'Similarity2DTransform': 'similarity',
-    'Similarity3DTransform': 'similarity',
 }
 
 
@@ -264,13 +257,13 @@ def _save_itk(
         )
     import SimpleITK as sitk
 
-    from ._sitk import fits_model, transform_from_matrix
+    from ._sitk import ITK_TRANSFORMS, transform_from_matrix
 
     ndim = matrix.shape[0] - 1
     grid = getattr(source, 'fixed_grid', None)
     center = grid.center if grid is not None else np.zeros(ndim)
-    itk_model = model if model in ('translation', 'rigid', 'similarity') else 'affine'
-    if not fits_model(itk_model, matrix[:ndim, :ndim], atol=1e-6):
+    itk_model = model if model in ITK_TRANSFORMS else 'affine'
+    if not MODEL_SPECS[Model.parse(itk_model, 'model')].fits(matrix, atol=1e-6):
         itk_model = 'affine'
     transform = transform_from_matrix(matrix, itk_model, center=center)
     sitk.WriteTransform(transform, str(path))
@@ -337,7 +330,7 @@ def load_transform(path: str | Path) -> TransformFile:
 def _load_itk(path: Path) -> TransformFile:
     import SimpleITK as sitk
 
-    from ._sitk import matrix_from_transform
+    from ._sitk import matrix_from_transform, model_of_transform
 
     try:
         transform = sitk.ReadTransform(str(path))
@@ -349,7 +342,7 @@ def _load_itk(path: Path) -> TransformFile:
     if isinstance(actual, sitk.CompositeTransform):
         model = 'affine'
     else:
-        model = _ITK_MODELS.get(name, 'affine')
+        model = model_of_transform(name) or 'affine'
     return TransformFile(
         moving_from_fixed=matrix,
         model=model,

@@ -1,9 +1,23 @@
-"""Choices a registration is made of: model, metric, optimiser, initialisation."""
+"""Choices a registration is made of, and their declared specs.
+
+This is the one place where a transform model or an intensity metric is
+described: :data:`MODEL_SPECS` and :data:`METRIC_SPECS` say what each one is
+(parameter count, what it can express, which way is better, whether it is a
+least-squares metric, whether it suits images of different modalities).
+Engines, the resolver, stacks and widgets read these specs instead of
+listing names themselves.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
 from enum import Enum
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
 
 
 class _Choice(str, Enum):
@@ -43,15 +57,6 @@ class Metric(_Choice):
     MI = 'mi'
 
 
-class Optimizer(_Choice):
-    """Optimiser of the torch backend (the SimpleITK backend has its own)."""
-
-    AUTO = 'auto'
-    GAUSS_NEWTON = 'gauss-newton'
-    BFGS = 'bfgs'
-    ADAM = 'adam'
-
-
 class Init(_Choice):
     """How the transform is initialised before the coarsest level."""
 
@@ -66,6 +71,164 @@ class Backend(_Choice):
 
     TORCH = 'torch'
     SITK = 'sitk'
+
+
+def _is_linear_model(linear: np.ndarray, *, scale: bool, atol: float) -> bool:
+    """Whether ``linear`` is a proper rotation, times a uniform ``scale``."""
+    ndim = linear.shape[0]
+    det = np.linalg.det(linear)
+    if det <= 0:
+        return False
+    factor = det ** (1.0 / ndim)
+    if not scale and abs(factor - 1) > atol:
+        return False
+    rotation = linear / factor
+    return bool(np.allclose(rotation @ rotation.T, np.eye(ndim), atol=atol))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a transform model can express: read by every engine and widget.
+
+    Attributes
+    ----------
+    label : str
+        Name shown to users.
+    ndims : frozenset of int
+        Spatial dimensions the model exists in.
+    n_params : callable
+        ``n_params(ndim)``: degrees of freedom in ``ndim`` dimensions.
+    rotates, scales, shears, projective : bool
+        Which motions the model has besides translation (``scales``: a
+        uniform scale; ``shears``: any linear map; ``projective``: a
+        perspective last row).
+    """
+
+    label: str
+    ndims: frozenset[int]
+    n_params: Callable[[int], int]
+    rotates: bool = False
+    scales: bool = False
+    shears: bool = False
+    projective: bool = False
+
+    def fits(self, matrix: ArrayLike, atol: float = 1e-9) -> bool:
+        """Whether a homogeneous ``(D + 1, D + 1)`` matrix is one of this model's.
+
+        Any axis order: the test is invariant under reversing the axes.
+        """
+        matrix = np.asarray(matrix, dtype=np.float64)
+        size = matrix.shape[0]
+        if self.projective:
+            return True
+        if not np.allclose(matrix[-1], np.eye(size)[-1], atol=atol):
+            return False
+        linear = matrix[:-1, :-1]
+        if self.shears:
+            return True
+        if not self.rotates:
+            return bool(np.allclose(linear, np.eye(size - 1), atol=atol))
+        return _is_linear_model(linear, scale=self.scales, atol=atol)
+
+
+def _rotation_params(ndim: int) -> int:
+    return 1 if ndim == 2 else 3
+
+
+#: The transform models, from fewest to most degrees of freedom.
+MODEL_SPECS: Mapping[Model, ModelSpec] = MappingProxyType(
+    {
+        Model.TRANSLATION: ModelSpec(
+            'Translation', frozenset({2, 3}), lambda ndim: ndim
+        ),
+        Model.RIGID: ModelSpec(
+            'Rigid',
+            frozenset({2, 3}),
+            lambda ndim: ndim + _rotation_params(ndim),
+            rotates=True,
+        ),
+        Model.SIMILARITY: ModelSpec(
+            'Similarity',
+            frozenset({2, 3}),
+            lambda ndim: ndim + _rotation_params(ndim) + 1,
+            rotates=True,
+            scales=True,
+        ),
+        Model.AFFINE: ModelSpec(
+            'Affine',
+            frozenset({2, 3}),
+            lambda ndim: ndim * (ndim + 1),
+            rotates=True,
+            scales=True,
+            shears=True,
+        ),
+        Model.HOMOGRAPHY: ModelSpec(
+            'Homography (2D)',
+            frozenset({2}),
+            lambda ndim: 8,
+            rotates=True,
+            scales=True,
+            shears=True,
+            projective=True,
+        ),
+    }
+)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What an intensity metric is: read by every engine and widget.
+
+    Attributes
+    ----------
+    label : str
+        Name shown to users.
+    higher_is_better : bool
+        Direction of the natural value (NCC and MI: higher is better).
+    least_squares : bool
+        Has a least-squares form, so a Gauss-Newton step applies.
+    multimodal : bool
+        Suits images of different modalities (intensities related by any
+        function, not just a linear one).
+    difference : bool
+        Compares intensities directly, so a gamma or contrast change biases
+        it unless the histograms are matched first.
+    best : float
+        The best natural value the loss is measured from: the loss is
+        ``best - value`` when higher is better, else the value itself.
+    """
+
+    label: str
+    higher_is_better: bool
+    least_squares: bool
+    multimodal: bool = False
+    difference: bool = False
+    best: float = 0.0
+
+    def loss(self, value: float) -> float:
+        """The natural value as a lower-is-better loss."""
+        return self.best - value if self.higher_is_better else value
+
+    def improved(self, before: float, after: float) -> bool:
+        """Whether ``after`` is at least as good as ``before``."""
+        return after >= before if self.higher_is_better else after <= before
+
+
+#: The intensity metrics.
+METRIC_SPECS: Mapping[Metric, MetricSpec] = MappingProxyType(
+    {
+        Metric.L1: MetricSpec(
+            'L1 (same modality, robust)', False, True, difference=True
+        ),
+        Metric.MSE: MetricSpec('MSE (same modality)', False, True, difference=True),
+        Metric.NCC: MetricSpec(
+            'NCC (same modality, any contrast)', True, True, best=1.0
+        ),
+        Metric.MI: MetricSpec(
+            'Mutual information (multimodal)', True, False, multimodal=True
+        ),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -147,6 +310,37 @@ class Settings:
             )
         if self.tolerance is not None and not self.tolerance > 0:
             raise ValueError(f'tolerance must be positive, got {self.tolerance}')
+
+    @classmethod
+    def merged(cls, settings: Settings | None = None, **overrides: Any) -> Settings:
+        """``settings`` (or the defaults) with every override that is not None.
+
+        The explicit keywords of :func:`napari_coreg.register` and
+        :func:`napari_coreg.register_stack` arrive here, so a keyword given
+        by the caller wins over the same field of ``settings``.
+
+        Raises
+        ------
+        TypeError
+            If ``settings`` is not a :class:`Settings` or an override names
+            no setting.
+        """
+        if settings is None:
+            settings = cls()
+        elif not isinstance(settings, Settings):
+            raise TypeError(
+                f'settings must be a napari_coreg.Settings, got '
+                f'{type(settings).__name__}: pass Settings(...) or keywords'
+            )
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise TypeError(
+                f'unknown setting(s) {", ".join(unknown)}: choose from '
+                f'{", ".join(sorted(names))}'
+            )
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return replace(settings, **given) if given else settings
 
     def to_dict(self) -> dict:
         """JSON-able copy."""

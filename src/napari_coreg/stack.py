@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Integral
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .api import drive
-from .engines import check_supported, default_iterations, load_engine
 from .inputs import as_image, normalise_intensities
-from .options import Backend, Metric, Model, Settings
+from .method import Method, resolve
+from .options import MODEL_SPECS, Model
 from .problem import Problem
-from .pyramid import Level, level_schedule
+from .pyramid import Level
 from .result import LevelReport, Progress
 from .stack_result import BatchReport, StackProgress, StackResult
 from .transforms import Grid, corner_error
@@ -339,16 +339,6 @@ def available_memory() -> int:
             return 2 << 30
 
 
-def _n_params(model: Model, ndim: int) -> int:
-    return {
-        Model.TRANSLATION: ndim,
-        Model.RIGID: 3 if ndim == 2 else 6,
-        Model.SIMILARITY: 4 if ndim == 2 else 7,
-        Model.AFFINE: ndim * (ndim + 1),
-        Model.HOMOGRAPHY: 8,
-    }[model]
-
-
 def auto_batch_size(
     spatial: Sequence[int],
     device: str | None = None,
@@ -372,7 +362,7 @@ def auto_batch_size(
         Transform model (its parameter count sizes the Jacobian).
     """
     pixels = int(np.prod(spatial))
-    params = _n_params(Model.parse(model, 'model'), len(spatial))
+    params = MODEL_SPECS[Model.parse(model, 'model')].n_params(len(spatial))
     per_frame = pixels * (BYTES_PER_PIXEL + BYTES_PER_PIXEL_PER_PARAMETER * params)
     cpu = device is None or str(device) == 'cpu'
     if memory is None:
@@ -396,11 +386,8 @@ def auto_batch_size(
 class _Spec:
     """Everything a batch needs besides its pixels (small, picklable)."""
 
-    model: Model
-    metric: Metric
-    backend: Backend
+    method: Method
     schedule: tuple[Level, ...]
-    settings: Settings
     grid: Grid
 
 
@@ -472,7 +459,7 @@ def _iter_batch(
         fixed_batch = gray_all[[where[f - 1] for f in job.frames]]
     else:
         fixed_batch = np.asarray(fixed, dtype=np.float32)[None]
-    run = load_engine(spec.backend)
+    engine = spec.method.engine()
     problem = Problem(
         fixed=fixed_batch,
         moving=moving,
@@ -480,13 +467,11 @@ def _iter_batch(
         moving_grid=spec.grid,
         fixed_mask=None,
         moving_mask=None,
-        model=spec.model,
-        metric=spec.metric,
+        method=spec.method,
         schedule=spec.schedule,
         initial=job.initial,
-        settings=spec.settings,
     )
-    outcome = yield from run(problem)
+    outcome = yield from engine.run(problem)
     total = count = None
     if job.accumulate:
         total, count = _accumulate(moving, outcome.moving_from_fixed, spec.grid)
@@ -600,19 +585,17 @@ def _plan(
     rounds: int,
     settings: dict,
 ) -> _Plan:
-    model_ = Model.parse(model, 'model')
-    metric_ = Metric.parse(metric, 'metric')
-    backend_ = Backend.parse(backend, 'backend')
+    method = resolve(model, metric, backend, **settings)
     if (
         isinstance(reference, str)
         and reference.lower() == 'previous'
         and 'init' not in settings
-        and metric_ is not Metric.MI
+        and not method.metric_spec.multimodal
     ):
         # neighbours differ by small motions: a phase-correlation shift is
         # enough to start from (the rotation search of 'auto' costs ~25 %)
-        settings = {**settings, 'init': PREVIOUS_INIT}
-    opts = Settings(**settings)
+        method = replace(method, settings=replace(method.settings, init=PREVIOUS_INIT))
+    opts = method.settings
     if isinstance(stack, (str, os.PathLike)):
         stack = open_stack(stack)
     elif not hasattr(stack, 'shape') or not hasattr(stack, 'dtype'):
@@ -681,26 +664,19 @@ def _plan(
         spacing=tuple(spacing) if spacing is not None else (),
         origin=tuple(origin) if origin is not None else (),
     )
-    check_supported(backend_, model_, metric_, grid.ndim)
-    schedule = level_schedule(
-        grid.shape,
-        levels=opts.levels,
-        shrink_factors=opts.shrink_factors,
-        smoothing_sigmas=opts.smoothing_sigmas,
-        iterations=opts.iterations,
-        default_iterations=default_iterations(backend_, opts.optimizer),
-    )
-    load_engine(backend_)  # a missing backend package fails now, not later
+    method.check_ndim(grid.ndim)
+    schedule = method.schedule(grid.shape)
+    method.engine()  # a missing backend package fails now, not later
     reference = _parse_reference(reference, frames.n)
     if batch_size is None:
         batch_size = (
             1
-            if backend_ is Backend.SITK
-            else auto_batch_size(frames.spatial, opts.device, model=model_)
+            if not method.capabilities.batching
+            else auto_batch_size(frames.spatial, opts.device, model=method.model)
         )
     elif not isinstance(batch_size, Integral) or batch_size < 1:
         raise ValueError(f'batch_size must be a positive integer, got {batch_size!r}')
-    if backend_ is Backend.SITK:
+    if not method.capabilities.batching:
         batch_size = 1  # SimpleITK registers one frame per run
     if not isinstance(rounds, Integral) or rounds < 1:
         raise ValueError(f'rounds must be a positive integer, got {rounds!r}')
@@ -711,7 +687,7 @@ def _plan(
         raise ValueError(
             f"client must be a dask.distributed Client or 'local', got {client!r}"
         )
-    spec = _Spec(model_, metric_, backend_, schedule, opts, grid)
+    spec = _Spec(method, schedule, grid)
     return _Plan(
         frames,
         spec,
@@ -1070,7 +1046,7 @@ def _run(plan: _Plan) -> Generator[StackProgress, None, StackResult]:
                 target.flush()
     finally:
         runner.close()
-    settings = spec.settings.to_dict()
+    settings = spec.method.settings.to_dict()
     settings['schedule'] = [
         {'factor': lv.factor, 'sigma': lv.sigma, 'iterations': lv.iterations}
         for lv in spec.schedule
@@ -1080,9 +1056,9 @@ def _run(plan: _Plan) -> Generator[StackProgress, None, StackResult]:
     return StackResult(
         moving_from_fixed=matrices,
         reference=plan.reference,
-        model=spec.model.value,
-        metric=spec.metric.value,
-        backend=spec.backend.value,
+        model=spec.method.model.value,
+        metric=spec.method.metric.value,
+        backend=spec.method.backend.value,
         metric_before=before,
         metric_after=after,
         frame_seconds=seconds,

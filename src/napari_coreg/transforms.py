@@ -122,10 +122,10 @@ class Grid:
         ndim = len(self.shape)
         spacing = tuple(float(s) for s in self.spacing) or (1.0,) * ndim
         origin = tuple(float(o) for o in self.origin) or (0.0,) * ndim
-        direction = (
+        direction = (  # a private copy: the caller's array stays writeable
             np.eye(ndim)
             if self.direction is None
-            else np.asarray(self.direction, dtype=np.float64)
+            else np.array(self.direction, dtype=np.float64)
         )
         if len(spacing) != ndim or len(origin) != ndim:
             raise ValueError(
@@ -172,6 +172,16 @@ class Grid:
         """Half the physical diagonal of the image (a length scale)."""
         sizes = (np.array(self.shape) - 1) * np.array(self.spacing)
         return max(float(np.linalg.norm(sizes)) / 2, 1e-12)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Grid:
+        """The grid described by :meth:`to_dict` (direction included)."""
+        return cls(
+            tuple(data['shape']),
+            tuple(data.get('spacing', ())),
+            tuple(data.get('origin', ())),
+            data.get('direction'),
+        )
 
     def to_dict(self) -> dict:
         """JSON-able description (numpy axis order)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import napari_coreg.api as api
+import napari_coreg.method as method_module
 from napari_coreg import iter_register, register
 
 SHAPE = (64, 80)
@@ -32,7 +32,7 @@ def no_engine(monkeypatch):
         calls.append(backend)
         raise AssertionError(f'engine {backend} loaded although the input is invalid')
 
-    monkeypatch.setattr(api, 'load_engine', refuse)
+    monkeypatch.setattr(method_module, 'load_engine', refuse)
     return calls
 
 

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
-from napari_coreg.metrics import (  # noqa: E402
+from napari_coreg.engines.torch.metrics import (  # noqa: E402
     gauss_newton_system,
     loss,
     mutual_information,
@@ -179,7 +179,7 @@ def test_gauss_newton_refuses_mutual_information(values) -> None:
 
 def test_mutual_information_analytic_gradient_matches_autograd(values) -> None:
     """The hand-written MI derivative (used by the optimisers) is the true one."""
-    from napari_coreg.metrics import mutual_information_and_gradient
+    from napari_coreg.engines.torch.metrics import mutual_information_and_gradient
 
     generator = torch.Generator().manual_seed(5)
     fixed = values[:, :3000]
@@ -202,7 +202,7 @@ def test_mutual_information_analytic_gradient_matches_autograd(values) -> None:
 
 
 def test_mutual_information_gradient_matches_finite_differences(values) -> None:
-    from napari_coreg.metrics import mutual_information_and_gradient
+    from napari_coreg.engines.torch.metrics import mutual_information_and_gradient
 
     fixed = values[:, :500]
     moving = (fixed**2).clamp(0.01, 0.99)
@@ -224,7 +224,7 @@ def test_mutual_information_gradient_matches_finite_differences(values) -> None:
 
 @pytest.mark.parametrize('metric', list(Metric))
 def test_loss_and_gradient_is_consistent(values, metric) -> None:
-    from napari_coreg.metrics import loss_and_gradient
+    from napari_coreg.engines.torch.metrics import loss_and_gradient
 
     fixed = values[:, :2000]
     moving = (fixed**1.3 + 0.02).clamp(0.01, 0.99)

@@ -147,22 +147,21 @@ def test_physical_spacing_and_origin_2d():
     assert np.linalg.norm(moved - apply_matrix(truth, corners), axis=1).mean() < 0.2
 
 
-def test_initial_outside_the_model_is_kept():
-    """An affine start with a translation model: the start stays a fixed
-    moving-side transform and only the translation is optimised."""
+@pytest.mark.parametrize('backend', ['torch', 'sitk'])
+def test_initial_outside_the_model_is_refused(backend):
+    """An affine start with a translation model would return a scaled
+    'translation'; a mirror start with a rigid model a reflection labelled
+    rigid: both are refused before any work, naming the fix."""
     truth = _about_centre([[1.04, 0.05], [-0.03, 0.97]], (2.0, -1.0))
     fixed, moving = _pair(truth)
     start = truth @ homogeneous(np.eye(2), [1.5, 1.0])
-    res = register(
-        fixed,
-        moving,
-        model='translation',
-        metric='ncc',
-        backend='sitk',
-        initial=start,
-    )
-    np.testing.assert_allclose(res.settings['initial_moving_from_fixed'], start)
-    assert corner_error(res.moving_from_fixed, truth, SHAPE) < 0.1
+    with pytest.raises(ValueError, match="outside it for the 'translation' model"):
+        register(
+            fixed, moving, model='translation', backend=backend, initial=start
+        )
+    mirror = np.diag([-1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="a reflection for the 'rigid' model"):
+        register(fixed, moving, model='rigid', backend=backend, initial=mirror)
 
 
 @pytest.mark.parametrize('init', ['identity', 'center', 'phase', 'auto'])
@@ -272,46 +271,17 @@ def test_progress_stream_matches_the_level_reports():
 
 
 def test_batch_runs_frame_after_frame():
-    from napari_coreg.api import _prepare
-    from napari_coreg.engines.sitk_engine import run
+    from napari_coreg.engines.sitk.engine import run
+    from napari_coreg.method import resolve
+    from napari_coreg.problem import Problem
 
     truths = [TRUTHS['rigid'], TRUTHS['translation']]
     pairs = [_pair(t, seed=i) for i, t in enumerate(truths)]
-    problem = _prepare(
-        pairs[0][0],
-        pairs[0][1],
-        'rigid',
-        'ncc',
-        'sitk',
-        fixed_spacing=None,
-        fixed_origin=None,
-        moving_spacing=None,
-        moving_origin=None,
-        fixed_direction=None,
-        moving_direction=None,
-        fixed_mask=None,
-        moving_mask=None,
-        initial=None,
-        channel_axis=None,
-        settings={},
+    problem = Problem.from_images(
+        pairs[0][0], pairs[0][1], resolve('rigid', 'ncc', 'sitk')
     )[0]
-    second = _prepare(
-        pairs[1][0],
-        pairs[1][1],
-        'rigid',
-        'ncc',
-        'sitk',
-        fixed_spacing=None,
-        fixed_origin=None,
-        moving_spacing=None,
-        moving_origin=None,
-        fixed_direction=None,
-        moving_direction=None,
-        fixed_mask=None,
-        moving_mask=None,
-        initial=None,
-        channel_axis=None,
-        settings={},
+    second = Problem.from_images(
+        pairs[1][0], pairs[1][1], resolve('rigid', 'ncc', 'sitk')
     )[0]
     batch = replace(
         problem,
@@ -499,7 +469,7 @@ def test_mr_spine_t1_t2_mi_in_physical_space(shared_data, backend):
 def test_capabilities_list_the_engine_optimizers():
     """The table the API and the widget read agrees with the engine."""
     from napari_coreg.engines import CAPABILITIES
-    from napari_coreg.engines.sitk_engine import OPTIMIZERS
+    from napari_coreg.engines.sitk.engine import OPTIMIZERS
     from napari_coreg.options import Backend
 
     assert set(CAPABILITIES[Backend.SITK].optimizers) == set(OPTIMIZERS)

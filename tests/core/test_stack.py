@@ -332,7 +332,7 @@ def test_to_dict_is_json(small_stack):
 
 def test_sitk_backend_loops_over_frames(small_stack):
     pytest.importorskip('SimpleITK')
-    pytest.importorskip('napari_coreg.engines.sitk_engine')
+    pytest.importorskip('napari_coreg.engines.sitk.engine')
     stack, truth = small_stack
     result = register_stack(stack, reference='first', backend='sitk', model='rigid')
     assert len(result.batches) == 4

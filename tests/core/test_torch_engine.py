@@ -405,7 +405,7 @@ def test_runs_on_the_device(device, rigid_case) -> None:
 
 
 def test_default_device_is_cpu_without_accelerators(rigid_case) -> None:
-    from napari_coreg.engines.torch_engine import pick_device
+    from napari_coreg.engines.torch.engine import pick_device
 
     if torch.cuda.is_available() or torch.backends.mps.is_available():
         pytest.skip('an accelerator is present')
@@ -476,7 +476,7 @@ def test_recovers_a_3d_rigid_transform(model) -> None:
 
 # --------------------------------------------------------------------------
 # the engine's analytic derivative (image gradient x point Jacobian) against
-# autograd through the bilinear sampler (internal API: engines.torch_optim)
+# autograd through the bilinear sampler (internal API: engines.torch.optim)
 
 
 @pytest.mark.parametrize('metric', ['mse', 'ncc', 'mi'])
@@ -485,10 +485,10 @@ def test_objective_gradient_matches_autograd_through_the_sampler(model, metric) 
     from scipy import ndimage
 
     from napari_coreg import Grid
-    from napari_coreg.engines.torch_levels import build_level, normalised_frame, sample
-    from napari_coreg.engines.torch_optim import Objective
-    from napari_coreg.metrics import loss
-    from napari_coreg.models import param_model
+    from napari_coreg.engines.torch.levels import build_level, normalised_frame, sample
+    from napari_coreg.engines.torch.metrics import loss
+    from napari_coreg.engines.torch.models import param_model
+    from napari_coreg.engines.torch.optim import Objective
     from napari_coreg.options import Metric, Model
     from napari_coreg.pyramid import Level
 

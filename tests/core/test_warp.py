@@ -102,7 +102,7 @@ def test_resample_3d_matches_affine_transform(rng) -> None:
 
 def _level_data(image: np.ndarray, fixed_grid: Grid, moving_grid: Grid):
     torch = pytest.importorskip('torch')
-    from napari_coreg.engines.torch_levels import build_level, normalised_frame
+    from napari_coreg.engines.torch.levels import build_level, normalised_frame
     from napari_coreg.pyramid import Level
 
     fixed = np.zeros((1, *fixed_grid.shape), np.float32)
@@ -126,7 +126,7 @@ def _level_data(image: np.ndarray, fixed_grid: Grid, moving_grid: Grid):
 @pytest.mark.parametrize('geometry', ['pixels', 'spacing'])
 def test_torch_sampler_matches_resample_inside(image, matrix, geometry) -> None:
     torch = pytest.importorskip('torch')
-    from napari_coreg.engines.torch_levels import sample
+    from napari_coreg.engines.torch.levels import sample
 
     if geometry == 'pixels':
         fixed_grid, moving_grid = Grid(FIXED_SHAPE), Grid(MOVING_SHAPE)
@@ -156,7 +156,7 @@ def test_torch_sampler_matches_resample_inside(image, matrix, geometry) -> None:
 def test_torch_sampler_gradient_is_the_image_gradient(image) -> None:
     """The sampled gradient channel, mapped back to pixels, is d(image)/d(pixel)."""
     torch = pytest.importorskip('torch')
-    from napari_coreg.engines.torch_levels import sample
+    from napari_coreg.engines.torch.levels import sample
 
     grid = Grid(MOVING_SHAPE)
     data, norm = _level_data(image, grid, grid)
@@ -173,7 +173,7 @@ def test_grid_sample_frame_matches_kornia_normalize_homography() -> None:
     torch = pytest.importorskip('torch')
     kornia = pytest.importorskip('kornia')
     from napari_coreg import reverse_axes
-    from napari_coreg.engines.torch_levels import _grid_sample_from_px
+    from napari_coreg.engines.torch.levels import _grid_sample_from_px
 
     ours = (
         _grid_sample_from_px(MOVING_SHAPE)

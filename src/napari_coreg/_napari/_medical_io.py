@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from ..transforms import Grid
+
 __all__ = [
     'METADATA_KEY',
     'READ_SUFFIXES',
@@ -93,13 +95,13 @@ def _layer(image, source: str, name: str, header: dict[str, str]) -> tuple:
     """LayerDataTuple of a SimpleITK image with its geometry."""
     import SimpleITK as sitk
 
+    from .._sitk import grid_from_image
+
     ndim = image.GetDimension()
     components = image.GetNumberOfComponentsPerPixel()
     array = sitk.GetArrayFromImage(image)
-    direction_xyz = np.array(image.GetDirection(), dtype=np.float64).reshape(ndim, ndim)
-    spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
-    origin = tuple(float(o) for o in image.GetOrigin()[::-1])
-    direction = direction_xyz[::-1, ::-1]
+    grid = grid_from_image(image)
+    spacing, origin, direction = grid.spacing, grid.origin, grid.direction
     meta = {
         METADATA_KEY: {
             'source': source,
@@ -110,7 +112,7 @@ def _layer(image, source: str, name: str, header: dict[str, str]) -> tuple:
             'itk_size': list(image.GetSize()),
             'itk_spacing': list(image.GetSpacing()),
             'itk_origin': list(image.GetOrigin()),
-            'itk_direction': direction_xyz.tolist(),
+            'itk_direction': np.reshape(image.GetDirection(), (ndim, ndim)).tolist(),
             'pixel_type': image.GetPixelIDTypeAsString(),
             'components': components,
             'header': header,
@@ -246,6 +248,8 @@ def write_medical_image(path: str, data: Any, meta: dict) -> list[str]:
     """
     import SimpleITK as sitk
 
+    from .._sitk import image_from_array
+
     if not _suffix_ok(path, WRITE_SUFFIXES):
         raise ValueError(
             f'{Path(path).name}: medical images are written as '
@@ -259,10 +263,9 @@ def write_medical_image(path: str, data: Any, meta: dict) -> list[str]:
     spacing, origin, direction = _grid_geometry(_world_from_data(meta, ndim))
     if array.dtype == bool:
         array = array.astype(np.uint8)
-    image = sitk.GetImageFromArray(array, isVector=rgb)
-    image.SetSpacing([float(s) for s in spacing[::-1]])
-    image.SetOrigin([float(o) for o in origin[::-1]])
-    image.SetDirection([float(d) for d in direction[::-1, ::-1].ravel()])
+    image = image_from_array(
+        array, Grid(array.shape[:ndim], spacing, origin, direction), vector=rgb
+    )
     compress = str(path).lower().endswith(('.nii.gz', '.mha', '.nrrd'))
     sitk.WriteImage(image, str(path), useCompression=compress)
     written = [str(path)]

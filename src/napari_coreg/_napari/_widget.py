@@ -31,7 +31,7 @@ from magicgui.widgets import (
 )
 
 from ..engines import CAPABILITIES, available_backends
-from ..options import Backend, Metric, Model, Optimizer
+from ..options import MODEL_SPECS, Backend, Metric, Model
 from ._writeback import (
     Outcome,
     Request,
@@ -44,22 +44,9 @@ from ._writeback import (
 
 __all__ = ['RegistrationWidget']
 
-#: Optimisers offered per backend ('auto' first); the SimpleITK list is read
-#: from its backend (:func:`_optimizers`) when that backend is chosen.
-OPTIMIZERS = {
-    'torch': [o.value for o in Optimizer],
-    'sitk': ['auto', 'gradient-descent', 'lbfgsb', 'amoeba'],
-}
-
-
 def _optimizers(backend: str) -> list[str]:
-    if backend == 'sitk':
-        try:
-            from ..engines.sitk_engine import OPTIMIZERS as sitk_optimizers
-        except ImportError:  # backend not installed: keep the static list
-            return OPTIMIZERS['sitk']
-        return ['auto', *sitk_optimizers]
-    return OPTIMIZERS.get(backend, ['auto'])
+    """Optimisers offered for a backend, ``'auto'`` first."""
+    return ['auto', *CAPABILITIES[Backend.parse(backend, 'backend')].optimizers]
 
 
 #: Seconds between two live-preview / status updates.
@@ -205,7 +192,7 @@ class RegistrationWidget(Container):
         # -- advanced
         self._advanced = CheckBox(text='Advanced settings', value=False)
         self._optimizer = ComboBox(
-            label='Optimizer', choices=OPTIMIZERS['torch'], value='auto'
+            label='Optimizer', choices=_optimizers('torch'), value='auto'
         )
         self._learning_rate = LineEdit(label='Learning rate', value='auto')
         self._learning_rate.tooltip = (
@@ -384,7 +371,7 @@ class RegistrationWidget(Container):
         models = [
             m.value
             for m in Model
-            if m in caps.models and (ndim == 2 or m not in caps.models_2d_only)
+            if m in caps.models and ndim in MODEL_SPECS[m].ndims
         ]
         metrics = [m.value for m in Metric if m in caps.metrics]
         _set_choices(self._model, models, 'rigid')

@@ -39,8 +39,8 @@ from numpy.typing import NDArray
 
 from .. import __version__
 from ..api import iter_register
-from ..engines import check_supported
-from ..options import Backend, Metric, Model, Settings
+from ..method import resolve
+from ..options import Model
 from ..result import Progress, RegistrationResult
 from ..transforms import Grid, apply_matrix
 from ..warp import resample
@@ -190,10 +190,11 @@ def request_from_layers(
         )
     if ndim is None:
         ndim = 3 if min(fixed.ndim, moving.ndim) >= 3 else 2
-    model_ = Model.parse(model, 'model')
-    metric_ = Metric.parse(metric, 'metric')
-    backend_ = Backend.parse(backend, 'backend')
-    check_supported(backend_, model_, metric_, ndim)
+    if init != 'current':
+        settings['init'] = init
+    # validate every choice now, on the caller's thread
+    method = resolve(model, metric, backend, ndim=ndim, **settings)
+    model_ = method.model
     if write_back is None:
         write_back = 'resample' if model_ is Model.HOMOGRAPHY else 'affine'
     if write_back not in WRITE_BACK:
@@ -203,9 +204,6 @@ def request_from_layers(
             "a homography cannot be shown through a layer's affine: use "
             "write_back='resample'"
         )
-    if init != 'current':
-        settings['init'] = init
-    Settings(**settings)  # validate now, on the caller's thread
     fixed_frame = layer_frame(fixed, ndim, world_point)
     moving_frame = layer_frame(moving, ndim, world_point)
     initial = None
@@ -231,8 +229,8 @@ def request_from_layers(
         moving=moving_frame,
         ndim=ndim,
         model=model_.value,
-        metric=metric_.value,
-        backend=backend_.value,
+        metric=method.metric.value,
+        backend=method.backend.value,
         settings=settings,
         write_back=write_back,
         fixed_mask=masks['fixed'],

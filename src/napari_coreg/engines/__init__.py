@@ -1,136 +1,169 @@
-"""Backends, their capabilities, and lazy loading (nothing heavy at import)."""
+"""The backends: what each declares it can do, and loading them on first use.
+
+Every backend is declared here, in :data:`CAPABILITIES`, by what it
+supports (models, metrics, dimensions, optimisers with their default
+iterations, batching, devices); nothing about a backend is defined by
+subtraction, and nothing heavy is imported: a backend's package
+(``engines/torch/`` or ``engines/sitk/``) is imported by :func:`load_engine`
+when a registration first runs. Each package's ``run(problem)`` follows the
+:class:`Engine` protocol.
+"""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Protocol
 
-from ..options import Backend, Metric, Model
+from ..options import METRIC_SPECS, Backend, Metric, Model
+
+if TYPE_CHECKING:
+    from ..problem import Outcome, Problem
+    from ..result import Progress
 
 __all__ = [
     'CAPABILITIES',
+    'PREVIEW_SECONDS',
+    'TOLERANCE_PX',
     'Capabilities',
+    'Engine',
     'available_backends',
     'check_device',
-    'check_supported',
-    'default_iterations',
     'load_engine',
 ]
+
+#: Default convergence shared by the backends: a step that moves no corner
+#: of the fixed level by more than this many level pixels (times the level's
+#: shrink factor) ends the level.
+TOLERANCE_PX = 1e-3
+#: Progress events carry the current matrix at most this often (seconds).
+PREVIEW_SECONDS = 0.2
+
+
+class Engine(Protocol):
+    """What a backend module provides: one generator per (batched) problem."""
+
+    def run(self, problem: Problem) -> Generator[Progress, None, Outcome]:
+        """Register ``problem``, yielding progress; return the outcome."""
 
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend can register."""
+    """What a backend declares it can register, and how it is loaded.
 
+    Attributes
+    ----------
+    label : str
+        Name shown to users.
+    models, metrics : frozenset
+        What it supports (a model's own dimensions are in its ModelSpec).
+    ndims : frozenset of int
+        Spatial dimensions it registers.
+    optimizers : mapping of str to int
+        Optimiser names (besides ``'auto'``) and their default iterations
+        per level.
+    auto_optimizer : callable
+        ``auto_optimizer(metric)``: the optimiser that ``'auto'`` means.
+    batching : bool
+        Registers a batch of frames in one run (else frame after frame).
+    uses_device : bool
+        Takes a torch ``device``.
+    package, module : str
+        The package it needs, and the module whose ``run`` it is.
+    """
+
+    label: str
     models: frozenset[Model]
     metrics: frozenset[Metric]
     ndims: frozenset[int]
-    #: optimiser names besides 'auto' (the backend's default)
-    optimizers: tuple[str, ...] = ()
-    #: models that exist only in 2D
-    models_2d_only: frozenset[Model] = frozenset({Model.HOMOGRAPHY})
-    uses_device: bool = False
+    optimizers: Mapping[str, int]
+    auto_optimizer: Callable[[Metric], str]
+    batching: bool
+    uses_device: bool
+    package: str
+    module: str
+
+    def optimizer(self, name: str, metric: Metric) -> str:
+        """The optimiser that ``name`` means (``'auto'`` resolved)."""
+        return self.auto_optimizer(metric) if name == 'auto' else name
 
 
-CAPABILITIES: dict[Backend, Capabilities] = {
-    Backend.TORCH: Capabilities(
-        models=frozenset(Model),
-        metrics=frozenset(Metric),
-        ndims=frozenset({2, 3}),
-        optimizers=('gauss-newton', 'bfgs', 'adam'),
-        uses_device=True,
-    ),
-    Backend.SITK: Capabilities(
-        models=frozenset(Model) - {Model.HOMOGRAPHY},
-        metrics=frozenset(Metric) - {Metric.L1},
-        ndims=frozenset({2, 3}),
-        optimizers=(
-            'gradient-descent',
-            'gradient-descent-line-search',
-            'conjugate-gradient',
-            'lbfgsb',
-            'lbfgs2',
-            'amoeba',
-            'evolutionary',
+def _torch_auto(metric: Metric) -> str:
+    return 'gauss-newton' if METRIC_SPECS[metric].least_squares else 'bfgs'
+
+
+#: Every backend, declared by what it supports.
+CAPABILITIES: Mapping[Backend, Capabilities] = MappingProxyType(
+    {
+        Backend.TORCH: Capabilities(
+            label='PyTorch',
+            models=frozenset(Model),
+            metrics=frozenset(Metric),
+            ndims=frozenset({2, 3}),
+            optimizers=MappingProxyType({'gauss-newton': 60, 'bfgs': 60, 'adam': 300}),
+            auto_optimizer=_torch_auto,
+            batching=True,
+            uses_device=True,
+            package='torch',
+            module='napari_coreg.engines.torch',
         ),
-    ),
-}
-
-_MODULES = {
-    Backend.TORCH: ('torch', 'napari_coreg.engines.torch_engine'),
-    Backend.SITK: ('SimpleITK', 'napari_coreg.engines.sitk_engine'),
-}
+        Backend.SITK: Capabilities(
+            label='SimpleITK',
+            models=frozenset(
+                {Model.TRANSLATION, Model.RIGID, Model.SIMILARITY, Model.AFFINE}
+            ),
+            metrics=frozenset({Metric.MSE, Metric.NCC, Metric.MI}),
+            ndims=frozenset({2, 3}),
+            optimizers=MappingProxyType(
+                dict.fromkeys(
+                    (
+                        'gradient-descent',
+                        'gradient-descent-line-search',
+                        'conjugate-gradient',
+                        'lbfgsb',
+                        'lbfgs2',
+                        'amoeba',
+                        'evolutionary',
+                    ),
+                    200,
+                )
+            ),
+            auto_optimizer=lambda metric: 'gradient-descent',
+            batching=False,
+            uses_device=False,
+            package='SimpleITK',
+            module='napari_coreg.engines.sitk',
+        ),
+    }
+)
 
 
 def available_backends() -> list[str]:
     """Backends whose package is installed (checked without importing it)."""
     return [
         backend.value
-        for backend, (package, _) in _MODULES.items()
-        if importlib.util.find_spec(package) is not None
+        for backend, caps in CAPABILITIES.items()
+        if importlib.util.find_spec(caps.package) is not None
     ]
 
 
-def check_supported(
-    backend: Backend, model: Model, metric: Metric, ndim: int, optimizer: str = 'auto'
-) -> None:
-    """Raise ValueError, before any work, if ``backend`` cannot do the combination."""
+def load_engine(backend: Backend) -> Engine:
+    """Import a backend on first use and return its module (an :class:`Engine`)."""
     caps = CAPABILITIES[backend]
-    if optimizer != 'auto' and optimizer not in caps.optimizers:
-        owners = [b.value for b, c in CAPABILITIES.items() if optimizer in c.optimizers]
-        hint = f' (use backend={owners[0]!r} for it)' if owners else ''
+    if importlib.util.find_spec(caps.package) is None:
         raise ValueError(
-            f"backend '{backend}' has no optimizer {optimizer!r}{hint}: choose "
-            f"'auto' or one of {', '.join(repr(o) for o in caps.optimizers)}"
+            f"backend '{backend}' needs the '{caps.package}' package: "
+            f'pip install {caps.package}'
         )
-    if optimizer == 'gauss-newton' and metric is Metric.MI:
-        raise ValueError(
-            'mutual information is not a least-squares metric: use '
-            "optimizer='bfgs' or 'adam' (or 'auto')"
-        )
-    others = [b.value for b, c in CAPABILITIES.items() if b is not backend]
-    if model not in caps.models:
-        raise ValueError(
-            f"backend '{backend}' has no '{model}' model: use backend='torch' "
-            f'for it, or choose one of {sorted(m.value for m in caps.models)}'
-        )
-    if metric not in caps.metrics:
-        raise ValueError(
-            f"backend '{backend}' has no '{metric}' metric: use backend="
-            f'{others[0]!r} for it, or choose one of '
-            f'{sorted(m.value for m in caps.metrics)}'
-        )
-    if ndim not in caps.ndims:
-        raise ValueError(f"backend '{backend}' registers 2D or 3D images, not {ndim}D")
-    if ndim != 2 and model in caps.models_2d_only:
-        raise ValueError(
-            f"'{model}' is a 2D model but the images are {ndim}D: use "
-            f"'affine' for volumes"
-        )
-
-
-def load_engine(backend: Backend) -> Callable:
-    """Import a backend on first use and return its ``run(problem)`` function."""
-    package, module = _MODULES[backend]
-    if importlib.util.find_spec(package) is None:
-        raise ValueError(
-            f"backend '{backend}' needs the '{package}' package: pip install {package}"
-        )
-    return importlib.import_module(module).run
-
-
-def default_iterations(backend: Backend, optimizer: str) -> int:
-    """Most iterations per level when the user gives none."""
-    if backend is Backend.SITK:
-        return 200
-    return {'adam': 300, 'bfgs': 60}.get(optimizer, 60)
+    return importlib.import_module(caps.module)
 
 
 def check_device(backend: Backend, device: str | None) -> None:
     """Raise ValueError on call if a torch ``device`` is unknown or absent here."""
-    if device is None or backend is not Backend.TORCH:
+    if device is None or not CAPABILITIES[backend].uses_device:
         return
     import torch
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..options import METRIC_SPECS, Metric
 from .evidence import Evidence
 
 __all__ = ['Assessment', 'VERDICTS', 'judge']
@@ -77,12 +78,12 @@ class Assessment:
 
 
 def _better(metric: str, after: float, before: float) -> bool:
-    """``after`` is at least as good as ``before`` (natural forms)."""
+    """``after`` is at least as good as ``before`` (natural forms, 1e-6 slack)."""
     if not (np.isfinite(after) and np.isfinite(before)):
         return True
-    if metric in ('ncc', 'mi'):
-        return after >= before - 1e-6
-    return after <= before + 1e-6
+    spec = METRIC_SPECS[Metric.parse(metric, 'metric')]
+    slack = 1e-6 if spec.higher_is_better else -1e-6
+    return spec.improved(before, after + slack)
 
 
 def _rules(e: Evidence) -> list[tuple[str, str]]:

@@ -38,18 +38,19 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from .._sitk import (
+from ..._sitk import (
     empty_transform,
-    fits_model,
+    grid_from_image,
     image_from_array,
     matrix_from_transform,
     set_transform_matrix,
 )
-from ..options import Init, Metric, Model
-from ..problem import Outcome, Problem
-from ..pyramid import Level, shrink_per_axis
-from ..result import LevelReport, Progress
-from ..transforms import Grid, apply_matrix, grid_points, homogeneous
+from ...options import METRIC_SPECS, Init, Metric, Model
+from ...problem import Outcome, Problem
+from ...pyramid import Level, shrink_per_axis
+from ...result import LevelReport, Progress
+from ...transforms import Grid, apply_matrix, grid_points, homogeneous
+from .. import PREVIEW_SECONDS, TOLERANCE_PX
 
 __all__ = ['CANCEL_WITHIN_LEVEL', 'OPTIMIZERS', 'run']
 
@@ -58,12 +59,6 @@ __all__ = ['CANCEL_WITHIN_LEVEL', 'OPTIMIZERS', 'run']
 ROTATION_SEARCH = (0.0, -10.0, 10.0, -20.0, 20.0, -30.0, 30.0)
 #: Default first step of the gradient optimisers, in pixels of the level.
 STEP_PX = 1.0
-#: Progress events carry the current matrix at most this often (seconds),
-#: for a single pair (``(1, D + 1, D + 1)``, as the torch backend).
-PREVIEW_SECONDS = 0.2
-#: Default convergence: an iteration that moves no corner of the fixed level
-#: by more than this many level pixels ends it (as the torch backend).
-TOLERANCE_PX = 1e-3
 
 
 def _regular_step(method, step, iterations, seed):
@@ -181,21 +176,6 @@ OPTIMIZERS: dict[str, SitkOptimizer] = {
 CANCEL_WITHIN_LEVEL = frozenset(n for n, o in OPTIMIZERS.items() if o.stops)
 
 
-def optimizer_name(name: str) -> str:
-    """Validate a SimpleITK optimiser name (``'auto'`` = regular-step GD)."""
-    name = str(name).lower()
-    if name == 'auto':
-        return 'gradient-descent'
-    if name not in OPTIMIZERS:
-        raise ValueError(
-            f"unknown SimpleITK optimizer {name!r}: choose 'auto', "
-            + ', '.join(repr(k) for k in OPTIMIZERS)
-            + " (the torch optimizers 'gauss-newton', 'bfgs' and 'adam' need "
-            "backend='torch')"
-        )
-    return name
-
-
 # --------------------------------------------------------------------------
 # images and levels
 
@@ -232,7 +212,7 @@ def _level_pair(
 ) -> _Pair:
     fixed_l = _level_image(fixed, problem.fixed_grid.shape, level)
     moving_l = _level_image(moving, problem.moving_grid.shape, level)
-    grid = _grid_of(fixed_l)
+    grid = grid_from_image(fixed_l)
     corners = apply_matrix(grid.phys_from_px, grid_points(grid.shape)[:-1])
     return _Pair(
         fixed=fixed_l,
@@ -253,18 +233,42 @@ def _mask(mask: np.ndarray | None, grid: Grid) -> sitk.Image | None:
 # metric values
 
 
+@dataclass(frozen=True)
+class _SitkMetric:
+    """How one of our metrics is set on SimpleITK, and its value read back.
+
+    ``natural`` turns SimpleITK's metric value (minimised) into the value
+    users read: Correlation returns ``-ncc**2`` (so ``|ncc|``), Mattes
+    ``-MI``, MeanSquares the MSE.
+    """
+
+    set: Callable[[sitk.ImageRegistrationMethod, int], None]
+    natural: Callable[[float], float]
+
+
+#: Every metric this backend declares (engines/__init__.py), by name.
+METRICS: dict[Metric, _SitkMetric] = {
+    Metric.MSE: _SitkMetric(
+        lambda method, bins: method.SetMetricAsMeanSquares(), lambda v: v
+    ),
+    Metric.NCC: _SitkMetric(
+        lambda method, bins: method.SetMetricAsCorrelation(),
+        lambda v: float(np.sqrt(max(-v, 0.0))),
+    ),
+    Metric.MI: _SitkMetric(
+        lambda method, bins: method.SetMetricAsMattesMutualInformation(
+            numberOfHistogramBins=bins
+        ),
+        lambda v: -v,
+    ),
+}
+
+
 def _method(
-    problem: Problem, masks, sampling: float | None = None
+    problem: Problem, masks, sampling: float | None = None, metric: Metric | None = None
 ) -> sitk.ImageRegistrationMethod:
     method = sitk.ImageRegistrationMethod()
-    if problem.metric is Metric.MSE:
-        method.SetMetricAsMeanSquares()
-    elif problem.metric is Metric.NCC:
-        method.SetMetricAsCorrelation()
-    else:
-        method.SetMetricAsMattesMutualInformation(
-            numberOfHistogramBins=problem.settings.mi_bins
-        )
+    METRICS[metric or problem.metric].set(method, problem.settings.mi_bins)
     method.SetInterpolator(sitk.sitkLinear)
     fixed_mask, moving_mask = masks
     if fixed_mask is not None:
@@ -322,28 +326,18 @@ def _natural(
     """The metric as users read it (NCC in [-1, 1], MI in nats, MSE)."""
     if metric is Metric.NCC:
         return _overlap_ncc(pair, matrix, masks)
-    method = _method(problem, masks)
-    if metric is Metric.MSE:
-        method.SetMetricAsMeanSquares()
-    else:
-        method.SetMetricAsMattesMutualInformation(
-            numberOfHistogramBins=problem.settings.mi_bins
-        )
+    method = _method(problem, masks, metric=metric)
     method.SetInitialTransform(_affine(matrix))
     try:
         value = method.MetricEvaluate(pair.fixed, pair.moving)
     except RuntimeError:  # no overlap at all
         return float('nan')
-    return -value if metric is Metric.MI else value
+    return METRICS[metric].natural(value)
 
 
 def _loss(metric: Metric, value: float) -> float:
-    """SimpleITK's metric value as a lower-is-better loss like torch's.
-
-    Correlation returns ``-ncc**2`` (so the loss is ``1 - ncc**2``); Mattes
-    returns ``-MI``; MeanSquares the MSE.
-    """
-    return 1.0 + value if metric is Metric.NCC else value
+    """SimpleITK's metric value as the lower-is-better loss torch reports."""
+    return METRIC_SPECS[metric].loss(METRICS[metric].natural(value))
 
 
 # --------------------------------------------------------------------------
@@ -369,19 +363,8 @@ def _phase(pair: _Pair, matrix: np.ndarray) -> np.ndarray:
         upsample_factor=4,
         normalization=None,
     )
-    grid_linear = _grid_of(pair.fixed).phys_from_px[:-1, :-1]
+    grid_linear = grid_from_image(pair.fixed).phys_from_px[:-1, :-1]
     return matrix @ homogeneous(np.eye(len(shift)), grid_linear @ -np.asarray(shift))
-
-
-def _grid_of(image: sitk.Image) -> Grid:
-    ndim = image.GetDimension()
-    direction = np.array(image.GetDirection()).reshape(ndim, ndim)[::-1, ::-1]
-    return Grid(
-        tuple(image.GetSize()[::-1]),
-        image.GetSpacing()[::-1],
-        image.GetOrigin()[::-1],
-        direction,
-    )
 
 
 def _rotation_about(angle_deg: float, centre: np.ndarray) -> np.ndarray:
@@ -433,7 +416,7 @@ def _model_transform(problem: Problem, start: np.ndarray):
     ndim = problem.ndim
     transform = empty_transform(problem.model.value, ndim)
     centre = problem.fixed_grid.center
-    if fits_model(problem.model.value, start[:ndim, :ndim]):
+    if problem.method.model_spec.fits(start):
         set_transform_matrix(transform, start, center=centre)
         return transform, None
     set_transform_matrix(transform, np.eye(ndim + 1), center=centre)
@@ -605,7 +588,7 @@ def _shift_scales(transform, moving_initial, corners) -> list[float]:
 
 def run(problem: Problem) -> Generator[Progress, None, Outcome]:
     """Register a problem on SimpleITK, yielding progress per iteration."""
-    name = optimizer_name(problem.settings.optimizer)
+    name = problem.method.optimizer
     optimizer = OPTIMIZERS[name]
     n_levels = len(problem.schedule)
     total = problem.batch * sum(level.iterations for level in problem.schedule)

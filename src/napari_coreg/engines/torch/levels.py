@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..pyramid import Level, shrink_per_axis
-from ..transforms import Grid, grid_points, homogeneous
+from ...pyramid import Level, shrink_per_axis
+from ...transforms import Grid, grid_points, homogeneous
 
 __all__ = [
     'LevelData',

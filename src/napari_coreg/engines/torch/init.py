@@ -7,11 +7,11 @@ import torch
 from skimage.filters import sobel
 from skimage.registration import phase_cross_correlation
 
-from ..metrics import natural
-from ..options import Init, Metric, Model
-from ..problem import Problem
-from ..transforms import homogeneous
-from .torch_levels import LevelData, sample
+from ...options import Init, Metric, Model
+from ...problem import Problem
+from ...transforms import homogeneous
+from .levels import LevelData, sample
+from .metrics import natural
 
 __all__ = ['MULTI_START', 'starting_points']
 

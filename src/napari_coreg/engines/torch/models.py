@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .options import Model
+from ...options import Model
 
 __all__ = ['ParamModel', 'param_model']
 
@@ -147,7 +147,7 @@ def param_model(model: Model, ndim: int, corners: Tensor | None = None) -> Param
     if model is Model.HOMOGRAPHY:
         if ndim != 2 or corners is None:
             raise ValueError('a homography needs 2D images and four corners')
-        from .homography import corner_homography
+        from ...homography import corner_homography
 
         return ParamModel(
             model,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .options import Metric
+from ...options import Metric
 
 __all__ = [
     'gauss_newton_system',

@@ -13,33 +13,28 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..metrics import natural
-from ..models import ParamModel, param_model
-from ..options import Metric, Model
-from ..problem import Outcome, Problem
-from ..pyramid import shrink_per_axis
-from ..result import LevelReport, Progress
-from ..transforms import apply_matrix, grid_points
-from .torch_init import starting_points
-from .torch_levels import (
+from ...options import Model
+from ...problem import Outcome, Problem
+from ...pyramid import shrink_per_axis
+from ...result import LevelReport, Progress
+from ...transforms import apply_matrix, grid_points
+from .. import PREVIEW_SECONDS, TOLERANCE_PX
+from .init import starting_points
+from .levels import (
     LevelData,
     build_level,
     level_grid_matrix,
     normalised_frame,
     sample,
 )
-from .torch_optim import OPTIMISERS, Objective
+from .metrics import natural
+from .models import ParamModel, param_model
+from .optim import OPTIMISERS, Objective
 
 __all__ = ['pick_device', 'run']
 
-#: Default convergence: a step that moves no corner by more than this many
-#: pixels of the level, times the level's shrink factor, ends it (coarse
-#: levels need not converge finer than the next level can refine).
-TOLERANCE_PX = 1e-3
 #: Default Adam step in normalised units (half-diagonal = 1), per level shrink.
 ADAM_RATE = 1e-3
-#: Progress events carry the current matrix at most this often (seconds).
-PREVIEW_SECONDS = 0.2
 #: Most points a level evaluates: the strongest-gradient fixed pixels, as
 #: flat regions carry noise but little alignment information (measured: more
 #: accurate and 3-5x faster than every pixel at 512 px and up; 32k points
@@ -60,14 +55,6 @@ def pick_device(device: str | torch.device | None) -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device('mps')
     return torch.device('cpu')
-
-
-def _optimiser_name(problem: Problem) -> str:
-    """The optimiser to run ('auto' resolved; names were checked by the API)."""
-    name = problem.settings.optimizer
-    if name == 'auto':
-        return 'bfgs' if problem.metric is Metric.MI else 'gauss-newton'
-    return name
 
 
 def _level(
@@ -243,7 +230,7 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
     first = problem.schedule[0].iterations
     run_ = _Run(
         problem=problem,
-        optimiser=_optimiser_name(problem),
+        optimiser=problem.method.optimizer,
         tolerance=problem.settings.tolerance or TOLERANCE_PX,
         norm=norm,
         base=torch.as_tensor(

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..metrics import gauss_newton_system, loss, loss_and_gradient
-from ..models import ParamModel
-from ..options import Metric, Model
-from .torch_levels import LevelData, point_jacobian, sample
+from ...options import Metric, Model
+from .levels import LevelData, point_jacobian, sample
+from .metrics import gauss_newton_system, loss, loss_and_gradient
+from .models import ParamModel
 
 __all__ = ['Objective', 'adam', 'bfgs', 'gauss_newton']
 

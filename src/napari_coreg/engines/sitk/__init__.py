@@ -1,0 +1,5 @@
+"""The SimpleITK backend: ``ImageRegistrationMethod``, one ``Execute`` per level."""
+
+from .engine import run
+
+__all__ = ['run']
