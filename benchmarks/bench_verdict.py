@@ -191,6 +191,24 @@ def _sample(name: str, model: str, metric: str) -> Run:
     return Run(f'sample-{name}-{model}-{metric}', 'real', make)
 
 
+def _oxford(sequence: str, index: int) -> Run:
+    """Oxford affine-covariant pair img1 -> img``index`` (homography truth)."""
+
+    def make():
+        from skimage import io
+
+        from napari_coreg import reverse_axes
+
+        folder = DATA / 'oxford_affine' / sequence
+        ext = 'pgm' if (folder / 'img1.pgm').exists() else 'ppm'
+        fixed = io.imread(folder / f'img1.{ext}')
+        moving = io.imread(folder / f'img{index}.{ext}')
+        truth = reverse_axes(np.loadtxt(folder / f'H1to{index}p'))
+        return fixed, moving, truth, {'model': 'homography', 'metric': 'ncc'}
+
+    return Run(f'oxford-{sequence}-1to{index}', 'real', make)
+
+
 def _photo(name: str, size: int = 192, at=(0.5, 0.5)) -> np.ndarray:
     src = cases.source_image(name, size)
     r0 = int((src.shape[0] - size) * at[0])
@@ -389,6 +407,10 @@ def holdout() -> Iterator[Run]:
     for seed in (10, 11, 12, 13):
         yield _wrong_metric(seed, 'ncc')
     yield _tiny(2)
+    if DATA.is_dir():
+        for sequence in ('graf', 'boat', 'leuven'):
+            for index in (2, 3):
+                yield _oxford(sequence, index)
 
 
 # --------------------------------------------------------------------------
@@ -431,7 +453,6 @@ def evaluate(run: Run) -> dict:
         mi_fraction=e.mi_fraction,
         overlap=e.overlap,
         step=e.curvature.step_px,
-        correlation=e.curvature.correlation,
         stop=e.stop_reason,
     )
     return row

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from .transforms import Grid
+
+if TYPE_CHECKING:
+    from .quality import Assessment
 
 __all__ = ['LevelReport', 'Progress', 'RegistrationResult']
 
@@ -159,7 +164,7 @@ class RegistrationResult:
         )
 
     @cached_property
-    def assessment(self):
+    def assessment(self) -> Assessment:
         """The verdict with its evidence (:class:`~napari_coreg.quality.Assessment`)."""
         from .quality import assess
 
@@ -186,17 +191,18 @@ class RegistrationResult:
 
     def report(
         self,
-        path,
+        path: str | os.PathLike,
         *,
         overwrite: bool = False,
-        fixed_points=None,
-        moving_points=None,
-    ):
-        """Write a self-contained HTML report; see
-        :func:`napari_coreg.quality.write_report`.
+        fixed_points: ArrayLike | None = None,
+        moving_points: ArrayLike | None = None,
+    ) -> Path:
+        """Write a self-contained HTML report (see
+        :func:`napari_coreg.quality.write_report`).
 
-        Never overwrites an existing file unless ``overwrite=True``.
-        Returns the path written.
+        Never overwrites an existing file unless ``overwrite=True``; paired
+        landmarks (physical, numpy order) join the verdict. Returns the path
+        written.
         """
         from .quality import write_report
 
@@ -209,7 +215,7 @@ class RegistrationResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able summary: matrices, conventions, settings, figures."""
+        """JSON-able summary: matrices, conventions, settings, figures, verdict."""
         from . import __version__
 
         return {
@@ -229,6 +235,9 @@ class RegistrationResult:
             'metric_after': self.metric_after,
             'elapsed_s': self.elapsed,
             'stop_reason': self.stop_reason,
+            'verdict': self.verdict,
+            'verdict_reasons': list(self.verdict_reasons),
+            'uncertainty_px': self.uncertainty_px,
             'fixed_grid': self.fixed_grid.to_dict(),
             'moving_grid': self.moving_grid.to_dict(),
             'settings': self.settings,

@@ -78,6 +78,8 @@ class Evidence:
         Why the finest level stopped.
     landmark_px : float or None
         Mean landmark residual in moving pixels, or ``None``.
+    working_factor : int
+        Moving pixels per pixel of the working copy.
     """
 
     metric: str
@@ -99,6 +101,7 @@ class Evidence:
     perspective: float
     stop_reason: str
     landmark_px: float | None
+    working_factor: int = 1
 
     @property
     def z(self) -> float:
@@ -282,4 +285,5 @@ def gather(
         perspective=perspective,
         stop_reason=stop_reason,
         landmark_px=_landmarks(matrix, moving_grid, fixed_points, moving_points),
+        working_factor=pair.moving_factor,
     )

@@ -39,9 +39,12 @@ FAILED_OVERLAP = 0.1
 SUSPECT_OVERLAP = 0.3
 #: Fewer working pixels than this in the overlap cannot support a verdict.
 MIN_PIXELS = 256
-#: Re-registering the result moves its corners by more than this (px).
+#: Re-registering the result moves its corners by more than this (px) ...
 SUSPECT_STEP_PX = 1.0
 FAILED_STEP_PX = 5.0
+#: ... or by more than this many pixels of the working copy (the step is
+#: resolved to about a quarter of a working pixel on large images).
+STEP_RESOLUTION = 0.25
 #: A 95% uncertainty above this (px) means the optimum is poorly defined.
 SUSPECT_UNCERTAINTY_PX = 2.0
 #: Scale (singular values) outside this range, or anisotropy above the ratio.
@@ -166,7 +169,7 @@ def _rules(e: Evidence) -> list[tuple[str, str]]:
             'as they were or give a starting position.',
         )
     step = e.curvature.step_px
-    if step > SUSPECT_STEP_PX:
+    if step > max(SUSPECT_STEP_PX, STEP_RESOLUTION * e.working_factor):
         add(
             'failed' if step > FAILED_STEP_PX else 'suspect',
             f'Registering the result again would move it by {step:.1f} px: '
