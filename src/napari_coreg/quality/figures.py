@@ -62,11 +62,19 @@ def checkerboard(fixed: NDArray, moving: NDArray, tiles: int = 8) -> NDArray:
     return np.repeat(board[..., None], 3, axis=-1)
 
 
-def difference(fixed: NDArray, moving: NDArray) -> NDArray[np.float64]:
-    """Fixed minus moving: red where fixed is brighter, blue where darker."""
+def difference(
+    fixed: NDArray, moving: NDArray, valid: NDArray | None = None
+) -> NDArray[np.float64]:
+    """Fixed minus moving: red where fixed is brighter, blue where darker.
+
+    Outside ``valid`` (where moving does not cover fixed) the picture is gray.
+    """
     d = np.clip(unit(fixed) - unit(moving), -1, 1)
     pos, neg = np.clip(d, 0, 1), np.clip(-d, 0, 1)
-    return np.stack([1 - neg, 1 - pos - neg, 1 - pos], axis=-1)
+    rgb = np.stack([1 - neg, 1 - pos - neg, 1 - pos], axis=-1)
+    if valid is not None:
+        rgb[~valid] = 0.6
+    return rgb
 
 
 def _uint8(rgb: NDArray) -> NDArray[np.uint8]:

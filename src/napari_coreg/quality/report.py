@@ -68,21 +68,26 @@ def _shrink(image: NDArray) -> NDArray:
 
 def _pictures(result: RegistrationResult) -> list[tuple[str, NDArray]]:
     ndim = result.ndim
-    before = resample(
-        luminance(np.asarray(result._moving), ndim),
-        np.eye(ndim + 1),
-        result.fixed_grid,
-        result.moving_grid,
-    )
+    identity = np.eye(ndim + 1)
+    moving = luminance(np.asarray(result._moving), ndim)
+    ones = np.ones(result.moving_grid.shape, np.float32)
+
+    def on_fixed(image: NDArray, matrix: NDArray) -> NDArray:
+        return _plane(
+            resample(image, matrix, result.fixed_grid, result.moving_grid), ndim
+        )
+
     fixed = _plane(result._fixed, ndim)
-    before = _plane(before, ndim)
+    before = on_fixed(moving, identity)
     after = _plane(result.aligned, ndim)
+    covered_before = on_fixed(ones, identity) > 0.999
+    covered_after = on_fixed(ones, result.moving_from_fixed) > 0.999
     return [
         ('Before: overlay', overlay(fixed, before)),
         ('After: overlay', overlay(fixed, after)),
         ('After: checkerboard', checkerboard(fixed, after)),
-        ('Before: difference', difference(fixed, before)),
-        ('After: difference', difference(fixed, after)),
+        ('Before: difference', difference(fixed, before, covered_before)),
+        ('After: difference', difference(fixed, after, covered_after)),
     ]
 
 
