@@ -185,7 +185,8 @@ class RegistrationResult:
         """95% bound on the corner error (moving pixels), or ``None``.
 
         From the curvature of the metric at the result and the residual
-        noise; ``None`` where the metric is flat (nothing to register on).
+        noise; ``None`` where the metric is flat (nothing to register on) or
+        the verdict is ``'failed'``.
         """
         return self.assessment.uncertainty_px
 

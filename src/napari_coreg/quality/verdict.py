@@ -68,8 +68,10 @@ class Assessment:
         Short sentences: what was seen and what to do (for ``'ok'``, a
         summary of the evidence).
     uncertainty_px : float or None
-        95% bound on the corner error (moving pixels), ``None`` where the
-        curvature is singular.
+        95% bound on the corner error (moving pixels); ``None`` where the
+        curvature is singular or the verdict is ``'failed'`` (the error is
+        then not a local one; ``evidence.curvature.bound_px`` keeps the
+        figure).
     evidence : Evidence
         The figures behind it.
     """
@@ -224,4 +226,7 @@ def judge(evidence: Evidence) -> Assessment:
     )
     if verdict == 'ok':
         reasons = (_summary(evidence),)
-    return Assessment(verdict, reasons, evidence.curvature.bound_px, evidence)
+    # the curvature bounds the error around a local optimum; for a failed
+    # result the error is not local, so no bound is given
+    bound = None if verdict == 'failed' else evidence.curvature.bound_px
+    return Assessment(verdict, reasons, bound, evidence)
