@@ -13,13 +13,8 @@ from __future__ import annotations
 
 from .assess import assess
 from .overlap import overlap_quality
+from .report import write_report
 from .verdict import VERDICTS, Assessment
 
 __all__ = ['VERDICTS', 'Assessment', 'assess', 'overlap_quality', 'write_report']
 
-
-def write_report(*args, **kwargs):
-    """Write a result's HTML report; see :func:`.report.write_report`."""
-    from .report import write_report as write
-
-    return write(*args, **kwargs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from skimage.metrics import structural_similarity
 
 from ..inputs import luminance
 from ..transforms import Grid
@@ -14,6 +13,8 @@ __all__ = ['overlap_quality']
 
 
 def _figures(fixed: NDArray, moved: NDArray, valid: NDArray) -> dict[str, float]:
+    from skimage.metrics import structural_similarity
+
     f, m = fixed[valid], moved[valid]
     ncc = float(np.corrcoef(f, m)[0, 1]) if f.size > 1 else float('nan')
     _, ssim_map = structural_similarity(
