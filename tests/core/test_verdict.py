@@ -163,7 +163,10 @@ def test_report_is_written_and_never_overwrites(tmp_path) -> None:
     with pytest.raises(FileExistsError, match='overwrite=True'):
         res.report(path)
     assert path.read_text() == text
-    res.report(path, overwrite=True)
+    points = np.array([[20.0, 30.0], [100.0, 40.0], [60.0, 140.0]])
+    moved = np.column_stack([points, np.ones(3)]) @ case.truth.T
+    res.report(path, overwrite=True, fixed_points=points, moving_points=moved[:, :2])
+    assert 'landmark residual' in path.read_text()
 
 
 def test_report_of_a_failure_and_of_a_volume(tmp_path) -> None:
