@@ -1,5 +1,6 @@
 # One-command set-up on a fresh Debian/Ubuntu machine (root or sudo), then run.
-#   make demo   - install everything, register the embedded sample pair (headless)
+#   make demo   - install everything, register the embedded sample pair (headless;
+#                 replaces an earlier demo-output/)
 #   make test   - install everything (Debian packages included), run the suite under Xvfb
 #   make bench  - run the benchmarks against the peers (writes docs/benchmarks.md)
 
@@ -35,7 +36,7 @@ system-deps:
 	fi
 
 demo: setup
-	$(BIN)/napari-coreg demo --out demo-output
+	$(BIN)/napari-coreg demo --out demo-output --force
 
 test: setup system-deps
 	xvfb-run -a -s "-screen 0 1280x1024x24" $(BIN)/python -m pytest

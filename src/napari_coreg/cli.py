@@ -16,16 +16,69 @@ from .result import RegistrationResult
 __all__ = ['main']
 
 
+#: Suffixes ``--out`` may have: TIFF holds any dtype, the others 8 bits.
+TIFF_SUFFIXES = ('.tif', '.tiff')
+EIGHT_BIT_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
+
+
+def _fail(message: str) -> SystemExit:
+    """The exit of a user error: one line on stderr, no traceback."""
+    return SystemExit(f'napari-coreg: {message}')
+
+
 def _read_image(path: Path) -> np.ndarray:
     if not path.is_file():
-        raise SystemExit(f'napari-coreg: no such image file: {path}')
-    if path.suffix.lower() in ('.tif', '.tiff'):
-        import tifffile
+        raise _fail(f'no such image file: {path}')
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            import tifffile
 
-        return tifffile.imread(path)
-    from skimage import io
+            image = tifffile.imread(path)
+        else:
+            from skimage import io
 
-    return io.imread(path)
+            image = io.imread(path)
+    except Exception as error:  # noqa: BLE001 - every decoder has its own errors
+        raise _fail(
+            f'cannot read image {path}: {type(error).__name__}: {error}'.strip()
+        ) from None
+    image = np.asarray(image)
+    if image.size == 0 or image.dtype == object:
+        raise _fail(f'cannot read image {path}: the file holds no pixel data')
+    return image
+
+
+def _check_image_output(path: Path, dtype: np.dtype) -> None:
+    """Refuse, before registering, an ``--out`` that cannot be written."""
+    suffix = path.suffix.lower()
+    if suffix not in TIFF_SUFFIXES + EIGHT_BIT_SUFFIXES:
+        raise _fail(
+            f'cannot write images as {suffix or "files without a suffix"} '
+            f'({path}): use .tif (any dtype) or '
+            + ', '.join(EIGHT_BIT_SUFFIXES)
+            + ' (8-bit only)'
+        )
+    if suffix in EIGHT_BIT_SUFFIXES and np.dtype(dtype) != np.uint8:
+        raise _fail(
+            f'{suffix} holds 8-bit images but the moving image is '
+            f'{np.dtype(dtype)}: write {path.with_suffix(".tif").name} instead'
+        )
+    if path.is_dir():
+        raise _fail(f'--out {path} is a folder: give a file name')
+    if not path.parent.is_dir():
+        raise _fail(f'output folder {path.parent} does not exist: create it first')
+
+
+def _check_transform_output(path: Path, model: str, force: bool) -> None:
+    """Refuse, before registering, a ``--transform`` that cannot be written."""
+    from .io import ITK_SUFFIXES, check_itk_writable, check_output_path
+
+    try:
+        check_output_path(path, overwrite=force)
+        if path.name.lower().endswith(ITK_SUFFIXES):
+            check_itk_writable(np.eye(3), model, projective=False)
+    except ValueError as error:
+        raise _fail(str(error)) from None
 
 
 def _write_image(path: Path, image: np.ndarray, dtype: np.dtype) -> None:
@@ -39,8 +92,8 @@ def _write_image(path: Path, image: np.ndarray, dtype: np.dtype) -> None:
         tifffile.imwrite(path, image)
         return
     if image.dtype != np.uint8:
-        raise SystemExit(
-            f'napari-coreg: {path.suffix} holds 8-bit images but the result is '
+        raise _fail(
+            f'{path.suffix} holds 8-bit images but the result is '
             f'{image.dtype}: write a .tif instead'
         )
     from skimage import io
@@ -52,8 +105,8 @@ def _refuse_overwrite(paths: Sequence[Path | None], force: bool) -> None:
     """Never overwrite a user's file unless asked to."""
     existing = [str(p) for p in paths if p is not None and p.exists()]
     if existing and not force:
-        raise SystemExit(
-            f'napari-coreg: {", ".join(existing)} already exist(s): choose another '
+        raise _fail(
+            f'{", ".join(existing)} already exist(s): choose another '
             'name or pass --force to overwrite'
         )
 
@@ -87,10 +140,10 @@ def _run_with_progress(steps, quiet: bool) -> RegistrationResult:
             bar.close()
 
 
-def _save_transform(path: Path, result: RegistrationResult) -> None:
+def _save_transform(path: Path, result: RegistrationResult, force: bool) -> None:
     from .io import save_transform
 
-    save_transform(path, result)
+    save_transform(path, result, overwrite=force)
 
 
 def before_after_figure(
@@ -141,8 +194,18 @@ def _register_command(args: argparse.Namespace) -> int:
     transform = Path(args.transform) if args.transform else None
     report = Path(args.report) if args.report else None
     _refuse_overwrite([out, transform, report], args.force)
+    if (
+        out is not None
+        and transform is not None
+        and out.resolve() == transform.resolve()
+    ):
+        raise _fail('--out and --transform name the same file: give two names')
+    if transform is not None:
+        _check_transform_output(transform, args.model, args.force)
     fixed = _read_image(Path(args.fixed))
     moving = _read_image(Path(args.moving))
+    if out is not None:
+        _check_image_output(out, moving.dtype)
     settings = {
         k: v
         for k, v in (
@@ -150,6 +213,7 @@ def _register_command(args: argparse.Namespace) -> int:
             ('device', args.device),
             ('init', args.init),
             ('optimizer', args.optimizer),
+            ('channel_axis', args.channel_axis),
         )
         if v is not None
     }
@@ -157,18 +221,32 @@ def _register_command(args: argparse.Namespace) -> int:
         steps = iter_register(
             fixed, moving, args.model, args.metric, args.backend, **settings
         )
-    except ValueError as error:
-        raise SystemExit(f'napari-coreg: {error}') from None
-    result = _run_with_progress(steps, args.quiet)
+    except (ValueError, TypeError) as error:
+        raise _fail(str(error)) from None
+    try:
+        result = _run_with_progress(steps, args.quiet)
+    except RuntimeError as error:  # e.g. SimpleITK: the images do not overlap
+        raise _fail(f'registration failed: {error}') from None
     if out is not None:
         _write_image(out, result.aligned, moving.dtype)
     if transform is not None:
-        _save_transform(transform, result)
+        _save_transform(transform, result, args.force)
     if report is not None:
         result.report(report, overwrite=args.force)
     if not args.quiet:
         print(_summary(result))
     return 0
+
+
+#: What ``napari-coreg demo`` writes into its folder.
+_DEMO_FILES = (
+    'aligned.tif',
+    'transform.json',
+    'before_after.png',
+    'report.html',
+    'fixed.tif',
+    'moving.tif',
+)
 
 
 def _demo_command(args: argparse.Namespace) -> int:
@@ -179,6 +257,9 @@ def _demo_command(args: argparse.Namespace) -> int:
     from .warp import resample
 
     folder = Path(args.out)
+    if folder.exists() and not folder.is_dir():
+        raise _fail(f'--out {folder} is a file: give a folder for the demo output')
+    _refuse_overwrite([folder / name for name in _DEMO_FILES], args.force)
     folder.mkdir(parents=True, exist_ok=True)
     fixed, moving, truth, info = sample_pair('rigid')
     print(f'demo: {info.get("description", "rigid sample pair")}')
@@ -191,8 +272,8 @@ def _demo_command(args: argparse.Namespace) -> int:
         ('aligned.tif', result.aligned),
     ):
         _write_image(folder / name, image, image.dtype)
-    _save_transform(folder / 'transform.json', result)
-    result.report(folder / 'report.html', overwrite=True)
+    _save_transform(folder / 'transform.json', result, args.force)
+    result.report(folder / 'report.html', overwrite=args.force)
     io.imsave(
         folder / 'before_after.png',
         before_after_figure(fixed, before, result.aligned),
@@ -201,15 +282,7 @@ def _demo_command(args: argparse.Namespace) -> int:
     error = corner_error(result.moving_from_fixed, truth, fixed.shape)
     print(_summary(result))
     print(f'corner error against the ground truth: {error:.4f} px')
-    names = (
-        'aligned.tif',
-        'transform.json',
-        'before_after.png',
-        'report.html',
-        'fixed.tif',
-        'moving.tif',
-    )
-    print('wrote ' + ', '.join(str(folder / name) for name in names))
+    print('wrote ' + ', '.join(str(folder / name) for name in _DEMO_FILES))
     return 0
 
 
@@ -219,6 +292,7 @@ def _parser() -> argparse.ArgumentParser:
         description='Image registration (rigid, affine, homography) on PyTorch '
         'or SimpleITK.',
     )
+    parser.add_argument('--version', action='version', version=f'%(prog)s {_version()}')
     commands = parser.add_subparsers(dest='command', required=True)
 
     reg = commands.add_parser('register', help='register MOVING onto FIXED')
@@ -237,6 +311,11 @@ def _parser() -> argparse.ArgumentParser:
     reg.add_argument(
         '--device', help="torch device, e.g. 'cpu' or 'cuda' (default: best)"
     )
+    reg.add_argument(
+        '--channel-axis',
+        type=int,
+        help='axis of both images that holds channels (RGB last is detected)',
+    )
     reg.add_argument('--out', help='write moving resampled onto the fixed grid here')
     reg.add_argument('--transform', help='write the transform here (.json or ITK .tfm)')
     reg.add_argument('--report', help='write an HTML report (verdict, pictures) here')
@@ -249,14 +328,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument('--out', default='demo-output', help='output folder')
     demo.add_argument('--backend', default='torch', choices=[b.value for b in Backend])
+    demo.add_argument(
+        '--force', action='store_true', help='overwrite earlier demo output files'
+    )
     demo.set_defaults(run=_demo_command)
     return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-coreg`` command."""
     args = _parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback
+        print('napari-coreg: interrupted', file=sys.stderr)
+        return 130
 
 
 if __name__ == '__main__':  # pragma: no cover

@@ -36,7 +36,14 @@ from numpy.typing import ArrayLike, NDArray
 
 from .options import MODEL_SPECS, Model
 
-__all__ = ['ITK_SUFFIXES', 'TransformFile', 'load_transform', 'save_transform']
+__all__ = [
+    'ITK_SUFFIXES',
+    'TransformFile',
+    'check_itk_writable',
+    'check_output_path',
+    'load_transform',
+    'save_transform',
+]
 
 #: File name endings written and read through SimpleITK's transform IO.
 ITK_SUFFIXES = ('.tfm', '.txt', '.h5', '.hdf5', '.mat')
@@ -103,7 +110,13 @@ def _is_itk(path: Path) -> bool:
 
 
 def _check_matrix(matrix: ArrayLike, what: str) -> NDArray[np.float64]:
-    matrix = np.asarray(matrix, dtype=np.float64)
+    try:
+        matrix = np.asarray(matrix, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f'{what} must be a 3x3 (2D) or 4x4 (3D) matrix of numbers, got '
+            f'{str(matrix)[:80]}'
+        ) from None
     if (
         matrix.ndim not in (2, 3)
         or matrix.shape[-1] != matrix.shape[-2]
@@ -145,7 +158,7 @@ def _describe(transform: Any, model: str | None) -> tuple[NDArray, str | None, d
         matrix = np.asarray(transform.moving_from_fixed, dtype=np.float64)
         meta = transform.to_dict() if hasattr(transform, 'to_dict') else {}
         return matrix, model or getattr(transform, 'model', None), meta
-    return np.asarray(transform, dtype=np.float64), model, {}
+    return transform, model, {}  # an array_like: _check_matrix converts it
 
 
 def save_transform(
@@ -154,6 +167,7 @@ def save_transform(
     *,
     model: str | None = None,
     metadata: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write a transform as our JSON or as an ITK transform file.
 
@@ -175,6 +189,9 @@ def save_transform(
         fallback when the matrix does not fit the model exactly).
     metadata : dict, optional
         Extra JSON-able entries, stored under ``"metadata"`` in JSON.
+    overwrite : bool
+        Replace an existing file (default False: refuse, as the command
+        line does without ``--force``).
 
     Returns
     -------
@@ -185,7 +202,8 @@ def save_transform(
     ------
     ValueError
         For an unknown suffix, a bad matrix, a homography or a stack as an
-        ITK file (use ``.json``).
+        ITK file (use ``.json``), a missing folder, or an existing file
+        without ``overwrite=True``; all before anything is written.
 
     Notes
     -----
@@ -212,14 +230,11 @@ def save_transform(
     )
     if model is None:
         model = 'homography' if projective else 'affine'
+    check_output_path(path, overwrite)
     if _is_itk(path):
-        _save_itk(path, matrix, model, projective, transform)
+        check_itk_writable(matrix, model, projective)
+        _save_itk(path, matrix, model, transform)
         return path
-    if path.suffix.lower() != '.json':
-        raise ValueError(
-            f'unknown transform file type {path.name!r}: use .json (ours) '
-            f'or an ITK file ({", ".join(ITK_SUFFIXES)})'
-        )
     document = {
         'format': FORMAT,
         'format_version': FORMAT_VERSION,
@@ -242,9 +257,43 @@ def _version() -> str:
     return __version__
 
 
-def _save_itk(
-    path: Path, matrix: NDArray, model: str, projective: bool, source: Any
-) -> None:
+def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
+    """Refuse, before any work, a transform path that cannot be written.
+
+    Raises
+    ------
+    ValueError
+        For a suffix that is neither ``.json`` nor an ITK one, a folder that
+        does not exist, a path that is a folder, or an existing file when
+        ``overwrite`` is False.
+    TypeError
+        If ``overwrite`` is not a bool.
+    """
+    path = Path(path)
+    if not isinstance(overwrite, bool):
+        raise TypeError(f'overwrite must be True or False, got {overwrite!r}')
+    if not _is_itk(path) and path.suffix.lower() != '.json':
+        raise ValueError(
+            f'unknown transform file type {path.name!r}: use .json (ours) '
+            f'or an ITK file ({", ".join(ITK_SUFFIXES)})'
+        )
+    if path.is_dir():
+        raise ValueError(f'{path} is a folder: give a file name such as t.json')
+    if not path.parent.is_dir():
+        raise ValueError(
+            f'folder {path.parent} does not exist: create it first, or choose '
+            'another place for the transform file'
+        )
+    if path.exists() and not overwrite:
+        raise ValueError(
+            f'{path} already exists: pass overwrite=True to replace it (--force '
+            'on the command line), or choose another name'
+        )
+    return path
+
+
+def check_itk_writable(matrix: NDArray, model: str | None, projective: bool) -> None:
+    """Refuse a transform that an ITK file cannot hold (before any work)."""
     if projective or model == 'homography':
         raise ValueError(
             'a homography has no ITK linear transform (.tfm holds affine maps '
@@ -255,6 +304,9 @@ def _save_itk(
             f'{matrix.shape[0]} per-frame transforms do not fit one ITK '
             'transform: save a stack as .json, or one frame at a time'
         )
+
+
+def _save_itk(path: Path, matrix: NDArray, model: str, source: Any) -> None:
     import SimpleITK as sitk
 
     from ._sitk import ITK_TRANSFORMS, transform_from_matrix
@@ -302,10 +354,7 @@ def load_transform(path: str | Path) -> TransformFile:
             f'unknown transform file type {path.name!r}: use .json or an ITK '
             f'file ({", ".join(ITK_SUFFIXES)})'
         )
-    try:
-        document = json.loads(path.read_text(encoding='utf-8'))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f'{path.name} is not valid JSON: {exc}') from None
+    document = _read_json(path)
     if not isinstance(document, dict) or (
         'moving_from_fixed' not in document and 'fixed_from_moving' not in document
     ):
@@ -327,6 +376,81 @@ def load_transform(path: str | Path) -> TransformFile:
     )
 
 
+def _read_json(path: Path) -> Any:
+    """The JSON document of ``path``, or a ValueError that says why not."""
+    raw = path.read_bytes()
+    if raw[:1] == b'\x80' or raw[:2] in (b'(d', b'(l', b'}q', b']q'):
+        raise ValueError(
+            f'{path.name} looks like a Python pickle, which is never read (it '
+            'can run code): use a .json written by save_transform'
+        )
+    try:
+        return json.loads(raw.decode('utf-8'))
+    except UnicodeDecodeError:
+        raise ValueError(
+            f'{path.name} is not a text JSON file (it holds binary data): use a '
+            '.json written by save_transform'
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f'{path.name} is not valid JSON: {exc}') from None
+    except RecursionError:
+        raise ValueError(
+            f'{path.name} is nested too deeply to be a transform file'
+        ) from None
+
+
+def _leaves(transform) -> list:
+    """The non-composite transforms of an ITK transform, in file order."""
+    import SimpleITK as sitk
+
+    actual = transform.Downcast()
+    if not isinstance(actual, sitk.CompositeTransform):
+        return [actual]
+    leaves = []
+    for index in range(actual.GetNumberOfTransforms()):
+        leaves.extend(_leaves(actual.GetNthTransform(index)))
+    return leaves
+
+
+def _numbers(line: str) -> list[float] | None:
+    try:
+        return [float(v) for v in line.split(':', 1)[1].split()]
+    except ValueError:
+        return None
+
+
+def _check_itk_text(path: Path, transform) -> None:
+    """Refuse a text ITK file that SimpleITK read only in part.
+
+    SimpleITK reads a file cut inside ``Parameters`` or without
+    ``FixedParameters`` as the identity without complaint; here every
+    transform block must carry both lines, and their values must be the
+    ones SimpleITK returned.
+    """
+    try:
+        lines = path.read_text(encoding='utf-8').splitlines()
+    except UnicodeDecodeError:
+        return  # a binary ITK file (HDF5, MATLAB): SimpleITK checked it
+    params = [_numbers(x) for x in lines if x.startswith('Parameters:')]
+    fixed = [_numbers(x) for x in lines if x.startswith('FixedParameters:')]
+    leaves = _leaves(transform)
+    expected_params = [list(t.GetParameters()) for t in leaves]
+    expected_fixed = [list(t.GetFixedParameters()) for t in leaves]
+
+    def same(found, expected) -> bool:
+        return len(found) == len(expected) and all(
+            a is not None and len(a) == len(b) and np.allclose(a, b, rtol=1e-6)
+            for a, b in zip(found, expected, strict=True)
+        )
+
+    if not (same(params, expected_params) and same(fixed, expected_fixed)):
+        raise ValueError(
+            f'{path.name} is truncated or damaged: every transform needs complete '
+            '"Parameters:" and "FixedParameters:" lines (SimpleITK would read '
+            'it as the identity)'
+        )
+
+
 def _load_itk(path: Path) -> TransformFile:
     import SimpleITK as sitk
 
@@ -336,6 +460,7 @@ def _load_itk(path: Path) -> TransformFile:
         transform = sitk.ReadTransform(str(path))
     except RuntimeError as exc:
         raise ValueError(f'SimpleITK cannot read {path.name}: {exc}') from None
+    _check_itk_text(path, transform)
     matrix = _check_matrix(matrix_from_transform(transform), 'the ITK transform')
     actual = transform.Downcast()
     name = actual.GetName()

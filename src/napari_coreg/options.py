@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from . import _checks
+
 
 class _Choice(str, Enum):
     """A string enum whose lookup error lists the valid values."""
@@ -263,12 +265,15 @@ class Settings:
         Convergence threshold on the largest point displacement per step, in
         pixels of the level (default 1e-3).
     mi_bins : int
-        Histogram bins of mutual information.
+        Histogram bins of mutual information, 4 to 256 (more bins only add
+        noise and cost: time and memory grow with the square of the bins).
     sampling : float, optional
         Fraction of pixels sampled per metric evaluation (SimpleITK random
         sampling, torch MI); ``None`` uses every pixel.
     seed : int
-        Seed of every random choice, so runs are reproducible.
+        Seed of every random choice, so runs are reproducible (0 to
+        2**31 - 2; on SimpleITK too, which receives ``seed + 1`` because ITK
+        reads a seed of 0 as "seed from the wall clock").
     device : str, optional
         torch device; ``None`` picks cuda, then mps, then cpu.
     match_histograms : bool
@@ -292,24 +297,8 @@ class Settings:
     match_histograms: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, 'init', Init.parse(self.init, 'init'))
-        object.__setattr__(self, 'optimizer', str(self.optimizer).lower())
-        for name in ('shrink_factors', 'smoothing_sigmas', 'iterations'):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, (int, float)):
-                object.__setattr__(self, name, tuple(value))
-        if self.mi_bins < 4:
-            raise ValueError(f'mi_bins must be at least 4, got {self.mi_bins}')
-        if self.sampling is not None and not 0 < self.sampling <= 1:
-            raise ValueError(
-                f'sampling is a fraction of pixels in (0, 1], got {self.sampling}'
-            )
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise ValueError(
-                f'learning_rate must be positive, got {self.learning_rate}'
-            )
-        if self.tolerance is not None and not self.tolerance > 0:
-            raise ValueError(f'tolerance must be positive, got {self.tolerance}')
+        for name, value in _checked_settings(self).items():
+            object.__setattr__(self, name, value)
 
     @classmethod
     def merged(cls, settings: Settings | None = None, **overrides: Any) -> Settings:
@@ -348,3 +337,66 @@ class Settings:
             name: (str(value) if isinstance(value, Enum) else value)
             for name, value in self.__dict__.items()
         }
+
+
+def _checked_settings(settings: Settings) -> dict:
+    """Every field of ``settings``, type- and range-checked and normalised.
+
+    Raises TypeError for a wrong type and ValueError for a bad value.
+    """
+    values = dict(settings.__dict__)
+    values['init'] = Init.parse(settings.init, 'init')
+    if not isinstance(settings.optimizer, (str, Enum)):
+        raise TypeError(f'optimizer must be a name, got {settings.optimizer!r}')
+    values['optimizer'] = str(settings.optimizer).lower()
+    if settings.levels is not None:
+        values['levels'] = _checks.check_int(settings.levels, 'levels', 1, 16)
+    if settings.shrink_factors is not None:
+        factors = _checks.check_int_sequence(settings.shrink_factors, 'shrink_factors')
+        values['shrink_factors'] = (factors,) if isinstance(factors, int) else factors
+        if values['levels'] is not None and values['levels'] != len(
+            values['shrink_factors']
+        ):
+            raise ValueError(
+                f'levels={values["levels"]} but shrink_factors has '
+                f'{len(values["shrink_factors"])} entries '
+                f'{values["shrink_factors"]}: give one of them, or one shrink '
+                'factor per level'
+            )
+    if settings.smoothing_sigmas is not None:
+        values['smoothing_sigmas'] = _checks.check_real_sequence(
+            settings.smoothing_sigmas, 'smoothing_sigmas'
+        )
+    if settings.iterations is not None:
+        values['iterations'] = _checks.check_int_sequence(
+            settings.iterations, 'iterations'
+        )
+    values['mi_bins'] = _checks.check_int(settings.mi_bins, 'mi_bins', 4, 256)
+    values['seed'] = _checks.check_int(settings.seed, 'seed', 0, _checks.MAX_SEED)
+    values['match_histograms'] = _checks.check_bool(
+        settings.match_histograms, 'match_histograms'
+    )
+    if settings.sampling is not None:
+        sampling = _checks.check_real(settings.sampling, 'sampling')
+        if not 0 < sampling <= 1:
+            raise ValueError(
+                f'sampling is a fraction of pixels in (0, 1], got {sampling}'
+            )
+        values['sampling'] = sampling
+    for name in ('learning_rate', 'tolerance'):
+        value = getattr(settings, name)
+        if value is not None:
+            value = _checks.check_real(value, name)
+            if not value > 0:
+                raise ValueError(f'{name} must be positive, got {value}')
+            values[name] = value
+    device = settings.device
+    if (  # torch.device objects are accepted
+        device is not None
+        and not isinstance(device, str)
+        and type(device).__name__ != 'device'
+    ):
+        raise TypeError(
+            f"device must be a name such as 'cpu' or 'cuda', got {device!r}"
+        )
+    return values

@@ -157,8 +157,14 @@ class Problem:
         )
         if initial is not None:
             initial = check_initial(initial, method, fixed_img.grid, moving_img.grid)
-        fixed_gray = normalise_intensities(fixed_img.gray)
-        moving_gray = normalise_intensities(moving_img.gray)
+        fixed_mask = as_mask(
+            fixed_mask, fixed_img.grid.shape, 'fixed_mask', fixed_img.valid
+        )
+        moving_mask = as_mask(
+            moving_mask, moving_img.grid.shape, 'moving_mask', moving_img.valid
+        )
+        fixed_gray = normalise_intensities(fixed_img.gray, fixed_mask)
+        moving_gray = normalise_intensities(moving_img.gray, moving_mask)
         if method.settings.match_histograms and method.metric_spec.difference:
             moving_gray = match_histogram(moving_gray, fixed_gray)
         problem = cls(
@@ -166,8 +172,8 @@ class Problem:
             moving=moving_gray[None],
             fixed_grid=fixed_img.grid,
             moving_grid=moving_img.grid,
-            fixed_mask=as_mask(fixed_mask, fixed_img.grid.shape, 'fixed_mask'),
-            moving_mask=as_mask(moving_mask, moving_img.grid.shape, 'moving_mask'),
+            fixed_mask=fixed_mask,
+            moving_mask=moving_mask,
             method=method,
             schedule=schedule,
             initial=None if initial is None else initial[None],

@@ -96,7 +96,9 @@ def save_layer_transform(layer, path: str | Path) -> Path:
             model=transform.get('model'),
             metadata={k: v for k, v in transform.items() if k not in _MATRIX_KEYS},
         )
-        return io.save_transform(path, loaded, metadata={'napari': napari_extra})
+        return io.save_transform(  # the file dialog asked before replacing
+            path, loaded, metadata={'napari': napari_extra}, overwrite=True
+        )
     if path.suffix.lower() != '.json':  # pragma: no cover - core io absent
         raise ValueError(f'cannot write {path.suffix!r} files here: use .json')
     transform['metadata'] = {'napari': napari_extra}

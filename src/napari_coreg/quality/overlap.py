@@ -12,13 +12,26 @@ from ..warp import resample
 __all__ = ['overlap_quality']
 
 
+def _ssim_window(shape: tuple[int, ...]) -> dict:
+    """SSIM window options that fit ``shape``: the Gaussian window (11 px)
+    where every axis allows it, else the largest odd uniform window."""
+    smallest = min(shape)
+    if smallest >= 11:
+        return {'gaussian_weights': True}
+    return {
+        'gaussian_weights': False,
+        'win_size': max(3, min(7, smallest - 1 + smallest % 2)),
+    }
+
+
 def _figures(fixed: NDArray, moved: NDArray, valid: NDArray) -> dict[str, float]:
     from skimage.metrics import structural_similarity
 
     f, m = fixed[valid], moved[valid]
-    ncc = float(np.corrcoef(f, m)[0, 1]) if f.size > 1 else float('nan')
+    with np.errstate(invalid='ignore', divide='ignore'):
+        ncc = float(np.corrcoef(f, m)[0, 1]) if f.size > 1 else float('nan')
     _, ssim_map = structural_similarity(
-        fixed, moved, data_range=1.0, full=True, gaussian_weights=True
+        fixed, moved, data_range=1.0, full=True, **_ssim_window(fixed.shape)
     )
     return {
         'mse': float(np.mean((f - m) ** 2)),
@@ -37,8 +50,10 @@ def overlap_quality(
 ) -> dict[str, dict[str, float]]:
     """MSE, NCC and SSIM of moving resampled on fixed, over their overlap.
 
-    Intensities are scaled to [0, 1] by the fixed image's range. ``before``
-    is the identity (the images as given), ``after`` the final transform.
+    Intensities are scaled to about [0, 1] by the fixed image's 0.5 and
+    99.5 percentiles and clipped (so nodata values or a few extreme pixels
+    do not dominate). ``before`` is the identity (the images as given),
+    ``after`` the final transform.
 
     Returns
     -------
@@ -48,10 +63,13 @@ def overlap_quality(
     """
     fixed_gray = luminance(fixed, fixed_grid.ndim)
     moving_gray = luminance(moving, moving_grid.ndim)
-    low, high = float(fixed_gray.min()), float(fixed_gray.max())
+    low, high = (float(v) for v in np.percentile(fixed_gray, [0.5, 99.5]))
+    if high <= low:
+        low, high = float(fixed_gray.min()), float(fixed_gray.max())
     scale = 1.0 / max(high - low, 1e-12)
-    fixed_gray = (fixed_gray - low) * scale
-    moving_gray = (moving_gray - low) * scale
+    with np.errstate(over='ignore', invalid='ignore'):
+        fixed_gray = np.clip((fixed_gray - low) * scale, -0.5, 1.5)
+        moving_gray = np.clip((moving_gray - low) * scale, -0.5, 1.5)
     ones = np.ones(moving_grid.shape, np.float32)
     figures = {}
     identity = np.eye(fixed_grid.ndim + 1)

@@ -59,6 +59,27 @@ __all__ = ['CANCEL_WITHIN_LEVEL', 'OPTIMIZERS', 'run']
 ROTATION_SEARCH = (0.0, -10.0, 10.0, -20.0, 20.0, -30.0, 30.0)
 #: Default first step of the gradient optimisers, in pixels of the level.
 STEP_PX = 1.0
+#: The first step is at most this fraction of the level's smallest side, so
+#: that a large ``learning_rate`` cannot throw the images apart at once.
+MAX_STEP_FRACTION = 0.1
+#: Random sampling draws at least this many points per level (a smaller
+#: ``sampling`` fraction is raised to it; ITK fails with none).
+MIN_SAMPLED_POINTS = 256
+
+
+def itk_seed(seed: int) -> int:
+    """ITK's seed for our ``seed``: ITK reads 0 as "seed from the wall clock",
+    so it gets ``seed + 1`` and every seed, 0 included, is reproducible."""
+    return int(seed) + 1
+
+
+def level_sampling(sampling: float | None, n_pixels: int) -> float | None:
+    """The sampling fraction of a level of ``n_pixels``: at least
+    :data:`MIN_SAMPLED_POINTS` points, ``None`` (every pixel) when that is all."""
+    if sampling is None:
+        return None
+    fraction = max(float(sampling), MIN_SAMPLED_POINTS / max(n_pixels, 1))
+    return None if fraction >= 1 else fraction
 
 
 def _regular_step(method, step, iterations, seed):
@@ -279,7 +300,9 @@ def _method(
         method.SetMetricSamplingStrategy(method.NONE)
     else:
         method.SetMetricSamplingStrategy(method.RANDOM)
-        method.SetMetricSamplingPercentage(float(sampling), int(problem.settings.seed))
+        method.SetMetricSamplingPercentage(
+            float(sampling), itk_seed(problem.settings.seed)
+        )
     method.SetShrinkFactorsPerLevel([1])
     method.SetSmoothingSigmasPerLevel([0.0])
     return method
@@ -292,10 +315,9 @@ def _affine(matrix: np.ndarray) -> sitk.Transform:
     return transform
 
 
-def _overlap_ncc(pair: _Pair, matrix: np.ndarray, masks) -> float:
-    """Pearson correlation over the overlap (and masks), fixed level grid."""
+def _overlap(pair: _Pair, matrix: np.ndarray, masks) -> np.ndarray:
+    """Fixed level pixels inside the mapped moving image (and the masks)."""
     transform = _affine(matrix)
-    moved = sitk.Resample(pair.moving, pair.fixed, transform, sitk.sitkLinear, 0.0)
     ones = sitk.Image(pair.moving.GetSize(), sitk.sitkFloat32) + 1.0
     ones.CopyInformation(pair.moving)
     inside = sitk.Resample(ones, pair.fixed, transform, sitk.sitkLinear, 0.0)
@@ -311,6 +333,13 @@ def _overlap_ncc(pair: _Pair, matrix: np.ndarray, masks) -> float:
             moving_mask, pair.fixed, transform, sitk.sitkNearestNeighbor, 0
         )
         valid &= sitk.GetArrayViewFromImage(on_moving) > 0
+    return valid
+
+
+def _overlap_ncc(pair: _Pair, matrix: np.ndarray, masks) -> float:
+    """Pearson correlation over the overlap (and masks), fixed level grid."""
+    valid = _overlap(pair, matrix, masks)
+    moved = sitk.Resample(pair.moving, pair.fixed, _affine(matrix), sitk.sitkLinear)
     f = sitk.GetArrayViewFromImage(pair.fixed)[valid].astype(np.float64)
     m = sitk.GetArrayViewFromImage(moved)[valid].astype(np.float64)
     if f.size < 2:
@@ -390,8 +419,12 @@ def _initial(
     geometry = _centred(*full, sitk.CenteredTransformInitializerFilter.GEOMETRY)
     if init is Init.CENTER:
         return geometry
-    if init is Init.PHASE:
-        return _phase(coarse, geometry)
+    if init is Init.PHASE:  # unless the shift leaves (almost) no overlap
+        phase = _phase(coarse, geometry)
+        kept = _overlap(coarse, phase, masks).sum()
+        return (
+            phase if kept >= 0.5 * _overlap(coarse, geometry, masks).sum() else geometry
+        )
     # auto: centre of geometry or of mass, and phase correlation from the
     # centre (with a coarse rotation search in 2D); keep the best
     candidates = [geometry]
@@ -549,10 +582,30 @@ def _execute(
             sys.excepthook = original_hook
 
 
+class _LostOverlap(RuntimeError):
+    """SimpleITK's metric found (almost) no overlap during a level."""
+
+
+#: Stop reason of a level whose optimiser lost the overlap: the transform of
+#: the level's start is kept, and the later levels are skipped.
+LOST_OVERLAP = 'sitk: lost the overlap (kept the start of the level)'
+
+
+def _current(transform, moving_initial) -> np.ndarray:
+    matrix = matrix_from_transform(transform)
+    return matrix if moving_initial is None else moving_initial @ matrix
+
+
 def _engine_error(exc: BaseException) -> Exception:
     text = str(exc)
-    if 'outside' in text.lower() or 'valid points' in text.lower():
+    if 'sampledpointset' in text.lower():
         return RuntimeError(
+            'SimpleITK sampled no points inside the masks: give masks that '
+            'select more pixels, or a larger sampling fraction (or None). '
+            f'SimpleITK said: {text.strip().splitlines()[-1]}'
+        )
+    if 'outside' in text.lower() or 'valid points' in text.lower():
+        return _LostOverlap(
             'SimpleITK found (almost) no overlap between the images: check '
             "spacing/origin, or start closer (init='center', 'phase' or an "
             f'initial matrix). SimpleITK said: {text.strip().splitlines()[-1]}'
@@ -636,13 +689,19 @@ def _run_frame(problem, frame, optimizer, counter, total, n_levels):
         started = time.perf_counter()
         if index:
             pair = _level_pair(fixed, moving, problem, level)
-        method = _method(problem, masks, problem.settings.sampling)
+        sampling = level_sampling(
+            problem.settings.sampling, pair.fixed.GetNumberOfPixels()
+        )
+        method = _method(problem, masks, sampling)
         if moving_initial is not None:
             method.SetMovingInitialTransform(_affine(moving_initial))
         method.SetInitialTransform(transform, inPlace=True)
         step = (problem.settings.learning_rate or STEP_PX) * pair.pixel
+        step = min(step, MAX_STEP_FRACTION * min(pair.shape) * pair.pixel)
         tolerance = (problem.settings.tolerance or TOLERANCE_PX) * pair.pixel
-        optimizer.configure(method, step, level.iterations, int(problem.settings.seed))
+        optimizer.configure(
+            method, step, level.iterations, itk_seed(problem.settings.seed)
+        )
         if optimizer.scales == 'physical':
             method.SetOptimizerScalesFromPhysicalShift()
         elif optimizer.scales == 'shift':
@@ -653,6 +712,7 @@ def _run_frame(problem, frame, optimizer, counter, total, n_levels):
             watch = _Watch(transform, moving_initial, pair.corners, tolerance)
         steps = _execute(method, pair, problem.metric, optimizer.stops, watch)
         probe = type(transform)(transform)
+        saved = transform.GetParameters()
         try:
             while True:
                 try:
@@ -679,6 +739,11 @@ def _run_frame(problem, frame, optimizer, counter, total, n_levels):
                     matrix=matrix,
                 )
                 counter['step'] += 1
+        except _LostOverlap:
+            transform.SetParameters(saved)
+            if not _overlap(pair, _current(transform, moving_initial), masks).any():
+                raise  # the level started without overlap: nothing to keep
+            record = _LevelRun(losses=[], iterations=[], reason=LOST_OVERLAP)
         finally:  # also when the consumer fails: stop and join the thread
             steps.close()
         if not record.losses:  # the stream reports every level at least once
@@ -702,6 +767,8 @@ def _run_frame(problem, frame, optimizer, counter, total, n_levels):
                 losses=tuple(record.losses),
             )
         )
+        if record.reason == LOST_OVERLAP:
+            break
 
     final = matrix_from_transform(transform)
     if moving_initial is not None:

@@ -43,6 +43,10 @@ STRONG_POINTS = 1 << 16
 #: A multi-start candidate whose overlap is below this fraction of the
 #: largest candidate overlap cannot win (small overlaps match by chance).
 MIN_OVERLAP_RATIO = 0.5
+#: ``metric_before``/``metric_after`` are measured over the whole overlap of
+#: the finest level (as the SimpleITK backend does), on at most this many
+#: regularly spaced points, not on the strongest-gradient subset.
+DENSE_POINTS = 1 << 20
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
@@ -58,13 +62,20 @@ def pick_device(device: str | torch.device | None) -> torch.device:
 
 
 def _level(
-    problem: Problem, index: int, device: torch.device, full: bool = False
+    problem: Problem,
+    index: int,
+    device: torch.device,
+    full: bool = False,
+    dense: bool = False,
 ) -> LevelData:
-    """Level ``index`` of the problem; ``full`` ignores masks and point limits."""
+    """Level ``index`` of the problem; ``full`` ignores masks and point limits,
+    ``dense`` keeps the masks and takes regularly spaced points."""
     n_fixed = int(np.prod(problem.fixed_grid.shape))
     sampling = problem.settings.sampling
     if full:
         limit, seed, strong = n_fixed, None, None
+    elif dense:
+        limit, seed, strong = min(n_fixed, DENSE_POINTS), None, None
     elif sampling is not None:
         limit, seed, strong = (
             max(64, int(sampling * n_fixed)),
@@ -260,6 +271,7 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
             )
         )
     identity = torch.eye(problem.ndim + 1, dtype=torch.float64).expand_as(run_.base)
+    data = _level(problem, len(problem.schedule) - 1, device, dense=True)
     return Outcome(
         moving_from_fixed=_physical(run_.base, norm),
         initial=starts[:, 0],
