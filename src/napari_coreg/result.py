@@ -111,6 +111,8 @@ class RegistrationResult:
     settings: dict[str, Any] = field(default_factory=dict)
     _fixed: NDArray = field(default=None, repr=False)
     _moving: NDArray = field(default=None, repr=False)
+    _fixed_mask: NDArray | None = field(default=None, repr=False)
+    _moving_mask: NDArray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         matrix = np.array(self.moving_from_fixed, dtype=np.float64)

@@ -178,3 +178,19 @@ def test_report_of_a_failure_and_of_a_volume(tmp_path) -> None:
     volume = rng.random((2, 24, 28, 26)).astype(np.float32)
     res3 = register(volume[0], volume[1], model='translation', levels=1)
     assert '<svg' in res3.report(tmp_path / 'volume.html').read_text()
+
+
+def test_masks_limit_the_evidence() -> None:
+    """Half of the moving image is replaced by noise and masked out: the
+    registration ignores it, and so does the verdict."""
+    case = random_case('rigid', 'ncc', seed=4)
+    moving = case.moving.copy()
+    rng = np.random.default_rng(0)
+    moving[:, 80:] = rng.random((moving.shape[0], moving.shape[1] - 80))
+    mask = np.ones(moving.shape, bool)
+    mask[:, 80:] = False
+    res = register(case.fixed, moving, model='rigid', moving_mask=mask)
+    assert res._moving_mask is not None
+    assert corner_error(res.moving_from_fixed, case.truth, case.fixed.shape) < 0.5
+    assert res.verdict == 'ok', res.verdict_reasons
+    assert res.assessment.evidence.overlap < 0.7  # the masked half does not count

@@ -17,4 +17,3 @@ from .report import write_report
 from .verdict import VERDICTS, Assessment
 
 __all__ = ['VERDICTS', 'Assessment', 'assess', 'overlap_quality', 'write_report']
-

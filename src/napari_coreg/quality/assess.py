@@ -39,7 +39,8 @@ def assess(
     -----
     Costs a few tens of milliseconds for any image size: the evidence is
     measured on block-averaged copies of about 128 pixels per side (48 in
-    3D). Masks given to the registration are not used.
+    3D). Masks given to the registration (and nodata) limit the evidence to
+    the pixels that counted.
     """
     evidence = gather(
         result._fixed,
@@ -54,5 +55,7 @@ def assess(
         stop_reason=result.stop_reason,
         fixed_points=fixed_points,
         moving_points=moving_points,
+        fixed_mask=result._fixed_mask,
+        moving_mask=result._moving_mask,
     )
     return judge(evidence)

@@ -236,6 +236,8 @@ def gather(
     stop_reason: str,
     fixed_points: ArrayLike | None = None,
     moving_points: ArrayLike | None = None,
+    fixed_mask: NDArray | None = None,
+    moving_mask: NDArray | None = None,
 ) -> Evidence:
     """Measure the evidence for one registered pair.
 
@@ -255,9 +257,13 @@ def gather(
         Why the finest level stopped.
     fixed_points, moving_points : array_like, shape (n, D), optional
         Paired landmarks in physical coordinates.
+    fixed_mask, moving_mask : ndarray of bool, optional
+        Pixels that counted in the registration (spatial shape).
     """
     matrix = np.asarray(moving_from_fixed, np.float64)
-    pair = working_pair(fixed, moving, matrix, fixed_grid, moving_grid)
+    pair = working_pair(
+        fixed, moving, matrix, fixed_grid, moving_grid, fixed_mask, moving_mask
+    )
     warped = pair.warped()
     metrics = (metric, 'mi')
     null = _null(pair, metrics)
@@ -277,7 +283,7 @@ def gather(
         mi_null_spread=mi_spread,
         mi_self=score('mi', pair.fixed, np.where(valid, pair.fixed, np.nan)),
         mi_mirrored=_mirrors(pair),
-        overlap=float(valid.mean()),
+        overlap=float(valid.sum() / max(pair.fixed_area, 1)),
         overlap_pixels=int(valid.sum()),
         curvature=curvature(pair, model, metric),
         determinant=determinant,

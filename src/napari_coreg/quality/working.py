@@ -83,6 +83,8 @@ class WorkingPair:
         Block sizes (full pixels per working pixel).
     full_shape : tuple of int
         Shape of the full-resolution fixed image.
+    fixed_mask, moving_mask : ndarray of bool or None
+        Working pixels that count (more than half of their block counted).
     """
 
     fixed: NDArray[np.float32]
@@ -91,6 +93,15 @@ class WorkingPair:
     fixed_factor: int
     moving_factor: int
     full_shape: tuple[int, ...]
+    fixed_mask: NDArray[np.bool_] | None = None
+    moving_mask: NDArray[np.bool_] | None = None
+
+    @property
+    def fixed_area(self) -> int:
+        """Working pixels of the fixed image that count."""
+        if self.fixed_mask is None:
+            return self.fixed.size
+        return int(self.fixed_mask.sum())
 
     @property
     def ndim(self) -> int:
@@ -112,14 +123,27 @@ class WorkingPair:
         return (np.asarray(full_points, dtype=np.float64) - (s - 1) / 2) / s
 
     def warped(self, matrix: ArrayLike | None = None) -> NDArray[np.float32]:
-        """Moving pulled onto the fixed working grid (NaN outside)."""
+        """Moving pulled onto the fixed working grid (NaN outside, or where
+        a mask excludes the pixel)."""
         matrix = self.matrix if matrix is None else matrix
-        return warp_valid(self.moving, matrix, self.fixed.shape)
+        out = warp_valid(self.moving, matrix, self.fixed.shape)
+        if self.moving_mask is not None:
+            mask = self.moving_mask.astype(np.float32)
+            out[~(warp_valid(mask, matrix, self.fixed.shape) > 0.5)] = np.nan
+        if self.fixed_mask is not None:
+            out[~self.fixed_mask] = np.nan
+        return out
 
 
 def _factor(shape: tuple[int, ...]) -> int:
     target = TARGET_SIZE.get(len(shape), 64)
     return max(1, int(round(max(shape) / target)))
+
+
+def _mask(mask: NDArray | None, factor: int) -> NDArray[np.bool_] | None:
+    if mask is None:
+        return None
+    return block_mean(np.asarray(mask, dtype=np.float32), factor) > 0.5
 
 
 def working_pair(
@@ -128,8 +152,14 @@ def working_pair(
     moving_from_fixed: ArrayLike,
     fixed_grid: Grid,
     moving_grid: Grid,
+    fixed_mask: NDArray | None = None,
+    moving_mask: NDArray | None = None,
 ) -> WorkingPair:
-    """Working copies of a registered pair (any dtype, channels last allowed)."""
+    """Working copies of a registered pair (any dtype, channels last allowed).
+
+    Masks (spatial shape, bool) keep the working pixels more than half of
+    whose block counts.
+    """
     ndim = fixed_grid.ndim
     fixed_factor = _factor(fixed_grid.shape)
     moving_factor = _factor(moving_grid.shape)
@@ -142,6 +172,8 @@ def working_pair(
         fixed_factor=fixed_factor,
         moving_factor=moving_factor,
         full_shape=tuple(fixed_grid.shape),
+        fixed_mask=_mask(fixed_mask, fixed_factor),
+        moving_mask=_mask(moving_mask, moving_factor),
     )
     full = pixel_matrix(moving_from_fixed, fixed_grid, moving_grid)
     return replace(pair, matrix=pair.to_working(full))
