@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .api import iter_register
+from .geo.cli import add_arguments as add_geo_arguments
 from .options import Backend, Metric, Model
 from .result import RegistrationResult
 
@@ -190,6 +191,11 @@ def _px(value: float | None) -> str:
 
 
 def _register_command(args: argparse.Namespace) -> int:
+    from .geo.cli import is_geo_pair, run
+
+    if is_geo_pair(args.fixed, args.moving):  # map coordinates, GeoTIFF out
+        return run(args)
+    args.model = args.model or 'affine'
     out = Path(args.out) if args.out else None
     transform = Path(args.transform) if args.transform else None
     report = Path(args.report) if args.report else None
@@ -298,7 +304,11 @@ def _parser() -> argparse.ArgumentParser:
     reg = commands.add_parser('register', help='register MOVING onto FIXED')
     reg.add_argument('fixed', help='fixed image (TIFF, PNG, JPEG, ...)')
     reg.add_argument('moving', help='moving image')
-    reg.add_argument('--model', default='affine', choices=[m.value for m in Model])
+    reg.add_argument(
+        '--model',
+        choices=[m.value for m in Model],
+        help="default 'affine' ('translation' for georeferenced rasters)",
+    )
     reg.add_argument('--metric', default='ncc', choices=[m.value for m in Metric])
     reg.add_argument('--backend', default='torch', choices=[b.value for b in Backend])
     reg.add_argument(
@@ -321,6 +331,7 @@ def _parser() -> argparse.ArgumentParser:
     reg.add_argument('--report', help='write an HTML report (verdict, pictures) here')
     reg.add_argument('--force', action='store_true', help='overwrite existing outputs')
     reg.add_argument('--quiet', action='store_true', help='no progress bar or summary')
+    add_geo_arguments(reg)
     reg.set_defaults(run=_register_command)
 
     demo = commands.add_parser(

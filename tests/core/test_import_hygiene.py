@@ -20,6 +20,7 @@ HEAVY = (
     'magicgui',
     'dask',
     'vispy',
+    'rasterio',
 )
 
 
@@ -50,6 +51,7 @@ def _imported_after(statement: str) -> set[str]:
         'from napari_coreg import register, iter_register, corner_error, Grid',
         'import napari_coreg.api, napari_coreg.engines, napari_coreg.pyramid',
         'import napari_coreg.inputs, napari_coreg.transforms, napari_coreg.result',
+        'import napari_coreg.geo',
     ],
 )
 def test_core_import_is_light(statement) -> None:

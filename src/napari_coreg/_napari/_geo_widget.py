@@ -1,0 +1,282 @@
+"""The "Co-register georeferenced rasters" dock widget.
+
+Pick a reference and a target layer opened by the georeferenced reader
+(``metadata['geo']``), a model, the tie-point window and spacing, and press
+*Register*: :func:`napari_coreg.geo.register_rasters` runs in a worker
+thread, starting where the georeferencing puts the scenes. The result is
+written back without touching pixels: the target layer's ``affine`` is
+composed with the map-coordinate correction (for a translation, the layer
+simply moves), and the tie points are added as a Points layer coloured by
+reliability (invalid points in grey). *Save corrected GeoTIFF* writes the
+corrected target as a new file (pixels unchanged for a translation,
+resampled onto the reference grid otherwise, or through a smooth
+displacement field with *local*).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    PushButton,
+    SpinBox,
+)
+
+from ._geo_io import METADATA_KEY
+
+__all__ = [
+    'GeoRegistrationWidget',
+    'apply_to_layer',
+    'register_geo_layers',
+    'tie_points_layer',
+]
+
+RESULT_KEY = 'napari_coreg_geo'
+
+
+def _source(layer):
+    """What register_rasters takes for a layer: its file, or its pixels."""
+    from napari_coreg.geo import GeoRaster, Georef
+
+    meta = layer.metadata[METADATA_KEY]
+    if meta.get('path') and Path(meta['path']).exists():
+        return meta['path']
+    data = layer.data[0] if getattr(layer, 'multiscale', False) else layer.data
+    return GeoRaster(np.asarray(data), Georef.from_metadata(meta))
+
+
+def apply_to_layer(layer, registration) -> None:
+    """Move a target layer onto the reference (non-destructive: its affine).
+
+    World coordinates are map coordinates, so the map-coordinate
+    ``fixed_from_moving`` composes onto the layer's world transform.
+    """
+    base = np.asarray(layer.affine.affine_matrix, dtype=np.float64)
+    meta = dict(layer.metadata)
+    meta.setdefault(RESULT_KEY, {})['affine_before'] = base.tolist()
+    meta[RESULT_KEY]['fixed_from_moving'] = registration.fixed_from_moving.tolist()
+    meta[RESULT_KEY]['summary'] = registration.summary()
+    layer.affine = registration.fixed_from_moving @ base
+    layer.metadata = meta
+
+
+def tie_points_layer(tie, name: str = 'tie points') -> tuple:
+    """LayerDataTuple of a Points layer of tie points coloured by reliability."""
+    features = {
+        'd_row': tie.shift_px[:, 0],
+        'd_col': tie.shift_px[:, 1],
+        'reliability': tie.reliability,
+        'valid': tie.valid,
+        'reason': list(tie.reason),
+    }
+    from napari.utils.colormaps import ensure_colormap
+
+    colors = np.asarray(
+        ensure_colormap('viridis').map(np.clip(tie.reliability, 0, 1)), dtype=float
+    )
+    colors[~tie.valid] = (0.5, 0.5, 0.5, 0.6)
+    size = max(tie.georef.pixel_size) * tie.window / 8
+    return (
+        tie.map_points,
+        {
+            'name': name,
+            'features': features,
+            'face_color': colors,
+            'size': size,
+            'metadata': {RESULT_KEY: {'window': tie.window}},
+        },
+        'points',
+    )
+
+
+def register_geo_layers(reference, target, viewer=None, **kwargs):
+    """Co-register two georeferenced image layers from a script.
+
+    Runs :func:`napari_coreg.geo.register_rasters` on the layers' files (or
+    pixels), moves ``target`` onto ``reference`` (its ``affine``; pixels
+    untouched) and, given a ``viewer``, adds the tie points as a Points
+    layer.
+
+    Parameters
+    ----------
+    reference, target : napari.layers.Image
+        Layers opened by the georeferenced reader (``metadata['geo']``).
+    viewer : napari.Viewer or napari.components.ViewerModel, optional
+        Where the tie points are shown.
+    **kwargs
+        Passed to :func:`~napari_coreg.geo.register_rasters` (``model``,
+        ``window``, ``spacing``, ``similarity``, ...).
+
+    Returns
+    -------
+    GeoRegistration
+    """
+    from napari_coreg.geo import register_rasters
+
+    for layer in (reference, target):
+        if METADATA_KEY not in (layer.metadata or {}):
+            raise ValueError(
+                f'layer {layer.name!r} has no georeferencing: open GeoTIFF or '
+                'JPEG 2000 files with the napari-coreg reader'
+            )
+    registration = register_rasters(_source(reference), _source(target), **kwargs)
+    apply_to_layer(target, registration)
+    if viewer is not None:
+        data, layer_kwargs, _ = tie_points_layer(
+            registration.tie_points, name=f'{target.name} tie points'
+        )
+        viewer.add_points(data, **layer_kwargs)
+    return registration
+
+
+class GeoRegistrationWidget(Container):
+    """Dock widget: co-register two georeferenced image layers."""
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__()
+        self._viewer = napari_viewer
+        self._result = None
+        self._target_layer = None
+        self._reference = ComboBox(label='reference', choices=self._geo_layers)
+        self._target = ComboBox(label='target', choices=self._geo_layers)
+        self._model = ComboBox(
+            label='model',
+            choices=['translation', 'rigid', 'similarity', 'affine'],
+            value='translation',
+        )
+        self._similarity = ComboBox(
+            label='similarity',
+            choices=[
+                ('intensity (same sensor)', 'intensity'),
+                ('gradient (other sensor)', 'gradient'),
+            ],
+            value='intensity',
+        )
+        self._window = SpinBox(label='window (px)', value=256, min=32, max=2048)
+        self._spacing = SpinBox(label='grid spacing (px)', value=192, min=8, max=8192)
+        self._local = CheckBox(text='local correction (displacement field)')
+        self._run = PushButton(text='Register')
+        self._out = FileEdit(label='corrected GeoTIFF', mode='w', filter='*.tif')
+        self._save = PushButton(text='Save corrected GeoTIFF', enabled=False)
+        self._status = Label(value='')
+        self.extend(
+            [
+                self._reference,
+                self._target,
+                self._model,
+                self._similarity,
+                self._window,
+                self._spacing,
+                self._local,
+                self._run,
+                self._out,
+                self._save,
+                self._status,
+            ]
+        )
+        self._run.changed.connect(self.run)
+        self._save.changed.connect(self.save)
+        for event in (
+            napari_viewer.layers.events.inserted,
+            napari_viewer.layers.events.removed,
+        ):
+            event.connect(self._refresh)
+        self._refresh()
+
+    def _geo_layers(self, *_) -> list:
+        return [
+            layer
+            for layer in self._viewer.layers
+            if type(layer).__name__ == 'Image'
+            and METADATA_KEY in (layer.metadata or {})
+        ]
+
+    def _refresh(self, *_) -> None:
+        self._reference.reset_choices()
+        self._target.reset_choices()
+        layers = self._geo_layers()
+        if len(layers) >= 2 and self._reference.value is self._target.value:
+            self._reference.value, self._target.value = layers[0], layers[1]
+
+    def _job(self) -> dict[str, Any]:
+        reference, target = self._reference.value, self._target.value
+        if reference is None or target is None or reference is target:
+            raise ValueError(
+                'choose two different georeferenced layers (open GeoTIFF or '
+                'JPEG 2000 files with the napari-coreg reader)'
+            )
+        return {
+            'reference': _source(reference),
+            'target': _source(target),
+            'model': self._model.value,
+            'similarity': self._similarity.value,
+            'window': int(self._window.value),
+            'spacing': int(self._spacing.value),
+            'layer': target,
+        }
+
+    def run(self, *_) -> None:
+        """Start the registration in a worker thread."""
+        from napari.qt.threading import create_worker
+
+        try:
+            job = self._job()
+        except ValueError as error:
+            self._status.value = str(error)
+            return
+        layer = job.pop('layer')
+        self._run.enabled = False
+        self._status.value = 'registering...'
+        worker = create_worker(_register, job, _start_thread=False)
+        worker.returned.connect(lambda reg: self._on_done(reg, layer))
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(lambda: setattr(self._run, 'enabled', True))
+        self._worker = worker
+        worker.start()
+
+    def _on_done(self, registration, layer) -> None:
+        self._result = registration
+        self._target_layer = layer
+        apply_to_layer(layer, registration)
+        data, kwargs, _ = tie_points_layer(
+            registration.tie_points, name=f'{layer.name} tie points'
+        )
+        self._viewer.add_points(data, **kwargs)
+        self._status.value = registration.summary()
+        self._save.enabled = True
+
+    def _on_error(self, error: Exception) -> None:
+        self._status.value = f'failed: {error}'
+
+    def save(self, *_) -> Path | None:
+        """Write the corrected target as a new GeoTIFF."""
+        from napari_coreg.geo import fit_shift_model
+
+        if self._result is None:
+            return None
+        path = Path(str(self._out.value))
+        try:
+            local = (
+                fit_shift_model(self._result.tie_points, 'field')
+                if self._local.value
+                else None
+            )
+            written = self._result.write(path, local=local)
+        except ValueError as error:
+            self._status.value = str(error)
+            return None
+        self._status.value = f'wrote {written}'
+        return written
+
+
+def _register(job: dict[str, Any]):
+    from napari_coreg.geo import register_rasters
+
+    return register_rasters(**job)
