@@ -92,6 +92,7 @@ class Method:
             smoothing_sigmas=opts.smoothing_sigmas,
             iterations=opts.iterations,
             default_iterations=self.capabilities.optimizers[self.optimizer],
+            coarsest_size=self.capabilities.coarsest_size(len(shape)),
         )
 
     def engine(self) -> Engine:

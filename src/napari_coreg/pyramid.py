@@ -36,14 +36,14 @@ class Level:
     iterations: int
 
 
-def default_levels(shape: Sequence[int]) -> int:
-    """Number of levels whose coarsest keeps about ``COARSEST_SIZE`` pixels.
+def default_levels(shape: Sequence[int], coarsest_size: int = COARSEST_SIZE) -> int:
+    """Number of levels whose coarsest keeps about ``coarsest_size`` pixels.
 
-    Axes thinner than ``COARSEST_SIZE`` (the few planes of a z-stack) do not
+    Axes thinner than ``coarsest_size`` (the few planes of a z-stack) do not
     limit the pyramid: :func:`shrink_per_axis` keeps them.
     """
-    smallest = min((n for n in shape if n >= COARSEST_SIZE), default=min(shape))
-    levels = 1 + math.floor(math.log2(max(smallest / COARSEST_SIZE, 1.0)))
+    smallest = min((n for n in shape if n >= coarsest_size), default=min(shape))
+    levels = 1 + math.floor(math.log2(max(smallest / coarsest_size, 1.0)))
     return max(1, min(levels, MAX_DEFAULT_LEVELS))
 
 
@@ -82,6 +82,7 @@ def level_schedule(
     smoothing_sigmas: float | Sequence[float] | None = None,
     iterations: int | Sequence[int] | None = None,
     default_iterations: int = 100,
+    coarsest_size: int = COARSEST_SIZE,
 ) -> tuple[Level, ...]:
     """Build the pyramid schedule, coarse to fine, and check it fits ``shape``.
 
@@ -91,7 +92,7 @@ def level_schedule(
         Shape of the fixed image (numpy order, no channel axis).
     levels : int, optional
         Number of levels; by default enough for the coarsest level to keep
-        about 48 pixels along the shortest axis (at most 6). Ignored when
+        about ``coarsest_size`` pixels along the shortest axis (at most 6). Ignored when
         ``shrink_factors`` is given.
     shrink_factors : sequence of int, optional
         Shrink factor per level, coarse to fine, non-increasing
@@ -104,6 +105,8 @@ def level_schedule(
         Most iterations per level (default ``default_iterations``).
     default_iterations : int
         The backend's default for ``iterations``.
+    coarsest_size : int
+        The backend's default size of the coarsest level (see ``levels``).
 
     Returns
     -------
@@ -117,7 +120,9 @@ def level_schedule(
         axis.
     """
     if shrink_factors is None:
-        n_levels = default_levels(shape) if levels is None else int(levels)
+        n_levels = (
+            default_levels(shape, coarsest_size) if levels is None else int(levels)
+        )
         if n_levels < 1:
             raise ValueError(f'levels must be at least 1, got {levels}')
         shrink_factors = [2**i for i in range(n_levels - 1, -1, -1)]

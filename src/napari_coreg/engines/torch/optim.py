@@ -1,4 +1,7 @@
-"""Batched optimisers over transform parameters at one pyramid level.
+"""Batched first-order optimisers over transform parameters at one level.
+
+(Gauss-Newton for the least-squares metrics is inverse-compositional and
+lives in :mod:`.inverse`.)
 
 Each optimiser is a generator: it yields the per-frame loss and the best
 parameters so far after every iteration (so callers can report progress and
@@ -15,18 +18,16 @@ import torch
 from torch import Tensor
 
 from ...options import Metric, Model
-from .levels import LevelData, point_jacobian, sample
-from .metrics import gauss_newton_system, loss, loss_and_gradient
+from .levels import LevelData, pulled_back_gradient, sample
+from .metrics import loss, loss_and_gradient
 from .models import ParamModel
 
-__all__ = ['Objective', 'adam', 'bfgs', 'gauss_newton']
+__all__ = ['OPTIMISERS', 'Objective', 'adam', 'bfgs']
 
 Steps = Generator[tuple[Tensor, Tensor], None, tuple[Tensor, str]]
 
 #: BFGS tries no step that moves a corner by more than this many level pixels.
 MAX_STEP_PX = 4.0
-#: Gauss-Newton stops when a step this many times the tolerance is rejected.
-NOISE_FLOOR = 10.0
 #: Most loss evaluations of one BFGS line search.
 LINE_SEARCH_STEPS = 12
 
@@ -53,9 +54,9 @@ class Objective:
             return values
         return values[self.frame_of[rows].to(values.device)]
 
-    def _sample(self, params: Tensor, rows: Tensor):
+    def _sample(self, params: Tensor, rows: Tensor, geometry: bool = False):
         matrices = self.model.matrices(params, self.base[rows])
-        return sample(self.data, matrices, self.frame_of[rows])
+        return sample(self.data, matrices, self.frame_of[rows], geometry)
 
     def loss_and_overlap(self, params: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
         """Loss per row and the number of overlapping points."""
@@ -63,31 +64,18 @@ class Objective:
         value = loss(self.metric, s.values, self._fixed(rows), s.weights, self.bins)
         return value.double().cpu(), s.weights.sum(dim=1).double().cpu()
 
-    def _jacobian(self, s, params: Tensor, rows: Tensor) -> Tensor:
-        projective = self.model.model is Model.HOMOGRAPHY
-        return point_jacobian(
-            s, self.model.jacobians(params, self.base[rows]), projective
-        )
-
-    def gauss_newton(
-        self, params: Tensor, rows: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Loss, Gauss-Newton matrix and gradient (least-squares metrics)."""
-        s = self._sample(params, rows)
-        jac = self._jacobian(s, params, rows)
-        value, hessian, gradient = gauss_newton_system(
-            self.metric, s.values, self._fixed(rows), s.weights, jac
-        )
-        return value.double().cpu(), hessian.double().cpu(), gradient.double().cpu()
-
     def gradient(self, params: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
         """Loss and its gradient with respect to the parameters."""
-        s = self._sample(params, rows)
+        s = self._sample(params, rows, geometry=True)
         value, dvalues = loss_and_gradient(
             self.metric, s.values, self._fixed(rows), s.weights, self.bins
         )
-        jac = self._jacobian(s, params, rows)
-        grad = (jac.transpose(1, 2) @ dvalues[..., None])[..., 0]
+        grad = pulled_back_gradient(
+            s,
+            dvalues,
+            self.model.jacobians(params, self.base[rows]),
+            self.model.model is Model.HOMOGRAPHY,
+        )
         return value.double().cpu(), grad.double().cpu()
 
     def displacement(self, old: Tensor, new: Tensor, rows: Tensor) -> Tensor:
@@ -102,57 +90,6 @@ class Objective:
             mapped = homog[..., :-1] / homog[..., -1:]
             moved.append(mapped @ self.data.px_linear.T)
         return (moved[1] - moved[0]).norm(dim=-1).amax(dim=-1).double()
-
-
-def gauss_newton(
-    objective: Objective, params: Tensor, iterations: int, tolerance: float
-) -> Steps:
-    """Levenberg-Marquardt on least-squares metrics (l1, mse, ncc).
-
-    A step that raises the loss is rejected and the damping raised; an
-    accepted one lowers it. A frame stops when its step moves no corner by
-    more than ``tolerance`` level pixels, or when a step of less than
-    ``NOISE_FLOOR`` times that is rejected: the loss no longer resolves it.
-    """
-    n = params.shape[0]
-    best = params.clone()
-    best_loss = torch.full((n,), torch.inf, dtype=torch.float64, device=params.device)
-    hessian = gradient = None
-    damping = torch.full_like(best_loss, 1e-3)
-    active = torch.ones(n, dtype=torch.bool, device=params.device)
-    trial = params.clone()
-    attempted = torch.full_like(best_loss, torch.inf)
-    for _ in range(iterations):
-        rows = torch.nonzero(active)[:, 0]
-        value, h, g = objective.gauss_newton(trial[rows], rows)
-        if hessian is None:
-            hessian, gradient = h.clone(), g.clone()
-        accept = value <= best_loss[rows]
-        floor = rows[~accept & (attempted[rows] < NOISE_FLOOR * tolerance)]
-        active[floor] = False
-        done = rows[accept]
-        best[done], best_loss[done] = trial[rows][accept], value[accept]
-        hessian[done], gradient[done] = h[accept], g[accept]
-        damping[done] = (damping[done] / 4).clamp_min(1e-9)
-        damping[rows[~accept]] *= 8
-        yield best_loss.clone(), best
-        rows = torch.nonzero(active)[:, 0]
-        if rows.numel() == 0:
-            return best, 'converged'
-
-        h = hessian[rows]
-        diag = torch.diagonal(h, dim1=1, dim2=2)
-        floor = 1e-9 * diag.amax(-1, keepdim=True).clamp_min(1e-30)
-        damped = h + torch.diag_embed(damping[rows, None] * diag + floor)
-        step = -torch.linalg.solve(damped, gradient[rows][..., None])[..., 0]
-        trial[rows] = best[rows] + step.to(best)
-        moved = objective.displacement(best[rows], trial[rows], rows)
-        attempted[rows] = moved
-        stuck = damping[rows] > 1e8
-        active[rows[(moved < tolerance) | stuck]] = False
-        if not active.any():
-            return best, 'converged'
-    return best, 'max_iterations'
 
 
 def bfgs(
@@ -256,7 +193,6 @@ def adam(
 
 
 OPTIMISERS: dict[str, Callable[..., Steps]] = {
-    'gauss-newton': gauss_newton,
     'bfgs': bfgs,
     'adam': adam,
 }
