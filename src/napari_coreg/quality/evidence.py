@@ -135,18 +135,41 @@ def _z(value: float, median: float, spread: float) -> float:
     return float((value - median) / max(spread, 1e-3 * max(abs(median), 1e-6)))
 
 
-def _null(pair: WorkingPair, metrics: tuple[str, ...]) -> NDArray[np.float64]:
-    """Metric values at random placements: (NULL_SAMPLES, len(metrics))."""
+def _shifted(warped: NDArray, offset: NDArray) -> NDArray[np.float32]:
+    """``warped`` moved by whole pixels: ``out[p] = warped[p + offset]``.
+
+    ``warped(p) = moving(M p)``, so this is the moving image placed by
+    ``M @ translation(offset)``, without resampling; NaN where nothing lands.
+    """
+    out = np.full(warped.shape, np.nan, np.float32)
+    dst, src = [], []
+    for n, d in zip(warped.shape, offset, strict=True):
+        d = int(d)
+        dst.append(slice(max(0, -d), min(n, n - d)))
+        src.append(slice(max(0, d), min(n, n + d)))
+    out[tuple(dst)] = warped[tuple(src)]
+    return out
+
+
+def _null(
+    pair: WorkingPair, warped: NDArray, metrics: tuple[str, ...]
+) -> NDArray[np.float64]:
+    """Metric values at random placements: (NULL_SAMPLES, len(metrics)).
+
+    The result shifted by whole working pixels (10-30% of the image per
+    axis, random signs); the fixed mask stays where it is.
+    """
     rng = np.random.default_rng(0)
     ndim = pair.ndim
     shape = np.asarray(pair.fixed.shape, np.float64)
     out = np.full((NULL_SAMPLES, len(metrics)), np.nan)
     for i in range(NULL_SAMPLES):
-        shift = np.eye(ndim + 1)
         sign = rng.choice((-1.0, 1.0), ndim)
-        shift[:ndim, ndim] = sign * rng.uniform(*NULL_SHIFT, ndim) * shape
-        warped = pair.warped(pair.matrix @ shift)
-        out[i] = [score(m, pair.fixed, warped) for m in metrics]
+        offset = np.round(sign * rng.uniform(*NULL_SHIFT, ndim) * shape)
+        moved = _shifted(warped, offset)
+        if pair.fixed_mask is not None:
+            moved[~pair.fixed_mask] = np.nan
+        out[i] = [score(m, pair.fixed, moved) for m in metrics]
     return out
 
 
@@ -159,24 +182,23 @@ def _robust(values: NDArray) -> tuple[float, float]:
     return median, 1.4826 * float(np.median(np.abs(values - median)))
 
 
-def _mirrors(pair: WorkingPair) -> float:
+def _mirrors(pair: WorkingPair, warped: NDArray) -> float:
     """Best mutual information of the result composed with a mirror.
 
     Mirrors about each axis through the fixed image's centre, and the point
     reflection (a 180 degree rotation in 2D): a flipped or upside-down input
-    that the model cannot undo matches better through one of them.
+    that the model cannot undo matches better through one of them. A mirror
+    through the centre maps the pixel grid onto itself, so the result
+    composed with it is ``warped`` flipped.
     """
     ndim = pair.ndim
-    centre = (np.asarray(pair.fixed.shape, np.float64) - 1) / 2
-    signs = [tuple(-1.0 if a == k else 1.0 for a in range(ndim)) for k in range(ndim)]
-    signs.append((-1.0,) * ndim)
+    flips = [(k,) for k in range(ndim)] + [tuple(range(ndim))]
     best = float('-inf')
-    for sign in signs:
-        mirror = np.eye(ndim + 1)
-        mirror[:ndim, :ndim] = np.diag(sign)
-        mirror[:ndim, ndim] = centre - np.asarray(sign) * centre
-        warped = pair.warped(pair.matrix @ mirror)
-        best = max(best, score('mi', pair.fixed, warped))
+    for axes in flips:
+        moved = np.flip(warped, axes).copy()
+        if pair.fixed_mask is not None:
+            moved[~pair.fixed_mask] = np.nan
+        best = max(best, score('mi', pair.fixed, moved))
     return best
 
 
@@ -266,7 +288,7 @@ def gather(
     )
     warped = pair.warped()
     metrics = (metric, 'mi')
-    null = _null(pair, metrics)
+    null = _null(pair, warped, metrics)
     median, spread = _robust(null[:, 0])
     mi_median, mi_spread = _robust(null[:, 1])
     valid = np.isfinite(warped)
@@ -282,7 +304,7 @@ def gather(
         mi_null_median=mi_median,
         mi_null_spread=mi_spread,
         mi_self=score('mi', pair.fixed, np.where(valid, pair.fixed, np.nan)),
-        mi_mirrored=_mirrors(pair),
+        mi_mirrored=_mirrors(pair, warped),
         overlap=float(valid.sum() / max(pair.fixed_area, 1)),
         overlap_pixels=int(valid.sum()),
         curvature=curvature(pair, model, metric),
