@@ -39,8 +39,9 @@ SAMPLES = 2000
 BOUND_FACTOR = 1.0
 #: Blocks per axis of the cluster-robust covariance (2D, 3D).
 BLOCKS = {2: 8, 3: 4}
-#: Smallest bound (full pixels): interpolation and resampling bias.
-BOUND_FLOOR_PX = 0.05
+#: Smallest bound (full pixels): interpolation and resampling bias (set after
+#: the benchmark: successes are often 0.05-0.1 px off, below the statistics).
+BOUND_FLOOR_PX = 0.1
 
 
 def _about(linear: NDArray, centre: NDArray) -> NDArray:
