@@ -133,6 +133,7 @@ def _level(
         strong_points=strong,
         moving_gradient=not (full or dense or _inverse(problem, index)),
         fixed_gradient=not (full or dense) and _inverse(problem, index),
+        blur_margins=not (full or dense),
     )
 
 

@@ -36,6 +36,16 @@ def normalised_frame(grid: Grid) -> np.ndarray:
     return homogeneous(np.eye(grid.ndim) * scale, -grid.center * scale)
 
 
+def blur_margin(sigma: float, size: int) -> int:
+    """Pixels at each end of an axis of ``size`` whose blurred value mixes in
+    the reflected padding (the kernel's radius), or 0 without a blur or on an
+    axis too short to spare them (at least half of it stays)."""
+    if sigma <= 0:
+        return 0
+    radius = max(1, math.ceil(3 * sigma))
+    return radius if 4 * radius <= size - 1 else 0
+
+
 def _gaussian_kernel(sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
     radius = max(1, math.ceil(3 * sigma))
     x = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
@@ -146,6 +156,7 @@ class LevelData:
     fixed_shape: tuple[int, ...]
     has_moving_mask: bool
     has_moving_gradient: bool = True
+    moving_margin: tuple[int, ...] = ()
 
     @property
     def ndim(self) -> int:
@@ -159,10 +170,17 @@ class LevelData:
         return tuple(c.contiguous() for c in self.fixed_points[:, :-1].T)
 
     @functools.cached_property
-    def grid_high(self) -> tuple[float, ...]:
-        """Largest grid_sample coordinate inside the moving level, per grid
-        axis (x first): 1, or -1 along an axis of a single pixel."""
-        return tuple(1.0 if n > 0 else -1.0 for n in self.bounds.tolist()[::-1])
+    def grid_bounds(self) -> tuple[tuple[float, float], ...]:
+        """Smallest and largest grid_sample coordinate a sample may read, per
+        grid axis (x first): the moving level less its blurred margins, or
+        ``(-1, -1)`` along an axis of a single pixel."""
+        last = self.bounds.tolist()
+        margin = self.moving_margin or (0,) * len(last)
+        bounds = []
+        for n, m in zip(last[::-1], margin[::-1], strict=True):
+            inset = 2.0 * m / n if n > 0 else 0.0
+            bounds.append((-1.0 + inset, 1.0 - inset) if n > 0 else (-1.0, -1.0))
+        return tuple(bounds)
 
 
 def _pyramid_image(array: np.ndarray, shrink, sigma, device) -> Tensor:
@@ -246,6 +264,7 @@ def build_level(
     strong_points: int | None = None,
     moving_gradient: bool = True,
     fixed_gradient: bool = False,
+    blur_margins: bool = True,
 ) -> LevelData:
     """Shrink, smooth and differentiate one level of the problem.
 
@@ -255,7 +274,12 @@ def build_level(
     flat regions carry little alignment information. ``moving_gradient``
     and ``fixed_gradient`` say which image's gradient the optimiser needs
     (forward-additive solvers the moving one, inverse-compositional ones
-    the fixed one).
+    the fixed one). ``blur_margins`` makes samples that fall in the moving
+    image's blurred margin (:func:`blur_margin`: values that mixed in the
+    reflected padding) count as outside it; they pulled the optimum of a
+    shifted camera crop by 0.05 px (0.15 px with sigma 1). Measured, not yet
+    understood: leaving out the fixed image's margin as well moved the ITK
+    brain Rotated10 optimum by 0.27 px, so the fixed points keep theirs.
     """
     ndim = fixed_grid.ndim
     f_shrink = shrink_per_axis(fixed_grid.shape, level.factor)
@@ -270,10 +294,13 @@ def build_level(
     n_pixels = math.prod(fixed_shape)
     index = None  # every pixel, without materialising their indices
     if fixed_mask is not None:
-        mask_l = _shrink(
-            torch.as_tensor(fixed_mask, dtype=torch.float32)[None, None], f_shrink
+        keep = (
+            _shrink(
+                torch.as_tensor(fixed_mask, dtype=torch.float32)[None, None], f_shrink
+            )[0, 0]
+            >= 0.5
         )
-        index = torch.nonzero(mask_l.reshape(-1) >= 0.5)[:, 0]
+        index = torch.nonzero(keep.reshape(-1))[:, 0]
     count = n_pixels if index is None else index.numel()
     chosen = _subset(count, max_points, seed)
     if chosen is not None:
@@ -343,6 +370,9 @@ def build_level(
         px_linear=torch.as_tensor(px_from_norm[:ndim, :ndim]),
         fixed_shape=fixed_shape,
         has_moving_mask=moving_mask is not None,
+        moving_margin=tuple(
+            blur_margin(level.sigma if blur_margins else 0.0, n) for n in moving_shape
+        ),
         has_moving_gradient=moving_gradient,
     )
 
@@ -427,8 +457,8 @@ def sample(
         grid = _rows_at(gs_from_norm[None, :ndim].to(device, dtype), mapped)
     inside = None
     for axis, g in enumerate(grid):  # grid axis 0 is the last numpy axis
-        high = data.grid_high[axis]
-        within = (g >= -1.0) & (g <= high)
+        low, high = data.grid_bounds[axis]
+        within = (g >= low) & (g <= high)
         inside = within if inside is None else inside & within
     grid = torch.stack(grid, dim=-1)
     if not affine:  # no inf/NaN into grid_sample
