@@ -46,6 +46,8 @@ def _result(
         settings=settings,
         _fixed=fixed.data,
         _moving=moving.data,
+        _fixed_mask=problem.fixed_mask,
+        _moving_mask=problem.moving_mask,
     )
 
 

@@ -147,31 +147,22 @@ def _save_transform(path: Path, result: RegistrationResult, force: bool) -> None
     save_transform(path, result, overwrite=force)
 
 
-def _overlay(fixed: np.ndarray, moving: np.ndarray) -> np.ndarray:
-    """Fixed in green, moving in magenta: grey where they agree."""
-
-    def unit(image):
-        gray = image.mean(axis=-1) if image.ndim == 3 else image
-        low, high = np.percentile(gray, [0.5, 99.5])
-        return np.clip((gray - low) / max(high - low, 1e-12), 0, 1)
-
-    f, m = unit(fixed), unit(moving)
-    return np.stack([m, f, m], axis=-1)
-
-
 def before_after_figure(
     fixed: np.ndarray, moving_on_fixed: np.ndarray, aligned: np.ndarray
 ) -> np.ndarray:
-    """Side-by-side colour overlays (before | after) as an RGB uint8 image.
+    """Titled colour overlays (before | after) with a colour key, RGB uint8.
 
     ``moving_on_fixed`` is the moving image shown on the fixed grid without
     registration (identity), ``aligned`` the registered one.
     """
-    gap = np.ones((fixed.shape[0], 8, 3))
-    picture = np.concatenate(
-        [_overlay(fixed, moving_on_fixed), gap, _overlay(fixed, aligned)], axis=1
+    from .quality.figures import overlay, panels
+
+    return panels(
+        [
+            ('Before registration', overlay(fixed, moving_on_fixed)),
+            ('After registration', overlay(fixed, aligned)),
+        ]
     )
-    return (picture * 255).round().astype(np.uint8)
 
 
 def _summary(result: RegistrationResult) -> str:
@@ -187,10 +178,16 @@ def _summary(result: RegistrationResult) -> str:
             quality['before']['ssim'],
             quality['after']['ssim'],
         ),
+        f'verdict: {result.verdict} (uncertainty {_px(result.uncertainty_px)})',
+        *(f'  - {reason}' for reason in result.verdict_reasons),
         'moving_from_fixed (row, col, 1):',
         np.array2string(result.moving_from_fixed, precision=4, suppress_small=True),
     ]
     return '\n'.join(lines)
+
+
+def _px(value: float | None) -> str:
+    return 'n/a' if value is None else f'{value:.2f} px'
 
 
 def _register_command(args: argparse.Namespace) -> int:
@@ -201,7 +198,8 @@ def _register_command(args: argparse.Namespace) -> int:
     args.model = args.model or 'affine'
     out = Path(args.out) if args.out else None
     transform = Path(args.transform) if args.transform else None
-    _refuse_overwrite([out, transform], args.force)
+    report = Path(args.report) if args.report else None
+    _refuse_overwrite([out, transform, report], args.force)
     if (
         out is not None
         and transform is not None
@@ -239,6 +237,8 @@ def _register_command(args: argparse.Namespace) -> int:
         _write_image(out, result.aligned, moving.dtype)
     if transform is not None:
         _save_transform(transform, result, args.force)
+    if report is not None:
+        result.report(report, overwrite=args.force)
     if not args.quiet:
         print(_summary(result))
     return 0
@@ -249,6 +249,7 @@ _DEMO_FILES = (
     'aligned.tif',
     'transform.json',
     'before_after.png',
+    'report.html',
     'fixed.tif',
     'moving.tif',
 )
@@ -278,6 +279,7 @@ def _demo_command(args: argparse.Namespace) -> int:
     ):
         _write_image(folder / name, image, image.dtype)
     _save_transform(folder / 'transform.json', result, args.force)
+    result.report(folder / 'report.html', overwrite=args.force)
     io.imsave(
         folder / 'before_after.png',
         before_after_figure(fixed, before, result.aligned),
@@ -330,6 +332,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     reg.add_argument('--out', help='write moving resampled onto the fixed grid here')
     reg.add_argument('--transform', help='write the transform here (.json or ITK .tfm)')
+    reg.add_argument('--report', help='write an HTML report (verdict, pictures) here')
     reg.add_argument('--force', action='store_true', help='overwrite existing outputs')
     reg.add_argument('--quiet', action='store_true', help='no progress bar or summary')
     add_geo_arguments(reg)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from .transforms import Grid
+
+if TYPE_CHECKING:
+    from .quality import Assessment
 
 __all__ = ['LevelReport', 'Progress', 'RegistrationResult']
 
@@ -87,9 +92,10 @@ class RegistrationResult:
 
     Notes
     -----
-    ``aligned`` (moving resampled onto the fixed grid) and ``quality``
-    (MSE / NCC / SSIM over the overlap, before and after) are computed on
-    first access.
+    ``aligned`` (moving resampled onto the fixed grid), ``quality``
+    (MSE / NCC / SSIM over the overlap, before and after) and the verdict
+    (``verdict``, ``verdict_reasons``, ``uncertainty_px``, see
+    :func:`napari_coreg.quality.assess`) are computed on first access.
     """
 
     moving_from_fixed: NDArray[np.float64]
@@ -105,6 +111,8 @@ class RegistrationResult:
     settings: dict[str, Any] = field(default_factory=dict)
     _fixed: NDArray = field(default=None, repr=False)
     _moving: NDArray = field(default=None, repr=False)
+    _fixed_mask: NDArray | None = field(default=None, repr=False)
+    _moving_mask: NDArray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         matrix = np.array(self.moving_from_fixed, dtype=np.float64)
@@ -157,8 +165,60 @@ class RegistrationResult:
             self.moving_grid,
         )
 
+    @cached_property
+    def assessment(self) -> Assessment:
+        """The verdict with its evidence (:class:`~napari_coreg.quality.Assessment`)."""
+        from .quality import assess
+
+        return assess(self)
+
+    @property
+    def verdict(self) -> str:
+        """Whether to trust the result: ``'ok'``, ``'suspect'`` or ``'failed'``."""
+        return self.assessment.verdict
+
+    @property
+    def verdict_reasons(self) -> tuple[str, ...]:
+        """Short sentences behind the verdict, each saying what to do."""
+        return self.assessment.reasons
+
+    @property
+    def uncertainty_px(self) -> float | None:
+        """95% bound on the corner error (moving pixels), or ``None``.
+
+        From the curvature of the metric at the result and the residual
+        noise; ``None`` where the metric is flat (nothing to register on) or
+        the verdict is ``'failed'``.
+        """
+        return self.assessment.uncertainty_px
+
+    def report(
+        self,
+        path: str | os.PathLike,
+        *,
+        overwrite: bool = False,
+        fixed_points: ArrayLike | None = None,
+        moving_points: ArrayLike | None = None,
+    ) -> Path:
+        """Write a self-contained HTML report (see
+        :func:`napari_coreg.quality.write_report`).
+
+        Never overwrites an existing file unless ``overwrite=True``; paired
+        landmarks (physical, numpy order) join the verdict. Returns the path
+        written.
+        """
+        from .quality import write_report
+
+        return write_report(
+            self,
+            path,
+            overwrite=overwrite,
+            fixed_points=fixed_points,
+            moving_points=moving_points,
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able summary: matrices, conventions, settings, figures."""
+        """JSON-able summary: matrices, conventions, settings, figures, verdict."""
         from . import __version__
 
         return {
@@ -178,6 +238,9 @@ class RegistrationResult:
             'metric_after': self.metric_after,
             'elapsed_s': self.elapsed,
             'stop_reason': self.stop_reason,
+            'verdict': self.verdict,
+            'verdict_reasons': list(self.verdict_reasons),
+            'uncertainty_px': self.uncertainty_px,
             'fixed_grid': self.fixed_grid.to_dict(),
             'moving_grid': self.moving_grid.to_dict(),
             'settings': self.settings,

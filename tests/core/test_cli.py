@@ -55,8 +55,24 @@ def test_register_reports_bad_input(pair_files) -> None:
 def test_demo_writes_results(tmp_path, capsys) -> None:
     assert main(['demo', '--out', str(tmp_path / 'demo')]) == 0
     folder = tmp_path / 'demo'
-    for name in ('aligned.tif', 'transform.json', 'before_after.png'):
+    for name in ('aligned.tif', 'transform.json', 'before_after.png', 'report.html'):
         assert (folder / name).stat().st_size > 0
+    assert 'verdict: ok' in (folder / 'report.html').read_text()
     printed = capsys.readouterr().out
     error = float(printed.split('corner error against the ground truth:')[1].split()[0])
     assert error < 0.1
+    assert 'verdict: ok' in printed
+
+
+def test_register_writes_a_report(pair_files) -> None:
+    report = pair_files / 'report.html'
+    code = main([
+        'register', str(pair_files / 'fixed.tif'), str(pair_files / 'moving.tif'),
+        '--model', 'translation', '--report', str(report), '--quiet',
+    ])
+    assert code == 0
+    text = report.read_text()
+    assert 'verdict: ok' in text and '<svg' in text
+    with pytest.raises(SystemExit, match='already exist'):
+        main(['register', str(pair_files / 'fixed.tif'), str(pair_files / 'moving.tif'),
+              '--report', str(report), '--quiet'])

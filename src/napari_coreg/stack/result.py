@@ -7,6 +7,7 @@ at module level so that ``import napari_coreg`` stays light.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from numbers import Integral
 from typing import Any
 
@@ -193,6 +194,35 @@ class StackResult:
             cached = self._frames.aligned(self.moving_from_fixed, self.grid)
             object.__setattr__(self, '_aligned_cache', cached)
         return cached
+
+    @cached_property
+    def assessments(self) -> tuple:
+        """Per frame, the verdict with its evidence (``None``: not registered).
+
+        See :func:`napari_coreg.quality.assess`; computed on first access,
+        a few tens of milliseconds per frame.
+        """
+        from ..quality.frames import assess_frames
+
+        return assess_frames(self)
+
+    @property
+    def verdicts(self) -> tuple[str, ...]:
+        """Per frame ``'ok'``, ``'suspect'`` or ``'failed'`` (unregistered: ok)."""
+        return tuple('ok' if a is None else a.verdict for a in self.assessments)
+
+    @property
+    def verdict_reasons(self) -> tuple[tuple[str, ...], ...]:
+        """Per frame, the sentences behind its verdict."""
+        return tuple(
+            ('Not registered: the reference.',) if a is None else a.reasons
+            for a in self.assessments
+        )
+
+    @property
+    def flagged_frames(self) -> tuple[int, ...]:
+        """Indices of the frames whose verdict is not ``'ok'``."""
+        return tuple(i for i, v in enumerate(self.verdicts) if v != 'ok')
 
     def aligned_frame(self, index: int) -> NDArray:
         """Frame ``index`` resampled onto the reference coordinates (numpy).

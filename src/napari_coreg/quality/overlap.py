@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from skimage.metrics import structural_similarity
 
-from .inputs import luminance
-from .transforms import Grid
-from .warp import resample
+from ..inputs import luminance
+from ..transforms import Grid
+from ..warp import resample
 
 __all__ = ['overlap_quality']
 
@@ -26,6 +25,8 @@ def _ssim_window(shape: tuple[int, ...]) -> dict:
 
 
 def _figures(fixed: NDArray, moved: NDArray, valid: NDArray) -> dict[str, float]:
+    from skimage.metrics import structural_similarity
+
     f, m = fixed[valid], moved[valid]
     with np.errstate(invalid='ignore', divide='ignore'):
         ncc = float(np.corrcoef(f, m)[0, 1]) if f.size > 1 else float('nan')
