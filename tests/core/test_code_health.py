@@ -180,3 +180,18 @@ def test_the_copy_check_finds_copies(tmp_path: Path) -> None:
     copies = copied_runs(paths, MAX_COPIED_RUN + 1, root=tmp_path)
     assert 'a.py:2 and b.py:2' in copies
     assert not copied_runs(paths[:1], MAX_COPIED_RUN + 1, root=tmp_path)
+
+
+def test_ruff_rules_hold_on_src() -> None:
+    """ruff's rules of pyproject.toml, pydocstyle (numpy) included, pass on src."""
+    pytest.importorskip('ruff')
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, '-m', 'ruff', 'check', '--no-cache', str(SRC)],
+        capture_output=True,
+        text=True,
+        cwd=SRC.parent,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]

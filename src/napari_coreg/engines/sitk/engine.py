@@ -69,8 +69,11 @@ __all__ = ['CANCEL_WITHIN_LEVEL', 'OPTIMIZERS', 'run']
 
 
 def _scorer(problem: Problem, coarse: Pair, masks):
-    """``score(matrices) -> (K,)`` on the coarse level: NCC, or MI over the
-    fixed image's entropy when the metric is MI (see ``napari_coreg.init``)."""
+    """``score(matrices) -> (K,)`` on the coarse level.
+
+    NCC, or MI over the fixed image's entropy when the metric is MI (see
+    ``napari_coreg.init``).
+    """
     ranking = Metric.MI if problem.metric is Metric.MI else Metric.NCC
     scale = 1.0
     if ranking is Metric.MI:
@@ -93,8 +96,11 @@ def _scorer(problem: Problem, coarse: Pair, masks):
 
 
 def _initial(problem: Problem, frame: int, coarse: Pair, masks):
-    """Starting ``moving_from_fixed`` (physical, numpy order) of one frame,
-    and the initialisation report (``None`` with ``initial``)."""
+    """The start of one frame and the initialisation report.
+
+    Starting ``moving_from_fixed`` (physical, numpy order) of one frame,
+    and the initialisation report (``None`` with ``initial``).
+    """
     if problem.initial is not None:
         return problem.initial[min(frame, problem.initial.shape[0] - 1)].copy(), None
     report = build_starts(
@@ -115,8 +121,11 @@ def _initial(problem: Problem, frame: int, coarse: Pair, masks):
 
 
 def _model_transform(problem: Problem, start: np.ndarray):
-    """The optimised transform (centred on the fixed image) and, when
-    ``start`` is outside the model, a fixed moving-side initial transform."""
+    """The optimised transform and any fixed moving-side start.
+
+    The optimised transform (centred on the fixed image) and, when
+    ``start`` is outside the model, a fixed moving-side initial transform.
+    """
     ndim = problem.ndim
     transform = empty_transform(problem.model.value, ndim)
     centre = problem.fixed_grid.center
@@ -169,8 +178,11 @@ class _LevelRun:
 
 
 class _Watch:
-    """Corner test of convergence: the largest move of the fixed level's
-    corners between two iterations, in physical units (as torch's)."""
+    """Corner test of convergence.
+
+    The largest move of the fixed level's corners between two iterations, in physical
+    units (as torch's).
+    """
 
     def __init__(self, transform, moving_initial, corners, threshold):
         self.probe = type(transform)(transform)
@@ -196,8 +208,7 @@ class _Watch:
 def _execute(
     method, pair: Pair, metric: Metric, stoppable: bool, watch: _Watch | None
 ) -> Generator[tuple[int, float, tuple], None, _LevelRun]:
-    """Run ``method.Execute`` in a thread; yield (iteration, loss, position)
-    as it goes."""
+    """Run ``method.Execute`` in a thread, yielding iteration, loss, position."""
     events: queue.Queue = queue.Queue()
     cancel = threading.Event()
     converged = threading.Event()
@@ -455,8 +466,11 @@ def _run_frame(problem, frame, optimizer, counter, total, n_levels):
 
 
 def _merge_reports(per_frame: list[list[LevelReport]]) -> tuple[LevelReport, ...]:
-    """One report per level; losses are means over frames (padded with
-    each frame's last loss where frames stopped at different iterations)."""
+    """One report per level.
+
+    Losses are means over frames (padded with each frame's last loss where frames
+    stopped at different iterations).
+    """
     if len(per_frame) == 1:
         return tuple(per_frame[0])
     merged = []

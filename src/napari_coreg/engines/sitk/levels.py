@@ -45,6 +45,7 @@ def level_image(image: sitk.Image, shape: tuple[int, ...], level: Level) -> sitk
 def level_pair(
     fixed: sitk.Image, moving: sitk.Image, problem: Problem, level: Level
 ) -> Pair:
+    """The fixed and moving images of one pyramid level, with its geometry."""
     fixed_l = level_image(fixed, problem.fixed_grid.shape, level)
     moving_l = level_image(moving, problem.moving_grid.shape, level)
     grid = grid_from_image(fixed_l)
@@ -59,6 +60,7 @@ def level_pair(
 
 
 def mask_image(mask: np.ndarray | None, grid: Grid) -> sitk.Image | None:
+    """A mask as a SimpleITK image placed on ``grid`` (None stays None)."""
     if mask is None:
         return None
     return image_from_array(mask.astype(np.uint8), grid)

@@ -59,6 +59,7 @@ METRICS: dict[Metric, SitkMetric] = {
 def metric_method(
     problem: Problem, masks, sampling: float | None = None, metric: Metric | None = None
 ) -> sitk.ImageRegistrationMethod:
+    """An ``ImageRegistrationMethod`` set up with the metric, masks and sampling."""
     method = sitk.ImageRegistrationMethod()
     METRICS[metric or problem.metric].set(method, problem.settings.mi_bins)
     method.SetInterpolator(sitk.sitkLinear)
@@ -80,6 +81,7 @@ def metric_method(
 
 
 def affine_transform(matrix: np.ndarray) -> sitk.Transform:
+    """An ITK affine transform equal to a numpy-order physical matrix."""
     ndim = matrix.shape[0] - 1
     transform = sitk.AffineTransform(ndim)
     set_transform_matrix(transform, matrix)

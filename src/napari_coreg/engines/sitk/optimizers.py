@@ -34,14 +34,18 @@ DEFAULT_MIN_SAMPLES = 2048
 
 
 def itk_seed(seed: int) -> int:
-    """ITK's seed for our ``seed``: ITK reads 0 as "seed from the wall clock",
-    so it gets ``seed + 1`` and every seed, 0 included, is reproducible."""
+    """ITK's seed for our ``seed``.
+
+    ITK reads 0 as "seed from the wall clock", so it gets ``seed + 1`` and every seed, 0
+    included, is reproducible.
+    """
     return int(seed) + 1
 
 
 def level_sampling(sampling: float | None, n_pixels: int) -> float | None:
-    """The sampling fraction of a level of ``n_pixels``: at least
-    :data:`MIN_SAMPLED_POINTS` points, ``None`` (every pixel) when that is all.
+    """The sampling fraction of a level of ``n_pixels``.
+
+    At least :data:`MIN_SAMPLED_POINTS` points, ``None`` (every pixel) when that is all.
 
     ``sampling=None`` is the default: :data:`DEFAULT_SAMPLING`, and at least
     :data:`DEFAULT_MIN_SAMPLES` points.
