@@ -1,10 +1,16 @@
 """Throughput of the closed-form four-point homography solver versus kornia's.
 
+    python benchmarks/bench_homography_solver.py           # batches 1 to 65536
+    python benchmarks/bench_homography_solver.py --quick   # smoke: batches 1, 64
+
 Times homographies per second of :func:`napari_coreg.homography.
 homography_from_four_points` and :func:`kornia.geometry.transform.
 get_perspective_transform` on CPU with two threads, in float32, for the forward
-pass alone and for forward plus backward. Run as a script to print the markdown
-table, or call :func:`run` to get it as a string.
+pass alone and for forward plus backward, in a child process
+(:func:`harness.run_case`). Records go to
+``benchmarks/results/homography_solver.json``; the markdown table is written
+from them by :func:`report_suites.solver_section` (printed, and saved to
+``benchmarks/results/homography_solver.md``).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import statistics
 import time
 from collections.abc import Callable
 
+import harness
 import torch
 from kornia.geometry.transform import get_perspective_transform
 
@@ -22,10 +29,10 @@ Solver = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 BATCH_SIZES = (1, 64, 4096, 65536)
 SOLVERS: dict[str, Solver] = {
-    "napari-coreg": homography_from_four_points,
-    "kornia": get_perspective_transform,
+    'napari-coreg': homography_from_four_points,
+    'kornia': get_perspective_transform,
 }
-THREADS = 2
+STORE = harness.RESULTS / 'homography_solver.json'
 REPEATS = 7
 MIN_RUN_SECONDS = 0.05
 
@@ -90,53 +97,61 @@ def _throughputs(batch: int, backward: bool) -> list[float]:
     return [batch / statistics.median(times) for times in runs]
 
 
-def _row(batch: int) -> str:
-    """Return one markdown table row: throughputs and speed-ups for a batch size."""
-    cells = [f"{batch}"]
-    for backward in (False, True):
-        ours, theirs = _throughputs(batch, backward)
-        cells += [f"{ours:,.0f}", f"{theirs:,.0f}", f"{ours / theirs:.2f}x"]
-    return "| " + " | ".join(cells) + " |"
-
-
-def run() -> str:
-    """Time both solvers and return the results as a markdown table.
-
-    Uses ``torch.set_num_threads(2)`` for the measurement and restores the
-    previous thread count afterwards.
+def measure(batch_sizes: list[int]) -> dict[str, list[dict[str, float]]]:
+    """Homographies per second of each solver per batch size (in a child).
 
     Returns
     -------
-    str
-        Markdown table of homographies per second (median of repeated runs)
-        per batch size, forward only and forward plus backward, with the
-        speed-up of napari-coreg over kornia.
+    dict
+        ``rows``: per batch size, ``fwd`` and ``fwd_bwd`` throughputs (H/s)
+        of each solver in ``SOLVERS`` order.
     """
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    try:
-        rows = [_row(batch) for batch in BATCH_SIZES]
-    finally:
-        torch.set_num_threads(previous_threads)
-    header = [
-        "batch",
-        "napari-coreg fwd (H/s)",
-        "kornia fwd (H/s)",
-        "fwd speed-up",
-        "napari-coreg fwd+bwd (H/s)",
-        "kornia fwd+bwd (H/s)",
-        "fwd+bwd speed-up",
-    ]
-    lines = [
-        f"Four-point homography solvers, CPU, {THREADS} threads, float32, "
-        f"torch {torch.__version__}; median of {REPEATS} runs.",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---:|" * len(header),
-        *rows,
-    ]
-    return "\n".join(lines)
+    torch.set_num_threads(harness.threads())
+    rows = []
+    for batch in batch_sizes:
+        row: dict[str, float] = {'batch': batch}
+        for key, backward in (('fwd', False), ('fwd_bwd', True)):
+            for name, value in zip(SOLVERS, _throughputs(batch, backward), strict=True):
+                row[f'{name} {key}'] = value
+        rows.append(row)
+    return {'rows': rows, 'solvers': list(SOLVERS), 'repeats': REPEATS}
 
 
-if __name__ == "__main__":
-    print(run())
+def main(argv: list[str] | None = None) -> None:
+    """Measure in a child process, store the records, print the table."""
+    import argparse
+    import os
+    import sys
+    import time
+
+    import report_suites
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--quick', action='store_true', help='batches 1 and 64 only')
+    parser.add_argument('--threads', type=int, default=harness.DEFAULT_THREADS)
+    args = parser.parse_args(argv)
+    harness.pin_threads(args.threads)
+    started, load_start = time.perf_counter(), os.getloadavg()[0]
+    sizes = list(BATCH_SIZES[:2] if args.quick else BATCH_SIZES)
+    rec = harness.run_case(
+        'solver',
+        'four-point solvers',
+        'bench_homography_solver',
+        'measure',
+        {'batch_sizes': sizes},
+    )
+    if rec['status'] != 'ok':
+        raise SystemExit(f'failed: {rec["error"]}')
+    command = ' '.join(
+        ['bench_homography_solver.py', *(sys.argv[1:] if argv is None else argv)]
+    )
+    store = {'run': harness.run_header(command, started, load_start), **rec['result']}
+    text = report_suites.solver_section(store)
+    if not args.quick:
+        harness.save(STORE, store)
+        STORE.with_suffix('.md').write_text(text)
+    print(text)
+
+
+if __name__ == '__main__':
+    main()

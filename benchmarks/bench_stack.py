@@ -3,13 +3,14 @@
     python benchmarks/bench_stack.py                  # 100 x 512^2, + memory check
     python benchmarks/bench_stack.py --frames 30 --no-memory
     python benchmarks/bench_stack.py --memory-only --memory-gb 1
+    python benchmarks/bench_stack.py --quick          # smoke: 6 x 64^2, tiny memory
 
-The stack: ``frames`` crops of ``size^2`` px from scikit-image's camera
-(rescaled to 2 x size, cubic), moved by a random walk of rigid motions
-(rotation steps N(0, 0.3 deg), shift steps N(0, 1.5 px) per axis, about the
-crop centre), Gaussian noise sigma 0.02 on [0, 1] intensities, float32.
-Frame 0 is the unmoved crop, so the truth ``moving_from_fixed`` of frame i
-(reference = frame 0) is the walk's ``frame_from_world`` matrix.
+The stack: :func:`napari_coreg.cases.drift_stack`, ``frames`` crops of
+``size^2`` px from scikit-image's camera (rescaled to 2 x size, cubic), moved
+by a random walk of rigid motions (rotation steps N(0, 0.3 deg), shift steps
+N(0, 1.5 px) per axis, about the crop centre), Gaussian noise sigma 0.02 on
+[0, 1] intensities, float32. Frame 0 is the unmoved crop, so the truth
+``moving_from_fixed`` of frame i (reference = frame 0) is the walk's matrix.
 
 Every method registers each frame to the previous one and chains the
 transforms (StackReg's way, ``reference='previous'``); ours also runs with
@@ -19,103 +20,60 @@ corners and the centre, px) of each frame's transform against the truth:
 *chained* (frame i against frame 0, which accumulates the pairwise errors of
 the chain, about sqrt(i) times larger for random errors).
 
-Peers (PEERS.md settings): pystackreg 0.2.8 ``StackReg.register_stack``
+Peers (PEERS.md settings): pystackreg ``StackReg.register_stack``
 (TRANSLATION and RIGID_BODY, ``reference='previous'``); SimpleITK
 ``ImageRegistrationMethod`` per frame pair (Euler2D, Correlation, 25 %
 random sampling, 4 levels, PEERS.md optimiser settings). Threads: torch,
 SimpleITK and OpenCV limited to 2; pystackreg is single-threaded.
 
-The memory check registers a memory-mapped uint16 ``.npy`` stack of about
-``memory_gb`` GB in a subprocess (``reference='previous'``, aligned stack
-written to an ``.npy`` on disk) and samples the process's anonymous resident
-memory (``RssAnon``: everything but file pages) every 20 ms. The
-optimisation is cut to 2 iterations per level: the check measures memory,
-and a batch's buffers are the same size whatever the iteration count.
+Each method runs in a fresh child process (:func:`harness.run_case`) on the
+stack saved to a temporary ``.npy``. The memory check registers a
+memory-mapped uint16 ``.npy`` stack of about ``memory_gb`` GB in a child
+(``reference='previous'``, aligned stack written to an ``.npy`` on disk); the
+harness samples the child's anonymous resident memory (``RssAnon``: all but
+file pages) and reads its peak RSS (``VmHWM``). The optimisation is cut to 2
+iterations per level: the check measures memory, and a batch's buffers are
+the same size whatever the iteration count. Records go to
+``benchmarks/results/stack.json``; ``benchmarks/results/stack.md`` is written
+from them by :func:`report_suites.stack_section`.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
 
-for _var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'):
-    os.environ.setdefault(_var, '2')
+import harness
+import numpy as np
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import textwrap  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+from napari_coreg.cases import drift_stack, scaled_source
+from napari_coreg.transforms import corner_error
 
-import numpy as np  # noqa: E402
-
-HERE = Path(__file__).resolve().parent
-THREADS = 2
-ROTATION_STEP_DEG = 0.3
-SHIFT_STEP_PX = 1.5
-NOISE = 0.02
-
-
-# --------------------------------------------------------------------------
-# the stack
-
-
-def _walk(n: int, size: int, seed: int) -> np.ndarray:
-    """``frame_from_world`` per frame (numpy order, about the crop centre)."""
-    rng = np.random.default_rng(seed)
-    centre = np.full(2, (size - 1) / 2)
-    angle, shift = 0.0, np.zeros(2)
-    out = np.empty((n, 3, 3))
-    for i in range(n):
-        if i:
-            angle += rng.normal(0, ROTATION_STEP_DEG)
-            shift += rng.normal(0, SHIFT_STEP_PX, 2)
-        a = np.deg2rad(angle)
-        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-        out[i] = np.eye(3)
-        out[i, :2, :2] = rot
-        out[i, :2, 2] = centre + shift - rot @ centre
-    return out
+SUITE = 'stack'
+STORE = harness.RESULTS / 'stack.json'
+SECTION = harness.RESULTS / 'stack.md'
+#: (row name, child function, its settings)
+METHODS = (
+    ('napari-coreg, torch CPU, rigid NCC, previous', 'ours', {}),
+    ('napari-coreg, torch CPU, rigid NCC, first', 'ours', {'reference': 'first'}),
+    (
+        'napari-coreg, torch CPU, translation NCC, previous',
+        'ours',
+        {'model': 'translation'},
+    ),
+    ('pystackreg RIGID_BODY, previous', 'stackreg', {'mode': 'RIGID_BODY'}),
+    ('pystackreg TRANSLATION, previous', 'stackreg', {'mode': 'TRANSLATION'}),
+    ('SimpleITK Euler2D Correlation, per-frame loop', 'sitk_loop', {}),
+)
 
 
-def _source(size: int) -> np.ndarray:
-    from skimage import data
-    from skimage.transform import rescale
-
-    image = data.camera().astype(np.float64) / 255.0
-    factor = 2 * size / min(image.shape)
-    if factor > 1:
-        image = np.clip(rescale(image, factor, order=3), 0, 1)
-    return image
-
-
-def drift_stack(n: int = 100, size: int = 512, seed: int = 0):
-    """``(stack (n, size, size) float32, truth (n, 3, 3))``, see the module doc."""
-    from scipy import ndimage
-
-    source = _source(size)
-    offset = (np.array(source.shape) - size) / 2
-    truth = _walk(n, size, seed)
-    rng = np.random.default_rng(seed + 1)
-    stack = np.empty((n, size, size), np.float32)
-    for i in range(n):
-        pull = np.linalg.inv(truth[i])
-        pull[:2, 2] += offset
-        frame = ndimage.affine_transform(
-            source, pull, output_shape=(size, size), order=3, mode='mirror'
-        )
-        stack[i] = np.clip(frame + rng.normal(0, NOISE, frame.shape), 0, 1)
-    return stack, truth
-
-
-def _errors(matrices: np.ndarray, truth: np.ndarray, shape) -> dict:
+def errors(matrices: np.ndarray, truth: np.ndarray, shape) -> dict[str, float]:
     """Pairwise and chained corner errors per frame (px), frames 1..n-1."""
-    from napari_coreg.transforms import corner_error
-
     pair, chain = [], []
     for i in range(1, len(truth)):
         chain.append(corner_error(matrices[i], truth[i], shape))
@@ -133,135 +91,111 @@ def _errors(matrices: np.ndarray, truth: np.ndarray, shape) -> dict:
 
 
 # --------------------------------------------------------------------------
-# the methods
+# the methods, each in a child process: (path of the stack) -> matrices
 
 
-def ours(stack, model='rigid', reference='previous', **settings):
+def ours(
+    path: str, model: str = 'rigid', reference: str = 'previous', **settings
+) -> dict[str, Any]:
+    """Our ``register_stack`` (NCC) on the stack at ``path``."""
     import torch
 
     from napari_coreg import register_stack
 
-    torch.set_num_threads(THREADS)
-    start = time.perf_counter()
-    result = register_stack(
-        stack, reference=reference, model=model, metric='ncc', **settings
-    )
-    seconds = time.perf_counter() - start
-    return (
-        result.moving_from_fixed,
-        seconds,
-        {
+    torch.set_num_threads(harness.threads())
+    stack = np.load(path)
+    harness.baseline()
+    with harness.timed() as t:
+        result = register_stack(
+            stack, reference=reference, model=model, metric='ncc', **settings
+        )
+    levels = len(result.batches[0].levels)
+    return {
+        **t,
+        'matrices': np.asarray(result.moving_from_fixed).tolist(),
+        'info': {
             'batch_size': result.settings['batch_size'],
             'iterations_per_level': [
                 float(np.mean([b.levels[k].iterations for b in result.batches]))
-                for k in range(len(result.batches[0].levels))
+                for k in range(levels)
             ],
         },
-    )
+    }
 
 
-def stackreg(stack, mode='RIGID_BODY'):
+def stackreg(path: str, mode: str = 'RIGID_BODY') -> dict[str, Any]:
+    """pystackreg ``register_stack`` (previous) on the stack at ``path``."""
     from pystackreg import StackReg
 
     from napari_coreg.transforms import reverse_axes
 
+    stack = np.load(path).astype(np.float64)
     sr = StackReg(getattr(StackReg, mode))
-    start = time.perf_counter()
-    tmats = sr.register_stack(stack.astype(np.float64), reference='previous')
-    seconds = time.perf_counter() - start
+    harness.baseline()
+    with harness.timed() as t:
+        tmats = sr.register_stack(stack, reference='previous')
     # tmats[k] maps frame-0 (x, y) to frame-k (x, y): moving_from_fixed in x, y
-    return reverse_axes(tmats), seconds, {}
+    return {**t, 'matrices': reverse_axes(tmats).tolist(), 'info': {}}
 
 
-def sitk_loop(stack):
-    import SimpleITK as sitk
-
-    sys.path.insert(0, str(HERE))
+def sitk_loop(path: str) -> dict[str, Any]:
+    """SimpleITK per frame pair (PEERS.md settings), chained."""
     import peers
 
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(THREADS)
+    peers.limit_threads()
+    stack = np.load(path)
     n = len(stack)
     matrices = np.repeat(np.eye(3)[None], n, axis=0)
     failed = 0
-    start = time.perf_counter()
-    for i in range(1, n):
-        pair = peers.sitk_register(stack[i - 1], stack[i], 'euler', 'correlation')
-        if pair is None:
-            failed += 1
-            pair = np.eye(3)
-        matrices[i] = pair @ matrices[i - 1]
-    seconds = time.perf_counter() - start
-    return matrices, seconds, {'failed': failed}
+    harness.baseline()
+    with harness.timed() as t:
+        for i in range(1, n):
+            pair = peers.sitk_register(stack[i - 1], stack[i], 'euler', 'correlation')
+            if pair is None:
+                failed += 1
+                pair = np.eye(3)
+            matrices[i] = pair @ matrices[i - 1]
+    return {**t, 'matrices': matrices.tolist(), 'info': {'failed': failed}}
 
 
 # --------------------------------------------------------------------------
 # memory
 
 
-def _memory_child(path: str, out: str) -> None:
-    """Run in a subprocess: register ``path``, print peak memory as JSON."""
-    import threading
-
-    def status() -> dict:
-        values = {}
-        with open('/proc/self/status') as f:
-            for line in f:
-                key, _, rest = line.partition(':')
-                if key in ('RssAnon', 'RssFile', 'RssShmem', 'VmHWM'):
-                    values[key] = int(rest.split()[0]) * 1024
-        return values
-
+def register_memmap(path: str, out: str) -> dict[str, Any]:
+    """Register the memory-mapped stack at ``path`` (in a child process)."""
     import torch
 
     from napari_coreg import register_stack
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(harness.threads())
     stack = np.load(path, mmap_mode='r')
     register_stack(stack[:3], iterations=1)  # warm-up: libraries loaded
-    baseline = status()
-    peak = dict(baseline)
-    done = threading.Event()
-
-    def sample():
-        while not done.wait(0.02):
-            for key, value in status().items():
-                peak[key] = max(peak[key], value)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    start = time.perf_counter()
-    result = register_stack(
-        stack, reference='previous', model='rigid', out=out, iterations=2
-    )
-    seconds = time.perf_counter() - start
-    done.set()
-    thread.join()
-    print(
-        json.dumps(
-            {
-                'baseline': baseline,
-                'peak': peak,
-                'seconds': seconds,
-                'frames': int(stack.shape[0]),
-                'shape': list(stack.shape),
-                'input_bytes': int(stack.nbytes),
-                'batch_size': result.settings['batch_size'],
-            }
+    harness.baseline(sample_anon=0.02)
+    with harness.timed() as t:
+        result = register_stack(
+            stack, reference='previous', model='rigid', out=out, iterations=2
         )
-    )
+    return {
+        **t,
+        'frames': int(stack.shape[0]),
+        'shape': list(stack.shape),
+        'input_bytes': int(stack.nbytes),
+        'batch_size': result.settings['batch_size'],
+    }
 
 
-def memory_check(gb: float = 1.0, size: int = 1024, log=print) -> dict:
-    """Register a ~``gb`` GB memory-mapped uint16 stack in a subprocess."""
+def memory_check(gb: float = 1.0, size: int = 1024, log=print) -> dict[str, Any]:
+    """Register a ~``gb`` GB memory-mapped uint16 stack in a child process."""
     from scipy import ndimage
 
-    n = int(round(gb * 1e9 / (size * size * 2)))
+    n = max(3, int(round(gb * 1e9 / (size * size * 2))))
     with tempfile.TemporaryDirectory(dir=os.environ.get('BENCH_TMP')) as tmp:
         path, out = Path(tmp) / 'stack.npy', Path(tmp) / 'aligned.npy'
         stack = np.lib.format.open_memmap(
             path, mode='w+', dtype=np.uint16, shape=(n, size, size)
         )
-        base = _source(size)[: size + 64, : size + 64]
+        base = scaled_source('camera', size)[: size + 64, : size + 64]
         rng = np.random.default_rng(0)
         shift = np.zeros(2)
         for i in range(n):
@@ -272,133 +206,50 @@ def memory_check(gb: float = 1.0, size: int = 1024, log=print) -> dict:
         stack.flush()
         del stack
         log(f'memory check: {n} x {size}^2 uint16 = {n * size * size * 2 / 1e9:.2f} GB')
-        code = (
-            f'import sys; sys.path.insert(0, {str(HERE)!r}); import bench_stack; '
-            f'bench_stack._memory_child({str(path)!r}, {str(out)!r})'
+        kwargs = {'path': str(path), 'out': str(out)}
+        rec = harness.run_case(
+            SUITE, 'memory', 'bench_stack', 'register_memmap', kwargs
         )
-        proc = subprocess.run(
-            [sys.executable, '-c', code], capture_output=True, text=True, check=False
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f'memory check failed:\n{proc.stderr[-3000:]}')
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+    if rec['status'] != 'ok':
+        raise RuntimeError(f'memory check failed: {rec["error"]}')
+    return {**rec['result'], 'memory': rec['memory']}
 
 
 # --------------------------------------------------------------------------
-# the report
+# the run
 
 
-def _row(name, matrices, seconds, n, truth, shape, note=''):
-    err = _errors(matrices, truth, shape)
-    return (
-        f'| {name} | {1000 * seconds / (n - 1):.0f} | {err["pair_median"]:.3f} / '
-        f'{err["pair_max"]:.3f} | {err["chain_median"]:.3f} / {err["chain_max"]:.3f} '
-        f'| {err["frames_over_0.1px"]} | {note} |'
-    )
-
-
-def _load() -> str:
-    try:
-        return ', '.join(f'{x:.1f}' for x in os.getloadavg())
-    except OSError:  # pragma: no cover
-        return 'n/a'
-
-
-def run(
-    frames: int = 100,
-    size: int = 512,
-    memory: bool = True,
-    memory_gb: float = 1.0,
-    memory_size: int = 1024,
-    sitk: bool = True,
-    log=print,
-) -> str:
-    """Run the stack benchmark and return it as a markdown section."""
-    import pystackreg
-    import SimpleITK
-    import torch
-
+def measure(frames: int, size: int, sitk: bool, log=print) -> list[dict[str, Any]]:
+    """Every method on one drift stack; one record per method."""
     log(f'drift stack {frames} x {size}^2 ...')
     stack, truth = drift_stack(frames, size)
-    shape = stack.shape[1:]
-    load_before = _load()
-    rows = []
-    runs = [
-        ('napari-coreg, torch CPU, rigid NCC, previous', ours, {}),
-        ('napari-coreg, torch CPU, rigid NCC, first', ours, {'reference': 'first'}),
-        (
-            'napari-coreg, torch CPU, translation NCC, previous',
-            ours,
-            {'model': 'translation'},
-        ),
-        ('pystackreg RIGID_BODY, previous', stackreg, {'mode': 'RIGID_BODY'}),
-        ('pystackreg TRANSLATION, previous', stackreg, {'mode': 'TRANSLATION'}),
-    ]
-    if sitk:
-        runs.append(('SimpleITK Euler2D Correlation, per-frame loop', sitk_loop, {}))
-    results = {}
-    for name, fn, kwargs in runs:
-        log(f'  {name} ...')
-        matrices, seconds, info = fn(stack, **kwargs)
-        note = ', '.join(f'{k} {v}' for k, v in info.items())
-        if 'iterations_per_level' in info:
-            its = '/'.join(f'{v:.0f}' for v in info['iterations_per_level'])
-            note = f'batch {info["batch_size"]}, mean iterations per level {its}'
-        rows.append(_row(name, matrices, seconds, frames, truth, shape, note))
-        results[name] = seconds
-        log(f'    {1000 * seconds / (frames - 1):.0f} ms/frame')
-    ours_s = results[runs[0][0]]
-    ref_s = results['pystackreg RIGID_BODY, previous']
-    lines = [
-        '## Stacks: drift correction of a time-lapse',
-        '',
-        f'{frames} frames of {size}x{size} px (camera, random walk of rigid motions: '
-        f'rotation steps {ROTATION_STEP_DEG} deg, shift steps {SHIFT_STEP_PX} px '
-        f'per axis, noise sigma {NOISE}); `python benchmarks/bench_stack.py`. '
-        f'{datetime.date.today()}, {platform.processor() or platform.machine()}, '
-        f'{os.cpu_count()} cores, {THREADS} threads per library, load average '
-        f'before/after {load_before} / {_load()} (the machine is shared: '
-        'times are upper bounds). torch '
-        f'{torch.__version__}, pystackreg {getattr(pystackreg, "__version__", "?")}, '
-        f'SimpleITK {SimpleITK.Version_VersionString()}.',
-        '',
-        'Time = registration only (per registered frame; the aligned stack is '
-        'computed on demand). Errors in px: pairwise = frame i vs i-1 (one '
-        'registration); chained = frame i vs frame 0 (accumulates along the '
-        'chain); median / max over frames. Target: at most 50 ms per frame with '
-        'errors at most 0.1 px. The translation rows are there for their time: '
-        'the stack also rotates, which a translation cannot follow.',
-        '',
-        '| method | ms / frame | pairwise error med / max | chained error med / max '
-        '| frames > 0.1 px (chained) | notes |',
-        '|---|---|---|---|---|---|',
-        *rows,
-        '',
-        f'Rigid, previous: napari-coreg {1000 * ours_s / (frames - 1):.0f} ms/frame vs '
-        f'pystackreg {1000 * ref_s / (frames - 1):.0f} ms/frame '
-        f'({ref_s / ours_s:.2f}x).',
-    ]
-    if memory:
-        log('memory check ...')
-        m = memory_check(memory_gb, memory_size, log=log)
-        anon_peak = m['peak']['RssAnon'] / 2**20
-        anon_extra = (m['peak']['RssAnon'] - m['baseline']['RssAnon']) / 2**20
-        lines += [
-            '',
-            f'Memory: a memory-mapped uint16 stack of {m["input_bytes"] / 1e9:.2f} GB '
-            f'({m["frames"]} x {m["shape"][1]}x{m["shape"][2]}) registered '
-            f'(previous, rigid, batch {m["batch_size"]}, 2 iterations per level) '
-            f'and written to an .npy on disk in {m["seconds"]:.0f} s. Peak anonymous '
-            f'memory (RssAnon, all but file pages) {anon_peak:.0f} MiB, of which '
-            f'{anon_extra:.0f} MiB above the process after imports and a warm-up; '
-            f'peak RSS including file pages (input and output pages) '
-            f'{m["peak"]["VmHWM"] / 2**20:.0f} MiB. Target: under 1 GB beyond the '
-            "input's pages.",
-        ]
-    return '\n'.join(lines) + '\n'
+    records = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / 'stack.npy'
+        np.save(path, stack)
+        for name, function, settings in METHODS:
+            if function == 'sitk_loop' and not sitk:
+                continue
+            log(f'  {name} ...')
+            kwargs = {'path': str(path), **settings}
+            rec = harness.run_case(SUITE, name, 'bench_stack', function, kwargs)
+            record: dict[str, Any] = {'name': name, 'frames': frames, 'size': size}
+            if rec['status'] != 'ok':
+                record['error'] = f'{rec["status"]}: {rec["error"]}'
+            else:
+                result = rec['result']
+                matrices = np.asarray(result.pop('matrices'))
+                record |= result | errors(matrices, truth, stack.shape[1:])
+                record['peak_rss_mib'] = rec['memory']['peak_rss_mib']
+                log(f'    {1000 * record["seconds"] / (frames - 1):.0f} ms/frame')
+            records.append(record)
+    return records
 
 
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Measure, store the records, write the markdown section."""
+    import report_suites
+
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--frames', type=int, default=100)
     parser.add_argument('--size', type=int, default=512)
@@ -407,31 +258,37 @@ def main(argv=None) -> None:
     parser.add_argument('--memory-gb', type=float, default=1.0)
     parser.add_argument('--memory-size', type=int, default=1024)
     parser.add_argument('--no-sitk', action='store_true')
-    parser.add_argument('--out', type=Path, default=HERE / 'results' / 'stack.md')
-    args = parser.parse_args(argv)
-
-    def log(message):
-        print(message, file=sys.stderr, flush=True)
-
-    if args.memory_only:
-        print(
-            json.dumps(
-                memory_check(args.memory_gb, args.memory_size, log=log), indent=1
-            )
-        )
-        return
-    text = run(
-        args.frames,
-        args.size,
-        memory=not args.no_memory,
-        memory_gb=args.memory_gb,
-        memory_size=args.memory_size,
-        sitk=not args.no_sitk,
-        log=log,
+    parser.add_argument('--threads', type=int, default=harness.DEFAULT_THREADS)
+    parser.add_argument('--store', type=Path, default=STORE)
+    parser.add_argument('--out', type=Path, default=SECTION)
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help='smoke run: 6 x 64^2, no SimpleITK, a 2 MB memory check; stores '
+        'nothing, prints the section',
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(textwrap.dedent(text))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.frames, args.size, args.no_sitk = 6, 64, True
+        args.memory_gb, args.memory_size = 0.002, 128
+    harness.pin_threads(args.threads)
+    log = harness.logger()
+    started, load_start = time.perf_counter(), os.getloadavg()[0]
+    store: dict[str, Any] = {'records': [], 'memory': None}
+    if not args.memory_only:
+        store['records'] = measure(args.frames, args.size, not args.no_sitk, log)
+    if not args.no_memory:
+        log('memory check ...')
+        store['memory'] = memory_check(args.memory_gb, args.memory_size, log=log)
+    command = ' '.join(['bench_stack.py', *(sys.argv[1:] if argv is None else argv)])
+    store['run'] = harness.run_header(command, started, load_start)
+    text = report_suites.stack_section(store)
+    if not args.quick:
+        harness.save(args.store, store)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        log(f'wrote {args.store} and {args.out}')
+    print(text)
 
 
 if __name__ == '__main__':

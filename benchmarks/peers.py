@@ -1,9 +1,10 @@
-"""Peer registration runners with the settings of /work/shared/PEERS.md.
+"""Peer registration runners with the settings of PEERS.md (../shared/PEERS.md).
 
 Every runner takes ``(fixed, moving)`` (2D float32 in [0, 1]; kornia also
 accepts (H, W, 3)) and returns ``moving_from_fixed`` as a 3x3 float64 in
 numpy (row, col) order, or None when the peer raises.  Conversions from the
-peers' (x, y) = (col, row) matrices go through ``cases.swap_axes`` only.
+peers' (x, y) = (col, row) matrices go through
+``napari_coreg.transforms.reverse_axes`` only.
 
 Directions (checked by ``python benchmarks/peers.py``):
 
@@ -23,16 +24,18 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from cases import swap_axes
+from harness import threads
 
-THREADS = 2
+from napari_coreg.transforms import reverse_axes
+
+THREADS = threads()
 
 
 _APPLIED: list[int] = []
 
 
 def limit_threads(n: int | None = None) -> None:
-    """Limit torch, OpenCV and SimpleITK to ``n`` threads (default THREADS).
+    """Limit torch, OpenCV and SimpleITK to ``n`` threads (default: the harness's).
 
     Cheap to call again: only a change of ``n`` is applied.
     """
@@ -131,7 +134,7 @@ def sitk_register(
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     reg.SetInitialTransform(init, inPlace=False)
     out = reg.Execute(f, m)
-    return swap_axes(_sitk_matrix_xy(out))
+    return reverse_axes(_sitk_matrix_xy(out))
 
 
 # --------------------------------------------------------------------------
@@ -169,7 +172,7 @@ def ecc_register(fixed, moving, motion='affine', levels=None, coarsest=64):
         warp[:rows] = w
         if lvl:
             warp = (up @ warp @ np.linalg.inv(up)).astype(np.float32)
-    return swap_axes(warp.astype(np.float64))
+    return reverse_axes(warp.astype(np.float64))
 
 
 # --------------------------------------------------------------------------
@@ -190,7 +193,7 @@ def kornia_norm_from_px(height: int, width: int) -> np.ndarray:
 def kornia_to_rc(matrix_norm, height: int, width: int) -> np.ndarray:
     """Normalised moving_from_fixed (x, y) -> pixel (row, col)."""
     n = kornia_norm_from_px(height, width)
-    return swap_axes(np.linalg.inv(n) @ np.asarray(matrix_norm, float) @ n)
+    return reverse_axes(np.linalg.inv(n) @ np.asarray(matrix_norm, float) @ n)
 
 
 def _to_tensor(img):
@@ -274,7 +277,7 @@ def stackreg_register(fixed, moving, mode='RIGID_BODY'):
 
     sr = StackReg(getattr(StackReg, mode))
     tmat = sr.register(np.asarray(fixed, np.float64), np.asarray(moving, np.float64))
-    return swap_axes(tmat)
+    return reverse_axes(tmat)
 
 
 # --------------------------------------------------------------------------
@@ -296,9 +299,11 @@ class Config:
     max_size: int = 1 << 30
 
     def applies(self, family: str, modality: str, size: int) -> bool:
+        """Whether this configuration runs on a family, modality and size."""
         return (family, modality) in self.families and size <= self.max_size
 
     def run(self, fixed, moving):
+        """Register ``moving`` onto ``fixed``; ``moving_from_fixed`` or None."""
         return self.fn(fixed, moving)
 
 
@@ -312,6 +317,7 @@ SITK, ECC, KORNIA, STACKREG = (
 
 
 def peer_configs() -> list[Config]:
+    """Every peer configuration and the case families it runs on."""
     rig, aff, hom = ('rigid', MONO), ('affine', MONO), ('homography', MONO)
     rig_m, aff_m, hom_m = ('rigid', MULTI), ('affine', MULTI), ('homography', MULTI)
     tra, cap = ('translation', MONO), ('capture', MONO)
@@ -404,9 +410,10 @@ def check_kornia_conversion(height=37, width=53) -> float:
     """Max difference between kornia's warp with a normalised matrix and a
     scipy pull-back with ``kornia_to_rc`` of it (non-square on purpose)."""
     import torch
-    from cases import apply_h
     from kornia.geometry.transform import homography_warp
     from scipy import ndimage
+
+    from napari_coreg.transforms import apply_matrix
 
     rng = np.random.default_rng(0)
     img = rng.random((height, width)).astype(np.float32)
@@ -422,7 +429,7 @@ def check_kornia_conversion(height=37, width=53) -> float:
         align_corners=False,
     )[0, 0].numpy()
     rr, cc = np.mgrid[0:height, 0:width]
-    q = apply_h(
+    q = apply_matrix(
         kornia_to_rc(m, height, width), np.column_stack([rr.ravel(), cc.ravel()])
     )
     ref = ndimage.map_coordinates(img, q.T, order=1, cval=np.nan).reshape(height, width)
@@ -433,7 +440,9 @@ def check_kornia_conversion(height=37, width=53) -> float:
 def _self_check() -> None:
     import time
 
-    from cases import corner_error, make_case
+    from scoring import error_px
+
+    from napari_coreg.cases import benchmark_case as make_case
 
     limit_threads()
     diff = check_kornia_conversion()
@@ -479,7 +488,7 @@ def _self_check() -> None:
         t0 = time.perf_counter()
         est = fn(case.fixed, case.moving)
         dt = time.perf_counter() - t0
-        err = corner_error(est, case.truth, case.fixed.shape)
+        err = error_px(est, case.truth, case.fixed.shape)
         print(f'{label:28s} {case.name:34s} err {err:8.3f} px  {dt:6.2f} s')
 
 

@@ -3,7 +3,8 @@
 Run: ``xvfb-run -a python docs/make_screenshots.py``.
 
 Opens the rigid sample pair, registers it with the "Register images" widget
-and saves the window before and after, plus the widget alone.
+and saves the window before and after, plus the widget alone with its folded
+sections open.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 
 import napari
-from qtpy.QtWidgets import QApplication
+from napari.qt import get_qapp
 from skimage.io import imsave
 
 OUT = Path(__file__).resolve().parent / 'images'
@@ -33,7 +34,7 @@ def main() -> int:
     viewer.window.resize(1400, 900)
     viewer.open_sample('napari-coreg', 'rigid_pair')
     _, widget = viewer.window.add_plugin_dock_widget('napari-coreg', 'Register images')
-    app = QApplication.instance()
+    app = get_qapp()
     viewer.reset_view()
     for _ in range(20):
         app.processEvents()
@@ -52,7 +53,8 @@ def main() -> int:
         viewer.screenshot(canvas_only=False, flash=False),
         check_contrast=False,
     )
-    widget._advanced.value = True
+    for box in (widget._pyramid_box, widget._masks_box, widget._advanced_box):
+        box.toggle.value = True  # the folded sections, open
     for _ in range(20):
         app.processEvents()
     widget.native.grab().save(str(OUT / 'widget_panel.png'))

@@ -23,8 +23,7 @@ from .io import TransformFile, load_transform, save_transform
 from .method import Method, resolve
 from .options import METRIC_SPECS, MODEL_SPECS, Backend, Init, Metric, Model, Settings
 from .result import LevelReport, Progress, RegistrationResult
-from .stack import iter_register_stack, register_stack
-from .stack_result import StackProgress, StackResult
+from .stack import StackProgress, StackResult, iter_register_stack, register_stack
 from .transforms import Grid, apply_matrix, corner_error, reverse_axes
 
 __all__ = [

@@ -30,6 +30,8 @@ def _result(
         for lv in problem.schedule
     ]
     settings['initial_moving_from_fixed'] = outcome.initial[0].tolist()
+    if outcome.init_report is not None:
+        settings['init_report'] = outcome.init_report[0]
     return RegistrationResult(
         moving_from_fixed=outcome.moving_from_fixed[0],
         model=problem.model.value,
@@ -96,6 +98,7 @@ def iter_register(
     seed: int | None = None,
     device: str | None = None,
     match_histograms: bool | None = None,
+    allow_reflection: bool | None = None,
     settings: Settings | None = None,
 ) -> Generator[Progress, None, RegistrationResult]:
     """Register step by step: yield :class:`Progress`, return the result.
@@ -137,7 +140,7 @@ def iter_register(
         Axis holding channels in both images.
     levels, shrink_factors, smoothing_sigmas, iterations, optimizer, \
 learning_rate, init, tolerance, mi_bins, sampling, seed, device, \
-match_histograms
+match_histograms, allow_reflection
         Pyramid and optimiser settings: see :class:`napari_coreg.Settings`.
         ``None`` means "not given": the value in ``settings``, else the
         default.
@@ -182,6 +185,7 @@ match_histograms
         seed=seed,
         device=device,
         match_histograms=match_histograms,
+        allow_reflection=allow_reflection,
     )
     problem, fixed_img, moving_img = Problem.from_images(
         fixed,
@@ -250,6 +254,7 @@ def register(
     seed: int | None = None,
     device: str | None = None,
     match_histograms: bool | None = None,
+    allow_reflection: bool | None = None,
     settings: Settings | None = None,
 ) -> RegistrationResult:
     """Find the transform that aligns ``moving`` onto ``fixed``.
@@ -311,6 +316,7 @@ def register(
         seed=seed,
         device=device,
         match_histograms=match_histograms,
+        allow_reflection=allow_reflection,
         settings=settings,
     )
     return drive(steps, callback)

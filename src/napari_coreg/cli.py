@@ -314,7 +314,11 @@ def _parser() -> argparse.ArgumentParser:
     reg.add_argument(
         '--levels', type=int, help='pyramid levels (default: from the size)'
     )
-    reg.add_argument('--init', help="'auto', 'identity', 'center' or 'phase'")
+    reg.add_argument(
+        '--init',
+        help="'auto', 'identity', 'center', 'phase', 'features', 'fourier-mellin' "
+        "or 'moments'",
+    )
     reg.add_argument(
         '--optimizer', help="torch: 'auto', 'gauss-newton', 'bfgs', 'adam'"
     )

@@ -66,6 +66,9 @@ class Init(_Choice):
     IDENTITY = 'identity'
     CENTER = 'center'
     PHASE = 'phase'
+    FEATURES = 'features'
+    FOURIER_MELLIN = 'fourier-mellin'
+    MOMENTS = 'moments'
 
 
 class Backend(_Choice):
@@ -257,10 +260,22 @@ class Settings:
         shrink factor). sitk gradient optimisers: the first step, in pixels
         of the level (default 1).
     init : str
-        ``'auto'`` (best of centre alignment and phase correlation, with a
-        coarse rotation search for models that rotate), ``'identity'``,
-        ``'center'`` (image centres aligned) or ``'phase'`` (phase
-        correlation translation). Ignored when ``initial`` is given.
+        ``'auto'`` (the layers' placement, centres, moments and phase
+        correlation with a coarse rotation search; when none of these
+        matches well, Fourier-Mellin and features + RANSAC in 2D, principal
+        axes and axis rotations in 3D: the best few by the metric at the
+        coarsest level are refined and the best kept, see
+        ``result.settings['init_report']``; frames registered in batches
+        get the cheap starts only), ``'identity'``, ``'center'``
+        (image centres aligned), ``'phase'`` (phase correlation
+        translation), ``'features'`` (keypoints + RANSAC, 2D),
+        ``'fourier-mellin'`` (rotation + scale + translation, 2D) or
+        ``'moments'`` (centres of mass and principal axes). Ignored when
+        ``initial`` is given.
+    allow_reflection : bool
+        Let ``init`` start from a mirror image of the moving image. Without
+        it (default), a pair whose mirrored start clearly beats every proper
+        one raises a ``ValueError`` instead of returning a wrong answer.
     tolerance : float, optional
         Convergence threshold on the largest point displacement per step, in
         pixels of the level (default 1e-3).
@@ -297,6 +312,7 @@ class Settings:
     seed: int = 0
     device: str | None = None
     match_histograms: bool = True
+    allow_reflection: bool = False
 
     def __post_init__(self) -> None:
         for name, value in _checked_settings(self).items():

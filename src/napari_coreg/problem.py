@@ -26,8 +26,10 @@ MAX_INITIAL_SCALE = 1e4
 def check_initial(
     initial: ArrayLike, method: Method, fixed: Grid, moving: Grid
 ) -> NDArray[np.float64]:
-    """A usable starting ``moving_from_fixed``: finite, of the method's model,
-    and not degenerate in pixels (physical units may be anything).
+    """A usable starting ``moving_from_fixed``.
+
+    Finite, of the method's model, and not degenerate in pixels (physical units may be
+    anything).
 
     Raises
     ------
@@ -220,6 +222,9 @@ class Outcome:
         Registration metric in natural form at ``initial`` and at the end.
     levels : tuple of LevelReport
         Per level; losses are means over the batch.
+    init_report : tuple of dict, optional
+        Per frame: the starting points tried, which won and why (``None``
+        when ``initial`` was given).
     """
 
     moving_from_fixed: NDArray[np.float64]
@@ -227,3 +232,4 @@ class Outcome:
     metric_before: NDArray[np.float64]
     metric_after: NDArray[np.float64]
     levels: tuple[LevelReport, ...]
+    init_report: tuple[dict, ...] | None = None

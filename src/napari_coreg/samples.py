@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from .cases import about_centre, rotation
 from .transforms import apply_matrix, homogeneous
 
 __all__ = ['SAMPLES', 'sample_pair']
@@ -91,12 +92,6 @@ def sample_pair(
     return fixed, moving, truth, info
 
 
-def _about_centre(linear: NDArray, centre: NDArray, shift: NDArray) -> NDArray:
-    """``moving_from_fixed`` that applies ``linear`` about ``centre``, then shifts."""
-    linear = np.asarray(linear, dtype=np.float64)
-    return homogeneous(linear, centre - linear @ centre + shift)
-
-
 def _warp(source: NDArray, source_from_moving: NDArray, shape, order: int = 3):
     """Sample ``source`` at ``source_from_moving @ q`` for every pixel q of ``shape``.
 
@@ -125,12 +120,8 @@ def _rigid(seed: int):
     source = downscale_local_mean(data.camera().astype(np.float32), (2, 2))
     shape = (224, 240)
     offset = np.array([16.0, 8.0])  # fixed pixel (0, 0) in source pixels
-    angle = np.deg2rad(6.0)
-    rotation = np.array(
-        [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
-    )
     centre = (np.array(shape, np.float64) - 1) / 2
-    truth = _about_centre(rotation, centre, np.array([7.5, -11.25]))
+    truth = about_centre(rotation(6.0), centre, np.array([7.5, -11.25]))
     source_from_fixed = homogeneous(np.eye(2), offset)
     fixed = _warp(source, source_from_fixed, shape)
     moving = _warp(source, source_from_fixed @ np.linalg.inv(truth), shape)

@@ -11,7 +11,7 @@ pytest.importorskip('napari')
 from napari.components import ViewerModel  # noqa: E402
 
 from napari_coreg._napari._medical_io import (  # noqa: E402
-    METADATA_KEY,
+    MEDICAL_KEY,
     get_reader,
     write_medical_image,
 )
@@ -81,7 +81,7 @@ def test_round_trip_keeps_data_and_geometry(tmp_path, suffix, ndim):
     _assert_world_is_physical(layer, image, tol)
     np.testing.assert_allclose(layer.scale, image.GetSpacing()[::-1], atol=tol)
     np.testing.assert_allclose(layer.translate, image.GetOrigin()[::-1], atol=tol)
-    info = layer.metadata[METADATA_KEY]
+    info = layer.metadata[MEDICAL_KEY]
     assert info['source'] == str(source)
     np.testing.assert_allclose(info['itk_spacing'], image.GetSpacing(), atol=tol)
     assert info['pixel_type'] == image.GetPixelIDTypeAsString()
@@ -145,7 +145,7 @@ def test_dicom_series_folder(tmp_path):
     np.testing.assert_array_equal(layer.data, volume)
     np.testing.assert_allclose(layer.scale, spacing[::-1], atol=1e-5)
     np.testing.assert_allclose(layer.translate, origin[::-1], atol=1e-5)
-    assert layer.metadata[METADATA_KEY]['header']['0008|0060'].strip() == 'CT'
+    assert layer.metadata[MEDICAL_KEY]['header']['0008|0060'].strip() == 'CT'
 
 
 def test_writer_folds_a_rigid_affine_and_refuses_shear(tmp_path):

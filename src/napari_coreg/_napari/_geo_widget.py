@@ -3,7 +3,8 @@
 Pick a reference and a target layer opened by the georeferenced reader
 (``metadata['geo']``), a model, the tie-point window and spacing, and press
 *Register*: :func:`napari_coreg.geo.register_rasters` runs in a worker
-thread, starting where the georeferencing puts the scenes. The result is
+thread (see :mod:`._runner`: errors, *Cancel* and closing the dock are
+handled there), starting where the georeferencing puts the scenes. The result is
 written back without touching pixels: the target layer's ``affine`` is
 composed with the map-coordinate correction (for a translation, the layer
 simply moves), and the tie points are added as a Points layer coloured by
@@ -24,12 +25,12 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    Label,
     PushButton,
     SpinBox,
 )
 
 from ._geo_io import METADATA_KEY
+from ._runner import RunnerWidget
 
 __all__ = [
     'GeoRegistrationWidget',
@@ -136,12 +137,11 @@ def register_geo_layers(reference, target, viewer=None, **kwargs):
     return registration
 
 
-class GeoRegistrationWidget(Container):
+class GeoRegistrationWidget(RunnerWidget):
     """Dock widget: co-register two georeferenced image layers."""
 
     def __init__(self, napari_viewer) -> None:
-        super().__init__()
-        self._viewer = napari_viewer
+        super().__init__(napari_viewer, 'Register', 'Geo registration failed')
         self._result = None
         self._target_layer = None
         self._reference = ComboBox(label='reference', choices=self._geo_layers)
@@ -162,10 +162,12 @@ class GeoRegistrationWidget(Container):
         self._window = SpinBox(label='window (px)', value=256, min=32, max=2048)
         self._spacing = SpinBox(label='grid spacing (px)', value=192, min=8, max=8192)
         self._local = CheckBox(text='local correction (displacement field)')
-        self._run = PushButton(text='Register')
         self._out = FileEdit(label='corrected GeoTIFF', mode='w', filter='*.tif')
         self._save = PushButton(text='Save corrected GeoTIFF', enabled=False)
-        self._status = Label(value='')
+        buttons = Container(
+            widgets=[self._run, self._cancel], layout='horizontal', labels=False
+        )
+        buttons.margins = (0, 0, 0, 0)
         self.extend(
             [
                 self._reference,
@@ -175,20 +177,34 @@ class GeoRegistrationWidget(Container):
                 self._window,
                 self._spacing,
                 self._local,
-                self._run,
+                buttons,
                 self._out,
                 self._save,
                 self._status,
             ]
         )
-        self._run.changed.connect(self.run)
         self._save.changed.connect(self.save)
         for event in (
             napari_viewer.layers.events.inserted,
             napari_viewer.layers.events.removed,
         ):
-            event.connect(self._refresh)
+            self._listen(event, self._refresh)
         self._refresh()
+
+    def _locked_controls(self) -> list:
+        return [
+            self._reference,
+            self._target,
+            self._model,
+            self._similarity,
+            self._window,
+            self._spacing,
+            self._local,
+            self._out,
+        ]
+
+    def _after_set_running(self) -> None:
+        self._save.enabled = self._result is not None and not self._running
 
     def _geo_layers(self, *_) -> list:
         return [
@@ -224,36 +240,29 @@ class GeoRegistrationWidget(Container):
 
     def run(self, *_) -> None:
         """Start the registration in a worker thread."""
-        from napari.qt.threading import create_worker
+        self._start()
 
+    def _start(self, event=None) -> None:
+        if self._running:
+            return
         try:
             job = self._job()
-        except ValueError as error:
-            self._status.value = str(error)
+        except (ValueError, TypeError) as error:
+            self._fail(error)
             return
-        layer = job.pop('layer')
-        self._run.enabled = False
+        self._target_layer = job.pop('layer')
+        self._launch(_register, job, desc='Co-registering rasters')
         self._status.value = 'registering...'
-        worker = create_worker(_register, job, _start_thread=False)
-        worker.returned.connect(lambda reg: self._on_done(reg, layer))
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(lambda: setattr(self._run, 'enabled', True))
-        self._worker = worker
-        worker.start()
 
-    def _on_done(self, registration, layer) -> None:
+    def _on_done(self, registration) -> None:
+        layer = self._target_layer
         self._result = registration
-        self._target_layer = layer
         apply_to_layer(layer, registration)
         data, kwargs, _ = tie_points_layer(
             registration.tie_points, name=f'{layer.name} tie points'
         )
         self._viewer.add_points(data, **kwargs)
         self._status.value = registration.summary()
-        self._save.enabled = True
-
-    def _on_error(self, error: Exception) -> None:
-        self._status.value = f'failed: {error}'
 
     def save(self, *_) -> Path | None:
         """Write the corrected target as a new GeoTIFF."""

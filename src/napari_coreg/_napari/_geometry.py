@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from ..transforms import Grid, homogeneous
+from ..transforms import Grid
 
 __all__ = [
     'LayerFrame',
@@ -249,9 +249,3 @@ def layer_frame(layer, ndim: int, world_point=None) -> LayerFrame:
         rgb=bool(getattr(layer, 'rgb', False)),
         shape=shape0,
     )
-
-
-def translation(offset) -> NDArray[np.float64]:
-    """Homogeneous translation (a small helper for tests and docs)."""
-    offset = np.asarray(offset, dtype=np.float64)
-    return homogeneous(np.eye(offset.size), offset)

@@ -36,7 +36,7 @@ import numpy as np
 from ..transforms import Grid
 
 __all__ = [
-    'METADATA_KEY',
+    'MEDICAL_KEY',
     'READ_SUFFIXES',
     'WRITE_SUFFIXES',
     'get_reader',
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 #: Layer metadata entry holding the file's geometry and header.
-METADATA_KEY = 'medical_image'
+MEDICAL_KEY = 'medical_image'
 READ_SUFFIXES = ('.nii', '.nii.gz', '.mha', '.mhd', '.nrrd', '.nhdr')
 WRITE_SUFFIXES = ('.nii', '.nii.gz', '.mha', '.mhd', '.nrrd')
 #: Header values longer than this are cut (some DICOM entries are huge).
@@ -103,7 +103,7 @@ def _layer(image, source: str, name: str, header: dict[str, str]) -> tuple:
     grid = grid_from_image(image)
     spacing, origin, direction = grid.spacing, grid.origin, grid.direction
     meta = {
-        METADATA_KEY: {
+        MEDICAL_KEY: {
             'source': source,
             'shape': list(array.shape[:ndim]),
             'spacing': list(spacing),

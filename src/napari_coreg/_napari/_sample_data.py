@@ -9,7 +9,7 @@ the pair (pixel units, numpy axis order) is in the moving layer's
 from __future__ import annotations
 
 from ..samples import sample_pair
-from ._writeback import METADATA_KEY
+from ._records import METADATA_KEY
 
 __all__ = ['make_homography_pair', 'make_multimodal_pair', 'make_rigid_pair']
 

@@ -69,8 +69,9 @@ def register_layers(
     fixed_mask, moving_mask : str or Labels or Shapes layer, optional
         Pixels that count (labels: non-zero; shapes: inside).
     init : str
-        ``'auto'``, ``'identity'``, ``'center'``, ``'phase'``, or ``'current'``
-        to start from where the layers are shown now.
+        ``'auto'``, ``'identity'``, ``'center'``, ``'phase'``, ``'features'``,
+        ``'fourier-mellin'``, ``'moments'``, or ``'current'`` to start from
+        where the layers are shown now.
     callback : callable, optional
         Called with every :class:`napari_coreg.Progress`.
     **settings

@@ -3,47 +3,47 @@
 A magicgui ``Container``: pick an image layer with a stack axis (time, z or
 date), the reference (previous frame, first, mean, or the frame shown now)
 and, for multichannel layers, the channel axis and the channel to register
-on. *Register* runs :func:`napari_coreg.iter_register_stack` in a worker
-thread (``napari.qt.threading.create_worker``) with progress in napari's
-activity dock; *Cancel* stops it at the next step and changes nothing.
+on. *Register stack* runs :func:`napari_coreg.iter_register_stack` in a
+worker thread (see :mod:`._runner`) with progress in napari's activity dock;
+*Cancel* stops it at the next step and changes nothing.
 
-The result is written one of two ways, never touching the layer's pixels:
-
-- ``'resample'``: a layer ``"<layer> registered"`` holding the aligned stack
-  (updated in place on a rerun), with the per-frame transforms in its
-  ``metadata['napari_coreg']['stack']``;
-- ``'follow'`` (non-destructive): the layer keeps its data; its ``affine``
-  is rebound to the current frame's transform whenever the time slider
-  moves (``viewer.dims.events.current_step``). *Stop following* restores the
-  affine it had. The transforms go into the layer's metadata.
-
-Layers listed in *Apply to* (other channels loaded as separate layers, with
-the same stack and frame shape) get the same transforms.
+The result is written one of two ways, never touching the layer's pixels
+(see :mod:`._stack_writeback`): a new layer ``"<layer> registered"``, or the
+layer's ``affine`` following the slider. *Undo* takes either back. Layers
+listed in *Apply to* (other channels loaded as separate layers, with the
+same stack and frame shape) get the same transforms. Frames whose verdict is
+not ``'ok'`` are listed under *Flagged frames*; choosing one shows it.
 """
 
 from __future__ import annotations
 
-import copy
-import weakref
 from contextlib import suppress
-from functools import partial
 from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton, Select, SpinBox
+from magicgui.widgets import ComboBox, Container, PushButton, Select
 
 from ..engines import CAPABILITIES, available_backends
 from ..options import Backend, Metric, Model
-from ..stack import iter_register_stack
-from ..stack_result import StackProgress, StackResult
+from ..stack import StackProgress, StackResult, iter_register_stack
+from ._controls import align_labels, counts
+from ._labels import BACKEND_TIP, METRIC_TIP, backend_choices, better, metric_choices
+from ._records import METADATA_KEY, can_undo
+from ._runner import RunnerWidget
+from ._stack_writeback import (
+    Following,
+    frame_affine,
+    frame_index,
+    show_frames,
+    start_following,
+    stop_following,
+    undo_stack,
+    write_stack_layers,
+)
+from ._verdict import flagged_frames, sparkline
 
 __all__ = ['METADATA_KEY', 'StackRegistrationWidget', 'frame_affine']
-
-#: Key of everything this plugin writes into ``layer.metadata``.
-METADATA_KEY = 'napari_coreg'
-#: Entry of ``metadata[METADATA_KEY]`` that holds a stack registration.
-STACK_KEY = 'stack'
 
 _REFERENCES = [
     ('previous frame (chained)', 'previous'),
@@ -55,58 +55,58 @@ _MODES = [
     ('New layer "<layer> registered"', 'resample'),
     ('Follow the slider (affine, keeps data)', 'follow'),
 ]
-_BACKEND_LABELS = {'torch': 'PyTorch', 'sitk': 'SimpleITK'}
+_PROMPT = 'Choose a stack layer, then Register stack.'
+_PICK = ('choose one to show it', None)
+_BATCHES = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 
 
-def frame_affine(
-    base: np.ndarray,
-    fixed_from_moving: np.ndarray,
-    spatial_axes: tuple[int, ...],
-    ndim: int,
-) -> np.ndarray:
-    """Layer ``affine`` that shows one frame in the reference coordinates.
-
-    ``fixed_from_moving`` ``(D + 1, D + 1)`` acts on the spatial axes of the
-    layer's physical coordinates; the other axes (stack, channels) are left
-    alone; ``base`` is the layer's own affine, applied after.
-    """
-    embedded = np.eye(ndim + 1)
-    index = [*spatial_axes, ndim]
-    embedded[np.ix_(index, index)] = fixed_from_moving
-    return np.asarray(base, dtype=np.float64) @ embedded
+def _axis_name(label: str) -> str:
+    """A viewer axis label worth showing ('t', 'z'), not napari's '-3' or '0'."""
+    return '' if label.lstrip('-').isdigit() else f' {label}'
 
 
-class StackRegistrationWidget(Container):
+class StackRegistrationWidget(RunnerWidget):
     """Dock widget: register every frame of an image layer's stack axis.
 
     Parameters
     ----------
     viewer : napari.viewer.Viewer
+        The viewer whose layer is registered.
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self._worker = None
-        self._running = False
+        super().__init__(
+            viewer, 'Register stack', 'Stack registration failed', labels=False
+        )
         self._result: StackResult | None = None
-        self._aligned: dict = {}
         self._job: dict[str, Any] | None = None
-        self._following: dict[str, Any] | None = None
-        self.last_error: str | None = None
+        self._following: Following | None = None
+        self._written: list = []
+        self._build()
+        self._connect()
+        self._update_methods()
+        self._refresh_layers()
 
+    def _build(self) -> None:
         self._layer = ComboBox(
             label='Stack layer', choices=self._stack_layers, nullable=True
         )
+        self._layer.tooltip = 'An image layer with frames along one axis.'
         self._axis = ComboBox(
             label='Stack axis', choices=self._axis_choices, nullable=True
         )
         self._axis.tooltip = 'The axis along which frames follow (time, z, date).'
         self._channel_axis = ComboBox(
-            label='Channel axis', choices=self._channel_axis_choices, nullable=True
+            label='Channel axis', choices=self._channel_axis_choices
         )
-        self._channel = SpinBox(label='Register on channel', min=-1, max=0, value=-1)
-        self._channel.tooltip = '-1: the mean (luminance for RGB) of all channels.'
+        self._channel_axis.tooltip = 'The axis of colour channels, if any.'
+        self._channel = ComboBox(
+            label='Register on channel', choices=counts('all (mean)', [-1]), value=-1
+        )
+        self._channel.tooltip = (
+            'The channel whose frames are registered; all: their mean (luminance '
+            'for RGB). Every channel is moved.'
+        )
         self._reference = ComboBox(
             label='Reference', choices=_REFERENCES, value='previous'
         )
@@ -118,32 +118,40 @@ class StackRegistrationWidget(Container):
         backends = available_backends()
         self._backend = ComboBox(
             label='Backend',
-            choices=[(_BACKEND_LABELS.get(b, b), b) for b in backends],
+            choices=backend_choices(backends),
             value=backends[0] if backends else None,
         )
+        self._backend.tooltip = BACKEND_TIP
         self._model = ComboBox(
             label='Transform', choices=self._model_choices, value='rigid'
         )
-        self._metric = ComboBox(
-            label='Metric', choices=self._metric_choices, value='ncc'
+        self._metric = ComboBox(label='Metric', choices=self._metric_choices)
+        self._metric.value = 'ncc'
+        self._metric.tooltip = METRIC_TIP
+        self._batch = ComboBox(
+            label='Batch size', choices=counts('auto', _BATCHES), value=0
         )
-        self._batch = SpinBox(label='Batch size', min=0, max=1024, value=0)
-        self._batch.tooltip = 'Frames optimised together (0: what fits in memory).'
+        self._batch.tooltip = 'Frames optimised together (auto: what fits in memory).'
         self._also = Select(label='Apply to', choices=self._companion_layers)
-        self._also.tooltip = 'Layers of the same stack shape (e.g. other channels).'
-        self._mode = ComboBox(label='Result', choices=_MODES, value='resample')
-        self._run = PushButton(text='Register stack')
-        self._cancel = PushButton(text='Cancel', enabled=False)
-        self._unfollow = PushButton(text='Stop following', enabled=False)
-        buttons = Container(
-            widgets=[self._run, self._cancel, self._unfollow],
-            layout='horizontal',
-            labels=False,
+        self._also.tooltip = (
+            'Other layers with the same frames (e.g. other channels): they get '
+            'the same transforms.'
         )
-        buttons.margins = (0, 0, 0, 0)
-        self._status = Label(value='Choose a stack layer, then Register stack.')
-        self.extend(
-            [
+        self._mode = ComboBox(label='Result', choices=_MODES, value='resample')
+        self._mode.tooltip = (
+            'A new aligned layer, or the layer itself follows the slider '
+            'with each frame\u2019s transform (no pixels are copied).'
+        )
+        self._run.tooltip = 'Register every frame onto the reference.'
+        self._undo = PushButton(text='Undo', enabled=False)
+        self._undo.tooltip = 'Take the last stack registration back.'
+        self._unfollow = PushButton(text='Stop following', enabled=False)
+        self._flagged = ComboBox(label='Flagged frames', choices=[_PICK])
+        self._flagged.tooltip = (
+            'Frames whose registration looks wrong: pick one to see it.'
+        )
+        self._form = Container(
+            widgets=[
                 self._layer,
                 self._axis,
                 self._channel_axis,
@@ -155,28 +163,36 @@ class StackRegistrationWidget(Container):
                 self._batch,
                 self._also,
                 self._mode,
-                buttons,
-                self._status,
-            ]
+            ],
+            labels=True,
         )
-        with suppress(AttributeError):
-            self._status.native.setWordWrap(True)
-        self._status.label = ''
+        self._flagged_row = Container(widgets=[self._flagged], labels=True)
+        self._flagged_row.visible = False
+        buttons = Container(
+            widgets=[self._run, self._cancel, self._undo, self._unfollow],
+            layout='horizontal',
+            labels=False,
+        )
+        buttons.margins = (0, 0, 0, 0)
+        self._status.value = _PROMPT
+        self.extend([self._form, buttons, self._status, self._flagged_row])
+        align_labels([self._form, self._flagged_row])
 
-        self._run.changed.connect(self._start)
-        self._cancel.changed.connect(self._stop)
+    def _connect(self) -> None:
         self._unfollow.changed.connect(self.stop_following)
+        self._undo.changed.connect(self._undo_last)
+        self._flagged.changed.connect(self._show_flagged)
         self._layer.changed.connect(self._on_layer)
         self._axis.changed.connect(self._on_axes)
         self._channel_axis.changed.connect(self._on_axes)
         self._backend.changed.connect(self._update_methods)
-        events = viewer.layers.events
+        events = self._viewer.layers.events
         for name in ('inserted', 'removed', 'reordered'):
-            getattr(events, name).connect(self._refresh_layers)
-        viewer.dims.events.current_step.connect(self._on_step)
-        self.native.destroyed.connect(partial(_cleanup, weakref.ref(self)))
-        self._update_methods()
-        self._refresh_layers()
+            self._listen(getattr(events, name), self._refresh_layers)
+        self._listen(self._viewer.dims.events.current_step, self._on_step)
+
+    def _locked_controls(self) -> list:
+        return list(self._form) + [self._undo, self._unfollow]
 
     # ------------------------------------------------------------ choices
 
@@ -199,13 +215,16 @@ class StackRegistrationWidget(Container):
             if other is not layer
             and type(other).__name__ == 'Image'
             and not other.multiscale
+            and 'output_of' not in (other.metadata.get(METADATA_KEY) or {})
             and self._layout_of(other) is not None
         ]
 
     def _layout_of(self, other, axis: int | None = None, channel_axis: Any = '?'):
-        """``(axis, channel_axis, spatial_axes)`` of a layer that shares the
-        chosen layer's frames: the same shape, or the same shape without
-        its channel axis (another channel held as its own layer); else None.
+        """Return ``(axis, channel_axis, spatial_axes)`` of a companion layer.
+
+        A companion shares the chosen layer's frames: the same shape, or the
+        same shape without its channel axis (another channel held as its own
+        layer); for any other layer, None.
         """
         layer = self._layer.value
         axis = self._axis.value if axis is None else axis
@@ -238,22 +257,23 @@ class StackRegistrationWidget(Container):
         elif layers and self._layer.value is None:
             self._layer.value = layers[-1]
         self._on_layer()
-        if self._following is not None and self._following['layers'][0] not in list(
-            self._viewer.layers
-        ):
+        state = self._following
+        if state is not None and state.layers[0] not in list(self._viewer.layers):
             self._following = None
             self._unfollow.enabled = False
+
+    def _axis_labels(self, ndim: int) -> list[str]:
+        labels = [str(a) for a in self._viewer.dims.axis_labels][-ndim:]
+        return [''] * (ndim - len(labels)) + labels
 
     def _axis_choices(self, widget=None) -> list[tuple[str, int]]:
         layer = self._layer.value if hasattr(self, '_layer') else None
         if layer is None:
             return []
-        ndim = layer.data.ndim
-        labels = list(self._viewer.dims.axis_labels)[-ndim:]
-        labels = [''] * (ndim - len(labels)) + labels
+        labels = self._axis_labels(layer.data.ndim)
         return [
-            (f'{a}: {labels[a]} ({layer.data.shape[a]})', a)
-            for a in range(ndim - (1 if layer.rgb else 0))
+            (f'axis {a}{_axis_name(labels[a])} ({layer.data.shape[a]} frames)', a)
+            for a in range(layer.data.ndim - (1 if layer.rgb else 0))
         ]
 
     def _channel_axis_choices(self, widget=None) -> list[tuple[str, int | None]]:
@@ -262,8 +282,9 @@ class StackRegistrationWidget(Container):
         if layer is None or layer.rgb or layer.data.ndim < 4:
             return choices
         axis = self._axis.value
+        labels = self._axis_labels(layer.data.ndim)
         return choices + [
-            (f'{a} ({layer.data.shape[a]})', a)
+            (f'axis {a}{_axis_name(labels[a])} ({layer.data.shape[a]} channels)', a)
             for a in range(layer.data.ndim)
             if a != axis
         ]
@@ -278,21 +299,22 @@ class StackRegistrationWidget(Container):
             m.value for m in Model if m in caps.models and m is not Model.HOMOGRAPHY
         ]
 
-    def _metric_choices(self, widget=None) -> list[str]:
+    def _metric_choices(self, widget=None) -> list[tuple[str, str]]:
         caps = CAPABILITIES[self._backend_value()]
-        return [m.value for m in Metric if m in caps.metrics]
+        return metric_choices([m.value for m in Metric if m in caps.metrics])
 
     def _on_layer(self, event=None) -> None:
         self._axis.reset_choices()
         if self._axis.value is None and self._layer.value is not None:
             self._axis.value = 0
         self._on_axes()
+        self._update_undo()
 
     def _on_axes(self, event=None) -> None:
         self._channel_axis.reset_choices()
         layer = self._layer.value
         if layer is None:
-            self._also.reset_choices()
+            self._update_companions()
             return
         channel_axis = self._channel_axis.value
         channels = (
@@ -300,11 +322,20 @@ class StackRegistrationWidget(Container):
             if layer.rgb
             else (layer.data.shape[channel_axis] if channel_axis is not None else 0)
         )
-        self._channel.max = max(channels - 1, 0)
+        previous = self._channel.value
+        self._channel.choices = counts('all (mean)', [-1, *range(channels)], 'channel ')
+        self._channel.value = previous if previous in range(channels) else -1
         self._channel.visible = channels > 1
-        if self._channel.value > self._channel.max:
-            self._channel.value = -1
+        self._update_companions()
+
+    def _update_companions(self) -> None:
+        """List the companion layers; no list at all when there are none."""
         self._also.reset_choices()
+        n = len(self._also.choices)
+        self._also.visible = n > 0
+        native = self._also.native
+        row = max(native.sizeHintForRow(0), 18) if n else 18
+        native.setMaximumHeight(min(max(n, 1), 4) * row + 2 * native.frameWidth())
 
     def _update_methods(self, event=None) -> None:
         for combo, default in ((self._model, 'rigid'), (self._metric, 'ncc')):
@@ -314,11 +345,6 @@ class StackRegistrationWidget(Container):
                 combo.value = default
 
     # ------------------------------------------------------------ running
-
-    @property
-    def running(self) -> bool:
-        """Whether a registration is in progress (for the UI and tests)."""
-        return self._running
 
     @property
     def result(self) -> StackResult | None:
@@ -336,13 +362,9 @@ class StackRegistrationWidget(Container):
         return tuple(spatial), spacing, origin
 
     def _current_frame(self, layer, axis: int) -> int:
-        point = self._viewer.dims.point[-layer.ndim :]
-        index = layer.world_to_data(point)[axis]
-        return int(np.clip(np.round(index), 0, layer.data.shape[axis] - 1))
+        return frame_index(layer, self._viewer.dims.point, axis)
 
     def _start(self, event=None) -> None:
-        from napari.qt.threading import create_worker
-
         if self._running:
             return
         layer = self._layer.value
@@ -387,7 +409,8 @@ class StackRegistrationWidget(Container):
             'mode': self._mode.value,
             'layouts': layouts,
         }
-        self._result, self.last_error = None, None
+        self._result = None
+        self._show_flags(None)
         # resampled stacks are computed in the worker too (lazily for
         # out-of-core data), never in the GUI thread
         resample = (
@@ -395,38 +418,13 @@ class StackRegistrationWidget(Container):
             if self._mode.value == 'resample'
             else None
         )
-        worker = create_worker(
-            _drive,
-            steps,
-            resample,
-            _progress={'desc': 'Registering stack'},
-            _ignore_errors=True,
-        )
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._fail)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self._set_running(True)
+        self._launch(_drive, steps, resample, desc='Registering stack')
         self._status.value = f'Registering the frames of {layer.name!r}...'
-        worker.start()
 
-    def _stop(self, event=None) -> None:
-        """Cancel: honoured at the next step; no layer is changed."""
-        if self._worker is not None and self._running:
-            self._status.value = 'Cancelling...'
-            self._worker.quit()
+    def _progress_count(self, progress: StackProgress) -> tuple[int, int]:
+        return progress.step, progress.total
 
-    def _set_running(self, running: bool) -> None:
-        self._running = running
-        self._run.enabled = not running
-        self._cancel.enabled = running
-        for widget in (self._layer, self._axis, self._channel_axis, self._backend):
-            widget.enabled = not running
-
-    def _on_progress(self, progress: StackProgress) -> None:
-        if not self._running:
-            return  # a late event after the run finished
+    def _show_progress(self, progress: StackProgress) -> None:
         what = {'mean': 'Averaging', 'register': 'Registering', 'write': 'Writing'}
         rounds = (
             f' (round {progress.round + 1}/{progress.n_rounds})'
@@ -437,107 +435,98 @@ class StackRegistrationWidget(Container):
             f'{what.get(progress.phase, progress.phase)}{rounds}: '
             f'{progress.frames_done}/{progress.n_frames} frames'
         )
-        # last: napari's progress bar processes Qt events when it updates,
-        # so the run may finish (and write its status) inside this call
-        pbar = getattr(self._worker, 'pbar', None)
-        if pbar is not None:
-            if pbar.total != progress.total:
-                pbar.total = progress.total
-            if progress.step > pbar.n:
-                pbar.update(progress.step - pbar.n)
 
-    def _on_returned(self, returned: tuple[StackResult, dict]) -> None:
-        self._result, self._aligned = returned
+    def _on_done(self, returned: tuple[StackResult, dict]) -> None:
+        result, aligned = returned
+        self._result = result
+        if self._job is not None:
+            self._write(result, self._job, aligned)
 
-    def _on_finished(self) -> None:
-        result, job = self._result, self._job
-        try:
-            if result is not None and job is not None:
-                self._write(result, job)
-            elif self.last_error is None:
-                self._status.value = 'Cancelled: no layer was changed.'
-        except (ValueError, TypeError) as exc:
-            self._fail(exc)
-        finally:
-            self._worker = None
-            self._aligned = {}
-            self._set_running(False)
-
-    def _fail(self, exc: Exception | str) -> None:
-        from napari.utils.notifications import show_error
-
-        message = str(exc)
-        self.last_error = message
-        self._status.value = f'Error: {message}'
-        show_error(f'Stack registration failed: {message}')
+    def _after_set_running(self) -> None:
+        self._unfollow.enabled = self._following is not None and not self._running
+        self._update_undo()
 
     # ------------------------------------------------------------ writing
 
-    def _write(self, result: StackResult, job: dict[str, Any]) -> None:
+    def _write(self, result: StackResult, job: dict[str, Any], aligned: dict) -> None:
         record = result.to_dict()
         layers = [job['layer'], *job['also']]
-        layouts = [job['layouts'][layer.name] for layer in layers]
         if job['mode'] == 'follow':
-            self._following = {
-                'layers': layers,
-                'layouts': layouts,
-                'matrices': result.fixed_from_moving,
-                'affines': [np.array(layer.affine.affine_matrix) for layer in layers],
-            }
-            for layer in layers:
-                before = layer.affine.affine_matrix.tolist()
-                entry = {**record, 'mode': 'follow', 'affine_before': before}
-                _set_record(layer, entry)
-            self._unfollow.enabled = True
+            layouts = [job['layouts'][layer.name] for layer in layers]
+            self._following = start_following(
+                layers, layouts, record, result.fixed_from_moving
+            )
             self._on_step()
             where = 'follows the time slider (Stop following restores it)'
         else:
-            names = []
-            for layer in layers:
-                key = None if layer is job['layer'] else layer.name
-                aligned = self._aligned[key]
-                names.append(self._output_layer(layer, aligned, record).name)
-            where = 'written to ' + ', '.join(repr(n) for n in names)
-        better = 'higher' if result.metric in ('ncc', 'mi') else 'lower'
+            data = [
+                aligned[None if layer is job['layer'] else layer.name]
+                for layer in layers
+            ]
+            outputs = write_stack_layers(self._viewer.layers, layers, data, record)
+            where = 'written to ' + ', '.join(repr(out.name) for out in outputs)
+        self._written = layers
         registered = np.isfinite(result.metric_after)
         self._status.value = (
             f'Done: {result.n_frames} frames, {job["layer"].name!r} {where}. '
             f'Median {result.metric.upper()} '
             f'{np.median(result.metric_before[registered]):.4g} -> '
-            f'{np.median(result.metric_after[registered]):.4g} ({better} is better), '
-            f'{result.elapsed:.1f} s.'
+            f'{np.median(result.metric_after[registered]):.4g} '
+            f'({better(result.metric)} is better), {result.elapsed:.1f} s.'
+        )
+        curve = sparkline(result.metric_after, width=40)
+        if curve:
+            self._status.value += f' {result.metric.upper()} per frame: {curve}'
+        self._show_flags(result)
+
+    def _show_flags(self, result: StackResult | None) -> None:
+        """List the frames whose verdict is not 'ok'."""
+        flagged = () if result is None else flagged_frames(result)
+        verdicts = tuple(getattr(result, 'verdicts', ()) or ())
+        self._flagged.choices = [_PICK] + [
+            (_frame_label(result, verdicts, i), i) for i in flagged
+        ]
+        self._flagged.value = None
+        self._flagged_row.visible = bool(flagged)
+        if flagged:
+            from napari.utils.notifications import show_warning
+
+            frames = ', '.join(str(i) for i in flagged[:10])
+            more = ' ...' if len(flagged) > 10 else ''
+            self._status.value += f' {len(flagged)} frame(s) flagged: {frames}{more}.'
+            show_warning(
+                f'Stack registration: {len(flagged)} frame(s) look wrong: '
+                f'{frames}{more}'
+            )
+
+    def _show_flagged(self, event=None) -> None:
+        """Move the slider to the flagged frame chosen."""
+        frame, job = self._flagged.value, self._job
+        if frame is None or job is None:
+            return
+        self.show_frame(job['layer'], int(job['layouts'][job['layer'].name][0]), frame)
+
+    def show_frame(self, layer, axis: int, frame: int) -> None:
+        """Move the viewer's slider to ``frame`` of ``layer``'s stack ``axis``."""
+        point = np.zeros(layer.ndim)
+        point[axis] = frame
+        world = layer.data_to_world(point)
+        world_axis = self._viewer.dims.ndim - layer.ndim + axis
+        self._viewer.dims.set_point(world_axis, float(world[axis]))
+
+    def _update_undo(self, event=None) -> None:
+        self._undo.enabled = not self._running and any(
+            can_undo(layer) for layer in self._written
         )
 
-    def _output_layer(self, layer, aligned, record: dict):
-        name = f'{layer.name} registered'
-        output_id = f'stack-registered:{layer.name}'
-        meta = {METADATA_KEY: {STACK_KEY: record, 'output_of': output_id}}
-        for existing in self._viewer.layers:
-            info = existing.metadata.get(METADATA_KEY)
-            if isinstance(info, dict) and info.get('output_of') == output_id:
-                existing.data = aligned
-                existing.metadata = {**existing.metadata, **meta}
-                return existing
-        look = (
-            {'rgb': True}
-            if layer.rgb
-            else {
-                'colormap': layer.colormap,
-                'contrast_limits': layer.contrast_limits,
-            }
-        )
-        return self._viewer.add_image(
-            aligned,
-            name=name,
-            metadata=meta,
-            scale=layer.scale,
-            translate=layer.translate,
-            rotate=layer.rotate,
-            shear=layer.shear,
-            affine=layer.affine,
-            blending=layer.blending,
-            **look,
-        )
+    def _undo_last(self, event=None) -> None:
+        self._following = None  # undo restores the affines itself
+        self._unfollow.enabled = False
+        done = undo_stack(self._viewer.layers, self._written)
+        self._written = []
+        self._show_flags(None)
+        self._status.value = f'Undo: {"; ".join(done) or "nothing to undo"}.'
+        self._update_undo()
 
     # ------------------------------------------------------------ follow mode
 
@@ -547,30 +536,27 @@ class StackRegistrationWidget(Container):
         return self._following is not None
 
     def _on_step(self, event=None) -> None:
-        state = self._following
-        if state is None:
-            return
-        layers = list(self._viewer.layers)
-        for layer, base, (axis, _, spatial) in zip(
-            state['layers'], state['affines'], state['layouts'], strict=True
-        ):
-            if layer not in layers:
-                continue
-            frame = self._current_frame(layer, axis)
-            layer.affine = frame_affine(
-                base, state['matrices'][frame], spatial, layer.ndim
-            )
+        if self._following is not None:
+            show_frames(self._following, self._viewer.layers, self._current_frame)
 
     def stop_following(self, event=None) -> None:
         """Give the following layers back the affine they had."""
         state, self._following = self._following, None
         self._unfollow.enabled = False
-        if state is None:
-            return
-        layers = list(self._viewer.layers)
-        for layer, base in zip(state['layers'], state['affines'], strict=True):
-            if layer in layers:
-                layer.affine = base
+        if state is not None:
+            stop_following(state, self._viewer.layers)
+
+
+def _frame_label(result: StackResult, verdicts: tuple, frame: int) -> str:
+    """'frame 3: failed (NCC 0.12 -> 0.08)'."""
+    label = f'frame {frame}'
+    if frame < len(verdicts):
+        label += f': {verdicts[frame]}'
+    with suppress(AttributeError, IndexError, TypeError, ValueError):
+        before = float(result.metric_before[frame])
+        after = float(result.metric_after[frame])
+        label += f' ({result.metric.upper()} {before:.3g} -> {after:.3g})'
+    return label
 
 
 def _drive(steps, resample: list | None):
@@ -587,24 +573,3 @@ def _drive(steps, resample: list | None):
         for name, data, axis, channel_axis in resample:
             aligned[name] = result.apply(data, channel_axis, axis=axis)
     return result, aligned
-
-
-def _set_record(layer, record: dict) -> None:
-    meta = copy.copy(layer.metadata)
-    entry = dict(meta.get(METADATA_KEY) or {})
-    entry[STACK_KEY] = record
-    meta[METADATA_KEY] = entry
-    layer.metadata = meta
-
-
-def _cleanup(ref: weakref.ref, *args) -> None:
-    """Stop a running worker and the slider binding when the widget goes."""
-    widget = ref()
-    if widget is None:
-        return
-    worker = getattr(widget, '_worker', None)
-    if worker is not None:
-        with suppress(RuntimeError):
-            worker.quit()
-    with suppress(RuntimeError, AttributeError, ValueError):
-        widget._viewer.dims.events.current_step.disconnect(widget._on_step)

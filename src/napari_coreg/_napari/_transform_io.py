@@ -8,13 +8,13 @@ on request, by resampling (images linear, labels nearest neighbour) or by
 mapping coordinates (points, shapes, vectors) into a new layer.
 
 Files: ``.json`` (lossless: matrix, direction, axes, units, model, settings,
-metrics, version; the format of ``RegistrationResult.to_dict()``) and, when
-the core ``napari_coreg.io`` module provides it, ITK ``.tfm``.
+metrics, version; the format of ``RegistrationResult.to_dict()``) and ITK
+``.tfm``, both through the core :mod:`napari_coreg.io`.
 """
 
 # no `from __future__ import annotations`: magicgui resolves the widget
 # annotations at run time (STYLE B6)
-import json
+from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import numpy as np
 from magicgui import magic_factory
 from napari.layers import Image, Layer
 
+from .. import io
 from ._writeback import (
     apply_record,
     layer_record,
@@ -41,13 +42,61 @@ _FILTER = 'Transform (*.json *.tfm *.txt *.h5 *.mat)'
 _MODES = ['affine', 'resample']
 
 
-def _core_io():
-    """The core ``napari_coreg.io`` module, or ``None`` while it is absent."""
-    try:
-        from .. import io
-    except ImportError:
-        return None
-    return io
+def _reported(function):
+    """Show a widget's errors as a notification instead of a traceback.
+
+    Bad input (``ValueError``, ``TypeError``) and files that cannot be read
+    or written (``OSError``) end in one clear message; the function then
+    returns ``None``.
+    """
+
+    @wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (ValueError, TypeError, OSError) as exc:
+            from napari.utils.notifications import show_error
+
+            show_error(f'{_TITLES.get(function.__name__, "Transform")}: {exc}')
+            return None
+
+    return wrapper
+
+
+_TITLES = {
+    'save_transform_widget': 'Save transform',
+    'load_transform_widget': 'Load transform',
+    'apply_transform_widget': 'Apply transform',
+}
+
+
+def _registered_first(widget=None) -> list[tuple[str, Any]]:
+    """The viewer's layers, those holding a transform first (the default)."""
+    viewer = napari.current_viewer()
+    if viewer is None:
+        return []
+    layers = list(viewer.layers)
+    ordered = [layer for layer in layers if layer_record(layer) is not None]
+    ordered += [layer for layer in layers if layer_record(layer) is None]
+    return [(layer.name, layer) for layer in ordered]
+
+
+def _prefer_registered(widget) -> None:
+    """Keep the Save widget on a layer that holds a transform when one does."""
+    reset = widget.reset_choices
+
+    def reset_choices(*args):
+        reset(*args)
+        combo = widget.layer
+        if combo.value is not None and layer_record(combo.value) is not None:
+            return
+        for layer in combo.choices:
+            if layer_record(layer) is not None:
+                combo.value = layer
+                return
+
+    widget.reset_choices = reset_choices
+    widget.native_parent_changed.connect(lambda *_: reset_choices())
 
 
 #: Entries of a layer's record that place the transform in the viewer; saved
@@ -89,29 +138,14 @@ def save_layer_transform(layer, path: str | Path) -> Path:
     path = Path(path)
     transform = dict(record['transform'])
     napari_extra = {key: record.get(key) for key in _NAPARI_KEYS}
-    io = _core_io()
-    if io is not None:
-        loaded = io.TransformFile(
-            moving_from_fixed=transform['moving_from_fixed'],
-            model=transform.get('model'),
-            metadata={k: v for k, v in transform.items() if k not in _MATRIX_KEYS},
-        )
-        return io.save_transform(  # the file dialog asked before replacing
-            path, loaded, metadata={'napari': napari_extra}, overwrite=True
-        )
-    if path.suffix.lower() != '.json':  # pragma: no cover - core io absent
-        raise ValueError(f'cannot write {path.suffix!r} files here: use .json')
-    transform['metadata'] = {'napari': napari_extra}
-    path.write_text(json.dumps(transform, indent=2, default=_jsonable))
-    return path
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
+    loaded = io.TransformFile(
+        moving_from_fixed=transform['moving_from_fixed'],
+        model=transform.get('model'),
+        metadata={k: v for k, v in transform.items() if k not in _MATRIX_KEYS},
+    )
+    return io.save_transform(  # the file dialog asked before replacing
+        path, loaded, metadata={'napari': napari_extra}, overwrite=True
+    )
 
 
 def load_transform(path: str | Path) -> dict[str, Any]:
@@ -122,18 +156,12 @@ def load_transform(path: str | Path) -> dict[str, Any]:
     :func:`save_layer_transform` is under ``'napari'``.
     """
     path = Path(path)
-    io = _core_io()
-    if io is not None:
-        loaded = io.load_transform(path)
-        data = {
-            **loaded.metadata,
-            'moving_from_fixed': np.asarray(loaded.moving_from_fixed).tolist(),
-            'model': loaded.model,
-        }
-    elif path.suffix.lower() == '.json':  # pragma: no cover - core io absent
-        data = json.loads(path.read_text())
-    else:  # pragma: no cover - core io absent
-        raise ValueError(f'cannot read {path.suffix!r} files here: use .json')
+    loaded = io.load_transform(path)
+    data = {
+        **loaded.metadata,
+        'moving_from_fixed': np.asarray(loaded.moving_from_fixed).tolist(),
+        'model': loaded.model,
+    }
     if 'moving_from_fixed' not in data:
         raise ValueError(
             f'{path} holds no moving_from_fixed matrix: is it a napari-coreg '
@@ -162,9 +190,11 @@ def _file_record(data: dict, reference=None, target=None) -> dict:
 
 @magic_factory(
     call_button='Save',
-    layer={'label': 'Registered layer'},
+    layer={'label': 'Registered layer', 'choices': _registered_first},
     path={'label': 'File', 'mode': 'w', 'filter': _FILTER},
+    widget_init=_prefer_registered,
 )
+@_reported
 def save_transform_widget(layer: Layer, path: Path = Path('transform.json')) -> None:
     """Save the transform of a registered layer.
 
@@ -188,6 +218,7 @@ def save_transform_widget(layer: Layer, path: Path = Path('transform.json')) -> 
     reference={'label': 'Fixed (reference)'},
     mode={'label': 'As', 'choices': _MODES},
 )
+@_reported
 def load_transform_widget(
     viewer: napari.viewer.Viewer,
     path: Path = Path('transform.json'),
@@ -224,6 +255,7 @@ def load_transform_widget(
     target={'label': 'Apply to'},
     mode={'label': 'As', 'choices': _MODES},
 )
+@_reported
 def apply_transform_widget(
     viewer: napari.viewer.Viewer,
     source: Layer | None = None,

@@ -20,7 +20,7 @@ from .evidence import gather
 from .verdict import VERDICTS, Assessment, judge
 
 if TYPE_CHECKING:
-    from ..stack_result import StackResult
+    from ..stack import StackResult
 
 __all__ = ['assess_frames']
 

@@ -16,7 +16,6 @@ from torch import Tensor
 
 from ...options import Model
 from ...problem import Outcome, Problem
-from ...pyramid import shrink_per_axis
 from ...result import LevelReport, Progress
 from ...transforms import apply_matrix, grid_points
 from .. import PREVIEW_SECONDS, TOLERANCE_PX
@@ -26,13 +25,7 @@ from .compositional import (
     compositional_gauss_newton,
 )
 from .init import starting_points
-from .levels import (
-    LevelData,
-    build_level,
-    level_grid_matrix,
-    normalised_frame,
-    sample,
-)
+from .levels import LevelData, build_level, normalised_frame, sample
 from .metrics import natural
 from .models import ParamModel, param_model
 from .optim import OPTIMISERS, Objective, Steps
@@ -76,7 +69,9 @@ def pick_device(device: str | torch.device | None) -> torch.device:
 
 
 def _inverse(problem: Problem, index: int) -> bool:
-    """Whether level ``index`` runs the inverse-compositional Gauss-Newton
+    """Whether level ``index`` composes inversely.
+
+    Whether level ``index`` runs the inverse-compositional Gauss-Newton
     (else, for Gauss-Newton, the forward-compositional one).
 
     Inverse composition saves the moving gradient but its fixed point is
@@ -97,10 +92,12 @@ def _level(
     full: bool = False,
     dense: bool = False,
 ) -> LevelData:
-    """Level ``index`` of the problem; ``full`` ignores masks and point limits,
-    ``dense`` keeps the masks and takes regularly spaced points; neither
-    differentiates an image (starting points and metric values need values
-    only)."""
+    """Level ``index`` of the problem.
+
+    ``full`` ignores masks and point limits, ``dense`` keeps the masks and takes
+    regularly spaced points; neither differentiates an image (starting points and metric
+    values need values only).
+    """
     n_fixed = int(np.prod(problem.fixed_grid.shape))
     sampling = problem.settings.sampling
     if full:
@@ -190,8 +187,11 @@ class _Run:
             self.frame_of,
         )
 
-    def keep_best_start(self, data: LevelData) -> None:
-        """Reduce the multi-start rows to the best row per frame."""
+    def keep_best_start(self, data: LevelData) -> list[int]:
+        """Reduce the multi-start rows to the best row per frame.
+
+        Returns, per frame, the index of the start that won.
+        """
         objective = self.objective(
             param_model(Model.TRANSLATION, self.problem.ndim), data
         )
@@ -199,14 +199,16 @@ class _Run:
         losses, overlaps = objective.loss_and_overlap(
             torch.zeros(rows.numel(), self.problem.ndim, dtype=torch.float64), rows
         )
-        best = []
+        best, won = [], []
         for frame in range(self.problem.batch):
             mine = torch.nonzero(self.frame_of == frame)[:, 0]
             eligible = overlaps[mine] >= MIN_OVERLAP_RATIO * overlaps[mine].max()
             score = torch.where(eligible, losses[mine], torch.inf)
-            best.append(int(mine[torch.argmin(score)]))
+            won.append(int(torch.argmin(score)))
+            best.append(int(mine[won[-1]]))
         self.base = self.base[best]
         self.frame_of = self.frame_of[best]
+        return won
 
 
 def _stage(
@@ -285,13 +287,31 @@ def _as_matrices(steps: Steps, model: ParamModel, base: Tensor) -> MatrixSteps:
         yield row_losses, model.matrices(params, base)
 
 
-def _start(problem: Problem, device: torch.device, norm: np.ndarray) -> np.ndarray:
-    """Starting points per frame, ``(B, K, D+1, D+1)``, best first."""
+def _start(problem: Problem, device: torch.device, norm: np.ndarray):
+    """Starting points per frame, best first, and the report.
+
+    Starting points per frame, ``(B, K, D+1, D+1)``, best first, and the
+    initialisation reports (``None`` with ``initial``).
+    """
     data = _level(problem, 0, device, full=True)
-    shrink = shrink_per_axis(problem.fixed_grid.shape, problem.schedule[0].factor)
-    return starting_points(
-        problem, data, norm, level_grid_matrix(problem.fixed_grid, shrink)
-    )
+    return starting_points(problem, data, norm, device)
+
+
+def _init_summaries(reports, won: list[int] | None) -> tuple[dict, ...] | None:
+    """What each frame's initialisation tried and which start won, and why."""
+    if reports is None:
+        return None
+    summaries = []
+    for frame, report in enumerate(reports):
+        index = 0 if won is None else min(won[frame], len(report.starts) - 1)
+        why = report.reason
+        if won is not None and len(report.starts) > 1:
+            why = (
+                f'lowest loss after optimising {len(report.starts)} starts on the '
+                f'coarsest level ({report.reason})'
+            )
+        summaries.append(report.summary(index, why))
+    return tuple(summaries)
 
 
 def run(problem: Problem) -> Generator[Progress, None, Outcome]:
@@ -299,7 +319,7 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
     device = pick_device(problem.settings.device)
     norm = normalised_frame(problem.fixed_grid)
     model, warm = _models(problem, norm)
-    starts = _start(problem, device, norm)
+    starts, init_reports = _start(problem, device, norm)
     batch, n_starts = starts.shape[:2]
     first = problem.schedule[0].iterations
     run_ = _Run(
@@ -314,7 +334,7 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
         total=sum(level.iterations for level in problem.schedule)
         + (first if warm else 0),
     )
-    reports = []
+    reports, won = [], None
     for index in range(len(problem.schedule)):
         started = time.perf_counter()
         data = _level(problem, index, device)
@@ -323,7 +343,7 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
             yield from _stage(run_, warm, data, index, losses)
         reason = yield from _stage(run_, model, data, index, losses)
         if n_starts > 1 and index == 0:
-            run_.keep_best_start(data)
+            won = run_.keep_best_start(data)
         reports.append(
             LevelReport(
                 shape=data.fixed_shape,
@@ -341,6 +361,7 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
         metric_before=_natural(problem, data, identity),
         metric_after=_natural(problem, data, run_.base),
         levels=tuple(reports),
+        init_report=_init_summaries(init_reports, won),
     )
 
 

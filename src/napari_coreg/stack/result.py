@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .result import LevelReport, Progress
-from .transforms import Grid
+from ..result import LevelReport, Progress
+from ..transforms import Grid
+from .frames import as_array, as_frames
 
 __all__ = ['BatchReport', 'StackProgress', 'StackResult']
 
@@ -159,17 +161,13 @@ class StackResult:
     _out: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        """Store the arrays as read-only float64 (int64 for batch indices)."""
         object.__setattr__(self, 'moving_from_fixed', _readonly(self.moving_from_fixed))
         for name in ('metric_before', 'metric_after', 'frame_seconds'):
             object.__setattr__(self, name, _readonly(getattr(self, name)))
         object.__setattr__(
             self, 'batch_of_frame', _readonly(self.batch_of_frame, np.int64)
         )
-
-    @property
-    def matrices(self) -> NDArray[np.float64]:
-        """Alias of :attr:`moving_from_fixed`, ``(N, D + 1, D + 1)``."""
-        return self.moving_from_fixed
 
     @property
     def fixed_from_moving(self) -> NDArray[np.float64]:
@@ -204,7 +202,7 @@ class StackResult:
         See :func:`napari_coreg.quality.assess`; computed on first access,
         a few tens of milliseconds per frame.
         """
-        from .quality.frames import assess_frames
+        from ..quality.frames import assess_frames
 
         return assess_frames(self)
 
@@ -231,6 +229,8 @@ class StackResult:
 
         Shape: the frame's axes in input order (the stack axis removed).
         """
+        if not isinstance(index, Integral) or isinstance(index, bool):
+            raise TypeError(f'frame index must be an integer, got {index!r}')
         index = int(index)
         if not -self.n_frames <= index < self.n_frames:
             raise IndexError(
@@ -248,9 +248,10 @@ class StackResult:
 
         Parameters
         ----------
-        stack : array_like
+        stack : array_like or path
             Same number of frames along :attr:`axis` and same frame shape as
-            the registered stack (numpy, dask, zarr or memory-mapped).
+            the registered stack (numpy, dask, zarr, memory-mapped, or a
+            path read as by :func:`~napari_coreg.stack.open_stack`).
         channel_axis : int, optional
             Its channel axis, if any.
         axis : int, optional
@@ -261,22 +262,26 @@ class StackResult:
         ndarray or dask array
             numpy for an in-memory input, a lazy dask array otherwise; the
             input's layout and dtype.
-        """
-        from .stack import _Frames
 
-        axis = self.axis if axis is None else axis
-        frames = _Frames(stack, axis, channel_axis)
+        Raises
+        ------
+        ValueError
+            For axes out of range, or a stack whose frames do not match.
+        """
+        stack = as_array(stack)
+        frames = as_frames(stack, self.axis if axis is None else axis, channel_axis)
         if frames.n != self.n_frames or frames.spatial != self.grid.shape:
             raise ValueError(
-                f'stack of shape {tuple(stack.shape)} does not match the '
-                f'registered one ({self.n_frames} frames of {self.grid.shape} '
-                f'along axis {axis})'
+                f'stack of shape {frames.shape} does not match the registered '
+                f'one ({self.n_frames} frames of {self.grid.shape}): give its '
+                f'stack axis (axis=, now {frames.axis}) and channel axis '
+                f'(channel_axis=, now {frames.channel_axis})'
             )
         return frames.aligned(self.moving_from_fixed, self.grid)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary: matrices, conventions, per-frame figures."""
-        from . import __version__
+        from .. import __version__
 
         def floats(values):
             return [None if not np.isfinite(v) else float(v) for v in values]
