@@ -57,5 +57,6 @@ def assess(
         moving_points=moving_points,
         fixed_mask=result._fixed_mask,
         moving_mask=result._moving_mask,
+        reflection_allowed=bool(result.settings.get('allow_reflection', False)),
     )
     return judge(evidence)

@@ -80,6 +80,8 @@ class Evidence:
         Mean landmark residual in moving pixels, or ``None``.
     working_factor : int
         Moving pixels per pixel of the working copy.
+    reflection_allowed : bool
+        The registration was allowed to mirror (``allow_reflection``).
     """
 
     metric: str
@@ -102,6 +104,7 @@ class Evidence:
     stop_reason: str
     landmark_px: float | None
     working_factor: int = 1
+    reflection_allowed: bool = False
 
     @property
     def z(self) -> float:
@@ -260,6 +263,7 @@ def gather(
     moving_points: ArrayLike | None = None,
     fixed_mask: NDArray | None = None,
     moving_mask: NDArray | None = None,
+    reflection_allowed: bool = False,
 ) -> Evidence:
     """Measure the evidence for one registered pair.
 
@@ -314,4 +318,5 @@ def gather(
         stop_reason=stop_reason,
         landmark_px=_landmarks(matrix, moving_grid, fixed_points, moving_points),
         working_factor=pair.moving_factor,
+        reflection_allowed=reflection_allowed,
     )

@@ -116,7 +116,7 @@ def _rules(e: Evidence) -> list[tuple[str, str]]:
             'suspect',
             f'The images overlap by only {e.overlap:.0%}: check the overlay.',
         )
-    if e.determinant < 0:
+    if e.determinant < 0 and not e.reflection_allowed:
         add(
             'failed',
             'The transform mirrors the image: a registration cannot undo a '
