@@ -160,7 +160,8 @@ def iter_register_stack(
     the generator's return value (``StopIteration.value``).
     """
     arguments = locals()
-    given = {name: arguments[name] for name in SETTINGS_KEYWORDS}
+    # settings this signature does not take (e.g. allow_reflection) keep defaults
+    given = {name: arguments[name] for name in SETTINGS_KEYWORDS if name in arguments}
     plan = make_plan(
         stack,
         axis=axis,
