@@ -267,6 +267,17 @@ def graf_section(store) -> list[str]:
     ]
 
 
+#: Sections measured by suites outside this document's run, kept as they
+#: wrote them in benchmarks/results (bench_init.py: global initialisation).
+INCLUDED = ('init.md',)
+
+
+def included_sections() -> list[str]:
+    """Return the sections of ``INCLUDED`` found in benchmarks/results, verbatim."""
+    paths = [RESULTS / name for name in INCLUDED]
+    return [path.read_text().rstrip('\n') + '\n' for path in paths if path.exists()]
+
+
 def memory_section(store) -> list[str]:
     """Return the memory section (when the memory check was run)."""
     if not store.get('memory'):
@@ -426,6 +437,7 @@ def write_markdown(
             ]
     out += capture_section(records, sizes)
     out += graf_section(store)
+    out += included_sections()
     out += memory_section(store)
     out += thread_section(store)
     out += [

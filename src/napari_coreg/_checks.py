@@ -90,4 +90,3 @@ def check_real_sequence(value: object, name: str) -> float | tuple[float, ...]:
         return check_real(value, name)
     items = _as_sequence(value, name)
     return tuple(check_real(v, f'each of {name}') for v in items)
-

@@ -49,9 +49,7 @@ _OTHER_ITK_NAMES = {'VersorRigid3DTransform': 'rigid'}
 def grid_from_image(image: sitk.Image) -> Grid:
     """The :class:`Grid` (numpy order) of a SimpleITK image."""
     ndim = image.GetDimension()
-    direction_xyz = np.array(image.GetDirection(), dtype=np.float64).reshape(
-        ndim, ndim
-    )
+    direction_xyz = np.array(image.GetDirection(), dtype=np.float64).reshape(ndim, ndim)
     return Grid(
         tuple(image.GetSize()[::-1]),
         image.GetSpacing()[::-1],

@@ -86,9 +86,7 @@ def _batch_last(src: Tensor, dst: Tensor, batch_shape: Size) -> Tensor:
         Shape ``(4, 2, 2, N)``: point, coordinate, quadrilateral (source,
         destination), flattened batch.
     """
-    rows = [
-        points.expand(*batch_shape, 4, 2).reshape(-1, 8).T for points in (src, dst)
-    ]
+    rows = [points.expand(*batch_shape, 4, 2).reshape(-1, 8).T for points in (src, dst)]
     return torch.stack(rows, dim=1).view(4, 2, 2, -1)
 
 

@@ -26,8 +26,10 @@ MAX_INITIAL_SCALE = 1e4
 def check_initial(
     initial: ArrayLike, method: Method, fixed: Grid, moving: Grid
 ) -> NDArray[np.float64]:
-    """A usable starting ``moving_from_fixed``: finite, of the method's model,
-    and not degenerate in pixels (physical units may be anything).
+    """A usable starting ``moving_from_fixed``.
+
+    Finite, of the method's model, and not degenerate in pixels (physical units may be
+    anything).
 
     Raises
     ------

@@ -200,9 +200,9 @@ class RegistrationResult:
         fixed_points: ArrayLike | None = None,
         moving_points: ArrayLike | None = None,
     ) -> Path:
-        """Write a self-contained HTML report (see
-        :func:`napari_coreg.quality.write_report`).
+        """Write a self-contained HTML report.
 
+        See :func:`napari_coreg.quality.write_report`.
         Never overwrites an existing file unless ``overwrite=True``; paired
         landmarks (physical, numpy order) join the verdict. Returns the path
         written.

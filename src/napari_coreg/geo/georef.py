@@ -132,7 +132,7 @@ class Georef:
         )
 
     def napari_geometry(self) -> dict[str, Any]:
-        """napari layer keywords placing pixels at their map coordinates.
+        """Napari layer keywords placing pixels at their map coordinates.
 
         ``scale`` and ``translate`` for north-up rasters (``scale[0]`` is
         negative when north is up), ``affine`` for rotated or sheared ones.

@@ -1,5 +1,6 @@
-"""Corrections fitted to tie points: a global model, a polynomial, or a
-smooth displacement field.
+"""Corrections fitted to tie points.
+
+A global model, a polynomial, or a smooth displacement field.
 
 Conventions: shifts are target -> reference in reference pixels, as
 :class:`~napari_coreg.geo.tiepoints.TiePoints`; a model gives the shift

@@ -1,5 +1,7 @@
-"""Two scenes on one grid: the overlap window of the reference and the target
-resampled onto it (exactly sliced when the pixel grids coincide).
+"""Two scenes on one grid.
+
+The overlap window of the reference and the target resampled onto it (exactly sliced
+when the pixel grids coincide).
 
 Conventions: see :mod:`napari_coreg.geo.georef`.
 """

@@ -296,8 +296,11 @@ def _check_mirror(search: _Search, ran_features: bool, allow: bool) -> None:
 def _distinct(
     candidates: list[Candidate], grid: Grid, n: int, allow_reflection: bool
 ) -> list[Candidate]:
-    """The best ``n`` candidates that differ by more than ``SAME_START_PX``
-    and score within ``START_MARGIN`` of the best."""
+    """The best ``n`` distinct candidates.
+
+    The best ``n`` candidates that differ by more than ``SAME_START_PX``
+    and score within ``START_MARGIN`` of the best.
+    """
     corners = apply_matrix(grid.phys_from_px, grid_points(grid.shape))
     unit = max(grid.extent * 2 / CHEAP_SIZE.get(grid.ndim, 64), 1e-12)
     kept: list[Candidate] = []

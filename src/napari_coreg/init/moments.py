@@ -93,15 +93,16 @@ def principal_axes_starts(
 def rotations_about(
     rotations: list[NDArray], fixed_centre: NDArray, moving_centre: NDArray
 ) -> list[NDArray[np.float64]]:
-    """Matrices that rotate about ``fixed_centre`` and bring it onto
-    ``moving_centre``."""
+    """Matrices rotating about ``fixed_centre`` onto ``moving_centre``."""
     return [homogeneous(r, moving_centre - r @ fixed_centre) for r in rotations]
 
 
 def axis_rotations(ndim: int, proper: bool = True) -> list[NDArray[np.float64]]:
-    """Every matrix that permutes and flips the axes: the proper rotations
-    (4 in 2D, 24 in 3D; the coarse rotation search of volumes, identity
-    first) or, with ``proper=False``, the mirrors (determinant -1)."""
+    """Every matrix that permutes and flips the axes.
+
+    The proper rotations (4 in 2D, 24 in 3D; the coarse rotation search of volumes,
+    identity first) or, with ``proper=False``, the mirrors (determinant -1).
+    """
     found = []
     for order in permutations(range(ndim)):
         base = np.eye(ndim)[:, list(order)]

@@ -20,8 +20,10 @@ def edges(image: NDArray) -> NDArray[np.float32]:
 
 
 def warped(moving: NDArray, moving_px_from_fixed_px: NDArray, shape) -> NDArray:
-    """``moving`` pulled back onto a fixed pixel grid of ``shape`` (linear, 0
-    outside). Projective matrices are handled point by point."""
+    """``moving`` pulled back onto a fixed pixel grid of ``shape`` (linear, 0 outside).
+
+    Projective matrices are handled point by point.
+    """
     matrix = np.asarray(moving_px_from_fixed_px, np.float64)
     ndim = len(shape)
     if np.allclose(matrix[-1, :-1], 0):
@@ -49,7 +51,9 @@ def phase_correlated(
     moving_px_from_fixed_px: NDArray,
     use_edges: bool = False,
 ) -> NDArray[np.float64]:
-    """``moving_px_from_fixed_px`` followed by the translation that phase
+    """A pixel matrix refined by the phase-correlation translation.
+
+    ``moving_px_from_fixed_px`` followed by the translation that phase
     correlation finds between the fixed view and the moving view pulled back
     through it.
 
@@ -75,10 +79,11 @@ def translations(
     moving_px_from_fixed_px: NDArray,
     use_edges: bool = False,
 ) -> list[NDArray[np.float64]]:
-    """Like :func:`phase_correlated`; with ``use_edges``, also the shift of
-    masked normalised cross-correlation of the gradient magnitudes, which
-    judges each shift on its own overlap only (Padfield, IEEE TIP 21(5),
-    2012) and so finds large shifts between different modalities more often.
+    """Like :func:`phase_correlated`.
+
+    With ``use_edges``, also the shift of masked normalised cross-correlation of the
+    gradient magnitudes, which judges each shift on its own overlap only (Padfield, IEEE
+    TIP 21(5), 2012) and so finds large shifts between different modalities more often.
     """
     from skimage.registration import phase_cross_correlation
 

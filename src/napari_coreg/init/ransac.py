@@ -135,8 +135,11 @@ def _needed(inlier_ratio: float, sample: int, confidence: float) -> float:
 def _polish(
     model: str, matrix: NDArray, src: NDArray, dst: NDArray, threshold: float
 ) -> NDArray[np.float64]:
-    """Local optimisation: refit on the inliers while the threshold shrinks
-    from 3 times to the final threshold; keep the fit with most inliers."""
+    """Local optimisation.
+
+    Refit on the inliers while the threshold shrinks from 3 times to the final
+    threshold; keep the fit with most inliers.
+    """
     best, best_count = matrix, int((residuals(matrix, src, dst) < threshold).sum())
     for factor in np.linspace(3.0, 1.0, LO_ROUNDS):
         inliers = residuals(best, src, dst) < factor * threshold

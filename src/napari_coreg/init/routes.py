@@ -78,9 +78,12 @@ def phase_candidates(
     use_edges: bool = False,
     with_rotations: bool = False,
 ) -> list[Candidate]:
-    """Phase correlation from ``centre``, and after each of ``angles``
+    """Starts from phase correlation, after trial rotations.
+
+    Phase correlation from ``centre``, and after each of ``angles``
     (degrees, 2D) about the fixed centre; ``with_rotations`` also keeps the
-    rotations alone."""
+    rotations alone.
+    """
     start = np.linalg.inv(moving.phys_from_px) @ centre.moving_from_fixed
     start = start @ fixed.phys_from_px
     found = []
@@ -115,8 +118,11 @@ def grid_search_candidates(
     scales: tuple[float, ...],
     use_edges: bool,
 ) -> list[Candidate]:
-    """Every rotation and scale of a coarse grid about the fixed centre, each
-    followed by phase correlation (2D): the exhaustive fallback."""
+    """Starts from a coarse grid of rotations and scales.
+
+    Every rotation and scale of a coarse grid about the fixed centre, each
+    followed by phase correlation (2D): the exhaustive fallback.
+    """
     start = np.linalg.inv(moving.phys_from_px) @ centre.moving_from_fixed
     start = start @ fixed.phys_from_px
     about = homogeneous(np.eye(2), fixed.center)
@@ -139,8 +145,11 @@ def grid_search_candidates(
 def moment_candidates(
     fixed: View, moving: View, with_scale: bool, search: bool
 ) -> list[Candidate]:
-    """Centres of mass, principal axes and (``search``) every axis rotation
-    about the centres of mass."""
+    """Starts from centres of mass and principal axes.
+
+    Centres of mass, principal axes and (``search``) every axis rotation
+    about the centres of mass.
+    """
     c_f, c_m = centre_of_mass(fixed.image), centre_of_mass(moving.image)
     ndim = fixed.image.ndim
     found = [
@@ -170,8 +179,10 @@ def moment_candidates(
 
 
 def axis_mirror_candidates(fixed: View, moving: View) -> list[Candidate]:
-    """Every axis permutation with a mirror (determinant -1) about the
-    centres of mass: the reflection check of volumes."""
+    """Every axis permutation with a mirror (determinant -1) about the centres of mass.
+
+    The reflection check of volumes.
+    """
     c_f, c_m = centre_of_mass(fixed.image), centre_of_mass(moving.image)
     mirrors = axis_rotations(fixed.image.ndim, proper=False)
     return [
@@ -187,9 +198,11 @@ def fourier_mellin_candidates(
     mirrored: bool = False,
     multimodal: bool = False,
 ) -> list[Candidate]:
-    """Fourier-Mellin rotation + scale + translation (2D); ``mirrored``
-    runs it on the moving view flipped left to right; ``multimodal`` also
-    tries masked-correlation translations."""
+    """Fourier-Mellin rotation + scale + translation (2D).
+
+    ``mirrored`` runs it on the moving view flipped left to right; ``multimodal`` also
+    tries masked-correlation translations.
+    """
     started = time.perf_counter()
     image, flip = _maybe_mirrored(moving, mirrored)
     found = fourier_mellin(
@@ -206,8 +219,11 @@ def fourier_mellin_candidates(
 
 
 def _maybe_mirrored(moving: View, mirrored: bool) -> tuple[NDArray, NDArray]:
-    """The moving image (flipped left to right when ``mirrored``) and the
-    matrix from its pixels to the moving view's pixels."""
+    """The moving image, flipped when ``mirrored``, and its pixel matrix.
+
+    The moving image (flipped left to right when ``mirrored``) and the
+    matrix from its pixels to the moving view's pixels.
+    """
     if not mirrored:
         return moving.image, np.eye(3)
     width = moving.image.shape[1]
@@ -224,7 +240,9 @@ def feature_candidates(
     device=None,
     seed: int = 0,
 ) -> tuple[list[Candidate], dict, object]:
-    """Keypoints, matches, RANSAC with the model's minimal solver, and the
+    """Starts from keypoints, matches and RANSAC.
+
+    Keypoints, matches, RANSAC with the model's minimal solver, and the
     model fitted to the inliers.
 
     Returns

@@ -83,8 +83,11 @@ def _view(image: NDArray, grid: Grid, pixel: float) -> View:
 
 
 def view_pixels(fixed_grid: Grid, moving_grid: Grid, max_size: int) -> float:
-    """Common pixel size such that neither view exceeds ``max_size`` pixels
-    along any axis, and no view is finer than its image."""
+    """Common pixel size of the two working views.
+
+    Common pixel size such that neither view exceeds ``max_size`` pixels
+    along any axis, and no view is finer than its image.
+    """
     extents = [
         (np.array(g.shape) - 1) * np.array(g.spacing) for g in (fixed_grid, moving_grid)
     ]
@@ -130,8 +133,11 @@ def in_pixels(
 def overlap_fraction(
     moving_from_fixed: NDArray, fixed_grid: Grid, moving_grid: Grid, n: int = 16
 ) -> float:
-    """Fraction of a lattice of fixed points (``n`` per axis) that the matrix
-    maps inside the moving image: a backend-neutral overlap estimate."""
+    """Fraction of fixed points that the matrix maps inside moving.
+
+    Fraction of a lattice of fixed points (``n`` per axis) that the matrix
+    maps inside the moving image: a backend-neutral overlap estimate.
+    """
     axes = [np.linspace(0, size - 1, n) for size in fixed_grid.shape]
     lattice = np.stack(np.meshgrid(*axes, indexing='ij'), -1).reshape(
         -1, fixed_grid.ndim

@@ -13,8 +13,11 @@ __all__ = ['overlap_quality']
 
 
 def _ssim_window(shape: tuple[int, ...]) -> dict:
-    """SSIM window options that fit ``shape``: the Gaussian window (11 px)
-    where every axis allows it, else the largest odd uniform window."""
+    """SSIM window options that fit ``shape``.
+
+    The Gaussian window (11 px) where every axis allows it, else the largest odd uniform
+    window.
+    """
     smallest = min(shape)
     if smallest >= 11:
         return {'gaussian_weights': True}

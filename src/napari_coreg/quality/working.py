@@ -123,8 +123,11 @@ class WorkingPair:
         return (np.asarray(full_points, dtype=np.float64) - (s - 1) / 2) / s
 
     def warped(self, matrix: ArrayLike | None = None) -> NDArray[np.float32]:
-        """Moving pulled onto the fixed working grid (NaN outside, or where
-        a mask excludes the pixel)."""
+        """Moving pulled onto the fixed working grid.
+
+        Moving pulled onto the fixed working grid (NaN outside, or where
+        a mask excludes the pixel).
+        """
         matrix = self.matrix if matrix is None else matrix
         out = warp_valid(self.moving, matrix, self.fixed.shape)
         if self.moving_mask is not None:

@@ -149,6 +149,7 @@ def iter_register_stack(
     seed: int | None = None,
     device: str | None = None,
     match_histograms: bool | None = None,
+    allow_reflection: bool | None = None,
     settings: Settings | None = None,
 ) -> Generator[StackProgress, None, StackResult]:
     """Register a stack step by step: yield :class:`StackProgress`, return the result.
@@ -215,6 +216,7 @@ def register_stack(
     seed: int | None = None,
     device: str | None = None,
     match_histograms: bool | None = None,
+    allow_reflection: bool | None = None,
     settings: Settings | None = None,
 ) -> StackResult:
     """Align every frame of a stack to a reference.

@@ -31,7 +31,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,360 +39,48 @@ import SimpleITK as sitk
 
 from ..._sitk import (
     empty_transform,
-    grid_from_image,
     image_from_array,
     matrix_from_transform,
     set_transform_matrix,
 )
 from ...init import build_starts
-from ...options import METRIC_SPECS, Metric
+from ...options import Metric
 from ...problem import Outcome, Problem
-from ...pyramid import Level, shrink_per_axis
 from ...result import LevelReport, Progress
-from ...transforms import Grid, apply_matrix, grid_points
+from ...transforms import apply_matrix
 from .. import PREVIEW_SECONDS, TOLERANCE_PX
+from .levels import Pair, level_pair, mask_image
+from .metrics import affine_transform, metric_method, natural, overlap
+from .metrics import loss as metric_loss
+from .optimizers import (
+    CANCEL_WITHIN_LEVEL,
+    MAX_STEP_FRACTION,
+    OPTIMIZERS,
+    STEP_PX,
+    itk_seed,
+    level_sampling,
+)
 
 __all__ = ['CANCEL_WITHIN_LEVEL', 'OPTIMIZERS', 'run']
-
-#: Default first step of the gradient optimisers, in pixels of the level.
-STEP_PX = 1.0
-#: The first step is at most this fraction of the level's smallest side, so
-#: that a large ``learning_rate`` cannot throw the images apart at once.
-MAX_STEP_FRACTION = 0.1
-#: Random sampling draws at least this many points per level (a smaller
-#: ``sampling`` fraction is raised to it; ITK fails with none).
-MIN_SAMPLED_POINTS = 256
-#: Fraction of the fixed level's pixels the metric samples per evaluation
-#: when ``sampling`` is not given: SimpleITK's usual random sampling (its
-#: examples use 1-25 %), seeded, so runs are reproducible. ``sampling=1``
-#: evaluates every pixel.
-DEFAULT_SAMPLING = 0.25
-#: Fewest points a level samples by default (small coarse levels of the
-#: default sampling sample a larger fraction).
-DEFAULT_MIN_SAMPLES = 2048
-
-
-def itk_seed(seed: int) -> int:
-    """ITK's seed for our ``seed``: ITK reads 0 as "seed from the wall clock",
-    so it gets ``seed + 1`` and every seed, 0 included, is reproducible."""
-    return int(seed) + 1
-
-
-def level_sampling(sampling: float | None, n_pixels: int) -> float | None:
-    """The sampling fraction of a level of ``n_pixels``: at least
-    :data:`MIN_SAMPLED_POINTS` points, ``None`` (every pixel) when that is all.
-
-    ``sampling=None`` is the default: :data:`DEFAULT_SAMPLING`, and at least
-    :data:`DEFAULT_MIN_SAMPLES` points.
-    """
-    least = MIN_SAMPLED_POINTS
-    if sampling is None:
-        sampling, least = DEFAULT_SAMPLING, DEFAULT_MIN_SAMPLES
-    fraction = max(float(sampling), least / max(n_pixels, 1))
-    return None if fraction >= 1 else fraction
-
-
-def _regular_step(method, step, iterations, seed):
-    # The step is estimated at every iteration so that it moves the fixed
-    # image's corners by exactly ``relaxation * step`` physical units: ITK's
-    # own normalisation (in parameter space) lets a scale or rotation
-    # parameter take a step of ``step`` *radians* or *scale units* near the
-    # optimum. Convergence is our corner test, so ITK's minStep is off.
-    method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=1.0,
-        minStep=1e-12,
-        numberOfIterations=iterations,
-        relaxationFactor=0.5,
-        gradientMagnitudeTolerance=1e-12,
-        estimateLearningRate=method.EachIteration,
-        maximumStepSizeInPhysicalUnits=step,
-    )
-
-
-def _line_search(method, step, iterations, seed):
-    method.SetOptimizerAsGradientDescentLineSearch(
-        learningRate=1.0,
-        numberOfIterations=iterations,
-        convergenceMinimumValue=1e-6,
-        convergenceWindowSize=10,
-        estimateLearningRate=method.Once,
-        maximumStepSizeInPhysicalUnits=step,
-    )
-
-
-def _conjugate_gradient(method, step, iterations, seed):
-    method.SetOptimizerAsConjugateGradientLineSearch(
-        learningRate=1.0,
-        numberOfIterations=iterations,
-        convergenceMinimumValue=1e-6,
-        convergenceWindowSize=10,
-        estimateLearningRate=method.Once,
-        maximumStepSizeInPhysicalUnits=step,
-    )
-
-
-def _lbfgs2(method, step, iterations, seed):
-    method.SetOptimizerAsLBFGS2(solutionAccuracy=1e-5, numberOfIterations=iterations)
-
-
-def _lbfgsb(method, step, iterations, seed):
-    method.SetOptimizerAsLBFGSB(
-        gradientConvergenceTolerance=1e-5,
-        numberOfIterations=iterations,
-        maximumNumberOfCorrections=5,
-        maximumNumberOfFunctionEvaluations=2000,
-        costFunctionConvergenceFactor=1e7,
-    )
-
-
-def _amoeba(method, step, iterations, seed):
-    method.SetOptimizerAsAmoeba(
-        simplexDelta=step,
-        numberOfIterations=iterations,
-        parametersConvergenceTolerance=step * 1e-3,
-        functionConvergenceTolerance=1e-6,
-    )
-
-
-def _evolutionary(method, step, iterations, seed):
-    method.SetOptimizerAsOnePlusOneEvolutionary(
-        numberOfIterations=iterations,
-        epsilon=1e-3 * step,
-        initialRadius=step,
-        growthFactor=1.05,
-        shrinkFactor=0.98,
-        seed=seed,
-    )
-
-
-@dataclass(frozen=True)
-class SitkOptimizer:
-    """How the backend drives one SimpleITK optimiser.
-
-    Attributes
-    ----------
-    configure : callable
-        ``configure(method, step, iterations, seed)``; ``step`` is the first
-        step, a physical length (``learning_rate`` pixels of the level).
-    stops : bool
-        Honours ``StopRegistration()`` from the iteration callback (ITKv4
-        optimisers); the vnl-based ones do not.
-    scales : str
-        ``'physical'``: ITK's ``SetOptimizerScalesFromPhysicalShift``
-        (squared shifts, what the gradient optimisers expect); ``'shift'``:
-        our own unsquared shifts, so that Amoeba's simplex and the
-        evolutionary search radius are physical lengths; ``'none'``: the
-        optimiser ignores scales (ITK warns and uses ones).
-    watch : bool
-        Ends a level by our corner test (see :data:`TOLERANCE_PX`).
-    """
-
-    configure: Callable
-    stops: bool
-    scales: str = 'physical'
-    watch: bool = False
-
-
-#: SimpleITK optimisers by name.
-OPTIMIZERS: dict[str, SitkOptimizer] = {
-    'gradient-descent': SitkOptimizer(_regular_step, True, watch=True),
-    'gradient-descent-line-search': SitkOptimizer(_line_search, True),
-    'conjugate-gradient': SitkOptimizer(_conjugate_gradient, True),
-    'lbfgsb': SitkOptimizer(_lbfgsb, False, scales='none'),
-    'lbfgs2': SitkOptimizer(_lbfgs2, False, scales='none'),
-    'amoeba': SitkOptimizer(_amoeba, False, scales='shift'),
-    'evolutionary': SitkOptimizer(_evolutionary, True, scales='shift'),
-}
-#: Optimisers that stop within a level when cancelled, without raising.
-CANCEL_WITHIN_LEVEL = frozenset(n for n, o in OPTIMIZERS.items() if o.stops)
-
-
-# --------------------------------------------------------------------------
-# images and levels
-
-
-@dataclass(frozen=True)
-class _Pair:
-    """One level of one frame: fixed and moving SimpleITK images."""
-
-    fixed: sitk.Image
-    moving: sitk.Image
-    shape: tuple[int, ...]  # fixed level shape, numpy order
-    pixel: float  # mean fixed level spacing (physical)
-    corners: np.ndarray  # fixed level corners, physical, numpy order
-
-
-def _level_image(image: sitk.Image, shape: tuple[int, ...], level: Level) -> sitk.Image:
-    shrink = shrink_per_axis(shape, level.factor)
-    if any(s > 1 for s in shrink):
-        image = sitk.BinShrink(image, [int(s) for s in shrink[::-1]])
-    if level.sigma > 0:
-        variance = [(level.sigma * sp) ** 2 for sp in image.GetSpacing()]
-        image = sitk.DiscreteGaussian(
-            image,
-            variance=variance,
-            maximumKernelWidth=128,
-            maximumError=0.01,
-            useImageSpacing=True,
-        )
-    return image
-
-
-def _level_pair(
-    fixed: sitk.Image, moving: sitk.Image, problem: Problem, level: Level
-) -> _Pair:
-    fixed_l = _level_image(fixed, problem.fixed_grid.shape, level)
-    moving_l = _level_image(moving, problem.moving_grid.shape, level)
-    grid = grid_from_image(fixed_l)
-    corners = apply_matrix(grid.phys_from_px, grid_points(grid.shape)[:-1])
-    return _Pair(
-        fixed=fixed_l,
-        moving=moving_l,
-        shape=grid.shape,
-        pixel=float(np.mean(grid.spacing)),
-        corners=corners,
-    )
-
-
-def _mask(mask: np.ndarray | None, grid: Grid) -> sitk.Image | None:
-    if mask is None:
-        return None
-    return image_from_array(mask.astype(np.uint8), grid)
-
-
-# --------------------------------------------------------------------------
-# metric values
-
-
-@dataclass(frozen=True)
-class _SitkMetric:
-    """How one of our metrics is set on SimpleITK, and its value read back.
-
-    ``natural`` turns SimpleITK's metric value (minimised) into the value
-    users read: Correlation returns ``-ncc**2`` (so ``|ncc|``), Mattes
-    ``-MI``, MeanSquares the MSE.
-    """
-
-    set: Callable[[sitk.ImageRegistrationMethod, int], None]
-    natural: Callable[[float], float]
-
-
-#: Every metric this backend declares (engines/__init__.py), by name.
-METRICS: dict[Metric, _SitkMetric] = {
-    Metric.MSE: _SitkMetric(
-        lambda method, bins: method.SetMetricAsMeanSquares(), lambda v: v
-    ),
-    Metric.NCC: _SitkMetric(
-        lambda method, bins: method.SetMetricAsCorrelation(),
-        lambda v: float(np.sqrt(max(-v, 0.0))),
-    ),
-    Metric.MI: _SitkMetric(
-        lambda method, bins: method.SetMetricAsMattesMutualInformation(
-            numberOfHistogramBins=bins
-        ),
-        lambda v: -v,
-    ),
-}
-
-
-def _method(
-    problem: Problem, masks, sampling: float | None = None, metric: Metric | None = None
-) -> sitk.ImageRegistrationMethod:
-    method = sitk.ImageRegistrationMethod()
-    METRICS[metric or problem.metric].set(method, problem.settings.mi_bins)
-    method.SetInterpolator(sitk.sitkLinear)
-    fixed_mask, moving_mask = masks
-    if fixed_mask is not None:
-        method.SetMetricFixedMask(fixed_mask)
-    if moving_mask is not None:
-        method.SetMetricMovingMask(moving_mask)
-    if sampling is None:
-        method.SetMetricSamplingStrategy(method.NONE)
-    else:
-        method.SetMetricSamplingStrategy(method.RANDOM)
-        method.SetMetricSamplingPercentage(
-            float(sampling), itk_seed(problem.settings.seed)
-        )
-    method.SetShrinkFactorsPerLevel([1])
-    method.SetSmoothingSigmasPerLevel([0.0])
-    return method
-
-
-def _affine(matrix: np.ndarray) -> sitk.Transform:
-    ndim = matrix.shape[0] - 1
-    transform = sitk.AffineTransform(ndim)
-    set_transform_matrix(transform, matrix)
-    return transform
-
-
-def _overlap(pair: _Pair, matrix: np.ndarray, masks) -> np.ndarray:
-    """Fixed level pixels inside the mapped moving image (and the masks)."""
-    transform = _affine(matrix)
-    ones = sitk.Image(pair.moving.GetSize(), sitk.sitkFloat32) + 1.0
-    ones.CopyInformation(pair.moving)
-    inside = sitk.Resample(ones, pair.fixed, transform, sitk.sitkLinear, 0.0)
-    valid = sitk.GetArrayViewFromImage(inside) > 0.999
-    fixed_mask, moving_mask = masks
-    if fixed_mask is not None:
-        on_fixed = sitk.Resample(
-            fixed_mask, pair.fixed, sitk.Transform(), sitk.sitkNearestNeighbor, 0
-        )
-        valid &= sitk.GetArrayViewFromImage(on_fixed) > 0
-    if moving_mask is not None:
-        on_moving = sitk.Resample(
-            moving_mask, pair.fixed, transform, sitk.sitkNearestNeighbor, 0
-        )
-        valid &= sitk.GetArrayViewFromImage(on_moving) > 0
-    return valid
-
-
-def _overlap_ncc(pair: _Pair, matrix: np.ndarray, masks) -> float:
-    """Pearson correlation over the overlap (and masks), fixed level grid."""
-    valid = _overlap(pair, matrix, masks)
-    moved = sitk.Resample(pair.moving, pair.fixed, _affine(matrix), sitk.sitkLinear)
-    f = sitk.GetArrayViewFromImage(pair.fixed)[valid].astype(np.float64)
-    m = sitk.GetArrayViewFromImage(moved)[valid].astype(np.float64)
-    if f.size < 2:
-        return 0.0
-    f, m = f - f.mean(), m - m.mean()
-    denom = np.sqrt((f * f).sum() * (m * m).sum())
-    return float((f * m).sum() / denom) if denom > 0 else 0.0
-
-
-def _natural(
-    problem: Problem, metric: Metric, pair: _Pair, matrix: np.ndarray, masks
-) -> float:
-    """The metric as users read it (NCC in [-1, 1], MI in nats, MSE)."""
-    if metric is Metric.NCC:
-        return _overlap_ncc(pair, matrix, masks)
-    method = _method(problem, masks, metric=metric)
-    method.SetInitialTransform(_affine(matrix))
-    try:
-        value = method.MetricEvaluate(pair.fixed, pair.moving)
-    except RuntimeError:  # no overlap at all
-        return float('nan')
-    return METRICS[metric].natural(value)
-
-
-def _loss(metric: Metric, value: float) -> float:
-    """SimpleITK's metric value as the lower-is-better loss torch reports."""
-    return METRIC_SPECS[metric].loss(METRICS[metric].natural(value))
 
 
 # --------------------------------------------------------------------------
 # initialisation
 
 
-def _scorer(problem: Problem, coarse: _Pair, masks):
-    """``score(matrices) -> (K,)`` on the coarse level: NCC, or MI over the
-    fixed image's entropy when the metric is MI (see ``napari_coreg.init``)."""
+def _scorer(problem: Problem, coarse: Pair, masks):
+    """``score(matrices) -> (K,)`` on the coarse level.
+
+    NCC, or MI over the fixed image's entropy when the metric is MI (see
+    ``napari_coreg.init``).
+    """
     ranking = Metric.MI if problem.metric is Metric.MI else Metric.NCC
     scale = 1.0
     if ranking is Metric.MI:
-        entropy = _natural(
+        entropy = natural(
             problem,
             ranking,
-            _Pair(
+            Pair(
                 coarse.fixed, coarse.fixed, coarse.shape, coarse.pixel, coarse.corners
             ),
             np.eye(problem.ndim + 1),
@@ -401,15 +89,18 @@ def _scorer(problem: Problem, coarse: _Pair, masks):
         scale = 1 / max(float(entropy), 1e-6) if np.isfinite(entropy) else 1.0
 
     def score(matrices: np.ndarray) -> np.ndarray:
-        values = [_natural(problem, ranking, coarse, m, masks) for m in matrices]
+        values = [natural(problem, ranking, coarse, m, masks) for m in matrices]
         return np.array([v * scale if np.isfinite(v) else -np.inf for v in values])
 
     return score
 
 
-def _initial(problem: Problem, frame: int, coarse: _Pair, masks):
-    """Starting ``moving_from_fixed`` (physical, numpy order) of one frame,
-    and the initialisation report (``None`` with ``initial``)."""
+def _initial(problem: Problem, frame: int, coarse: Pair, masks):
+    """The start of one frame and the initialisation report.
+
+    Starting ``moving_from_fixed`` (physical, numpy order) of one frame,
+    and the initialisation report (``None`` with ``initial``).
+    """
     if problem.initial is not None:
         return problem.initial[min(frame, problem.initial.shape[0] - 1)].copy(), None
     report = build_starts(
@@ -430,8 +121,11 @@ def _initial(problem: Problem, frame: int, coarse: _Pair, masks):
 
 
 def _model_transform(problem: Problem, start: np.ndarray):
-    """The optimised transform (centred on the fixed image) and, when
-    ``start`` is outside the model, a fixed moving-side initial transform."""
+    """The optimised transform and any fixed moving-side start.
+
+    The optimised transform (centred on the fixed image) and, when
+    ``start`` is outside the model, a fixed moving-side initial transform.
+    """
     ndim = problem.ndim
     transform = empty_transform(problem.model.value, ndim)
     centre = problem.fixed_grid.center
@@ -484,8 +178,11 @@ class _LevelRun:
 
 
 class _Watch:
-    """Corner test of convergence: the largest move of the fixed level's
-    corners between two iterations, in physical units (as torch's)."""
+    """Corner test of convergence.
+
+    The largest move of the fixed level's corners between two iterations, in physical
+    units (as torch's).
+    """
 
     def __init__(self, transform, moving_initial, corners, threshold):
         self.probe = type(transform)(transform)
@@ -509,10 +206,9 @@ class _Watch:
 
 
 def _execute(
-    method, pair: _Pair, metric: Metric, stoppable: bool, watch: _Watch | None
+    method, pair: Pair, metric: Metric, stoppable: bool, watch: _Watch | None
 ) -> Generator[tuple[int, float, tuple], None, _LevelRun]:
-    """Run ``method.Execute`` in a thread; yield (iteration, loss, position)
-    as it goes."""
+    """Run ``method.Execute`` in a thread, yielding iteration, loss, position."""
     events: queue.Queue = queue.Queue()
     cancel = threading.Event()
     converged = threading.Event()
@@ -548,7 +244,7 @@ def _execute(
             kind, a, b = events.get()
             if kind == 'iteration':
                 value, position = b
-                loss = _loss(metric, value)
+                loss = metric_loss(metric, value)
                 if record.iterations and record.iterations[-1] == a:
                     record.losses[-1] = loss  # vnl optimisers: several evaluations
                     continue
@@ -666,10 +362,10 @@ def _run_frame(problem, frame, optimizer, counter, total, n_levels):
     fixed = image_from_array(problem.fixed[fixed_index], problem.fixed_grid)
     moving = image_from_array(problem.moving[frame], problem.moving_grid)
     masks = (
-        _mask(problem.fixed_mask, problem.fixed_grid),
-        _mask(problem.moving_mask, problem.moving_grid),
+        mask_image(problem.fixed_mask, problem.fixed_grid),
+        mask_image(problem.moving_mask, problem.moving_grid),
     )
-    pair = _level_pair(fixed, moving, problem, problem.schedule[0])
+    pair = level_pair(fixed, moving, problem, problem.schedule[0])
     start, init_report = _initial(problem, frame, pair, masks)
     transform, moving_initial = _model_transform(problem, start)
 
@@ -677,13 +373,13 @@ def _run_frame(problem, frame, optimizer, counter, total, n_levels):
     for index, level in enumerate(problem.schedule):
         started = time.perf_counter()
         if index:
-            pair = _level_pair(fixed, moving, problem, level)
+            pair = level_pair(fixed, moving, problem, level)
         sampling = level_sampling(
             problem.settings.sampling, pair.fixed.GetNumberOfPixels()
         )
-        method = _method(problem, masks, sampling)
+        method = metric_method(problem, masks, sampling)
         if moving_initial is not None:
-            method.SetMovingInitialTransform(_affine(moving_initial))
+            method.SetMovingInitialTransform(affine_transform(moving_initial))
         method.SetInitialTransform(transform, inPlace=True)
         step = (problem.settings.learning_rate or STEP_PX) * pair.pixel
         step = min(step, MAX_STEP_FRACTION * min(pair.shape) * pair.pixel)
@@ -730,13 +426,13 @@ def _run_frame(problem, frame, optimizer, counter, total, n_levels):
                 counter['step'] += 1
         except _LostOverlap:
             transform.SetParameters(saved)
-            if not _overlap(pair, _current(transform, moving_initial), masks).any():
+            if not overlap(pair, _current(transform, moving_initial), masks).any():
                 raise  # the level started without overlap: nothing to keep
             record = _LevelRun(losses=[], iterations=[], reason=LOST_OVERLAP)
         finally:  # also when the consumer fails: stop and join the thread
             steps.close()
         if not record.losses:  # the stream reports every level at least once
-            value = _loss(problem.metric, method.GetMetricValue())
+            value = metric_loss(problem.metric, method.GetMetricValue())
             record.losses.append(value)
             yield Progress(
                 step=counter['step'],
@@ -763,15 +459,18 @@ def _run_frame(problem, frame, optimizer, counter, total, n_levels):
     if moving_initial is not None:
         final = moving_initial @ final
     identity = np.eye(problem.ndim + 1)
-    value_before = _natural(problem, problem.metric, pair, identity, masks)
-    value_after = _natural(problem, problem.metric, pair, final, masks)
+    value_before = natural(problem, problem.metric, pair, identity, masks)
+    value_after = natural(problem, problem.metric, pair, final, masks)
     summary = None if init_report is None else init_report.summary()
     return start, final, value_before, value_after, reports, summary
 
 
 def _merge_reports(per_frame: list[list[LevelReport]]) -> tuple[LevelReport, ...]:
-    """One report per level; losses are means over frames (padded with
-    each frame's last loss where frames stopped at different iterations)."""
+    """One report per level.
+
+    Losses are means over frames (padded with each frame's last loss where frames
+    stopped at different iterations).
+    """
     if len(per_frame) == 1:
         return tuple(per_frame[0])
     merged = []

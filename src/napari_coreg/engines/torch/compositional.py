@@ -63,7 +63,9 @@ def _update_jacobian(model: ParamModel, like: Tensor) -> Tensor:
 
 @dataclass(frozen=True, eq=False)
 class CompositionalObjective:
-    """One level's least-squares metric and its Gauss-Newton system in a
+    """One level's least-squares metric in a compositional update.
+
+    One level's least-squares metric and its Gauss-Newton system in a
     compositional update ``dp`` of the current matrices.
 
     ``inverse=True``: the update is sought on the fixed side (``A @
@@ -134,7 +136,9 @@ class CompositionalObjective:
         )
 
     def system(self, matrices: Tensor, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Loss ``(R,)``, Gauss-Newton matrix ``(R, P, P)`` and gradient ``(R, P)``
+        """Loss, Gauss-Newton matrix and gradient of the update.
+
+        Loss ``(R,)``, Gauss-Newton matrix ``(R, P, P)`` and gradient ``(R, P)``
         of the update ``dp`` at ``matrices`` (normalised, ``(R, D+1, D+1)``).
 
         Losses are those of :func:`.metrics.loss` (``1 - ncc``, mean squared
@@ -167,8 +171,11 @@ class CompositionalObjective:
         return update @ matrices
 
     def displacement(self, old: Tensor, new: Tensor) -> Tensor:
-        """Largest move of the level's corners between two matrix sets, in
-        moving level pixels, ``(R,)``."""
+        """Largest move of the level's corners between two matrix sets.
+
+        Largest move of the level's corners between two matrix sets, in
+        moving level pixels, ``(R,)``.
+        """
         moved = []
         for matrices in (old, new):
             homog = self.data.corners @ matrices.transpose(1, 2)
@@ -180,7 +187,9 @@ class CompositionalObjective:
 def _ncc_system(
     varying: Tensor, other: Tensor, w: Tensor, count: Tensor, sd: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``|z(V(W(dp))) - z(O)|^2 / 2`` linearised at ``dp = 0``, ``V`` the image
+    """The NCC residual of ECC, linearised at ``dp = 0``.
+
+    ``|z(V(W(dp))) - z(O)|^2 / 2`` linearised at ``dp = 0``, ``V`` the image
     the update moves (steepest-descent images ``sd``), ``O`` the other.
 
     With ``z`` the zero-mean, unit-norm vector over the overlap, the

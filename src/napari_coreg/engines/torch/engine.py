@@ -69,7 +69,9 @@ def pick_device(device: str | torch.device | None) -> torch.device:
 
 
 def _inverse(problem: Problem, index: int) -> bool:
-    """Whether level ``index`` runs the inverse-compositional Gauss-Newton
+    """Whether level ``index`` composes inversely.
+
+    Whether level ``index`` runs the inverse-compositional Gauss-Newton
     (else, for Gauss-Newton, the forward-compositional one).
 
     Inverse composition saves the moving gradient but its fixed point is
@@ -90,10 +92,12 @@ def _level(
     full: bool = False,
     dense: bool = False,
 ) -> LevelData:
-    """Level ``index`` of the problem; ``full`` ignores masks and point limits,
-    ``dense`` keeps the masks and takes regularly spaced points; neither
-    differentiates an image (starting points and metric values need values
-    only)."""
+    """Level ``index`` of the problem.
+
+    ``full`` ignores masks and point limits, ``dense`` keeps the masks and takes
+    regularly spaced points; neither differentiates an image (starting points and metric
+    values need values only).
+    """
     n_fixed = int(np.prod(problem.fixed_grid.shape))
     sampling = problem.settings.sampling
     if full:
@@ -284,8 +288,11 @@ def _as_matrices(steps: Steps, model: ParamModel, base: Tensor) -> MatrixSteps:
 
 
 def _start(problem: Problem, device: torch.device, norm: np.ndarray):
-    """Starting points per frame, ``(B, K, D+1, D+1)``, best first, and the
-    initialisation reports (``None`` with ``initial``)."""
+    """Starting points per frame, best first, and the report.
+
+    Starting points per frame, ``(B, K, D+1, D+1)``, best first, and the
+    initialisation reports (``None`` with ``initial``).
+    """
     data = _level(problem, 0, device, full=True)
     return starting_points(problem, data, norm, device)
 

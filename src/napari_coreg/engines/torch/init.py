@@ -1,5 +1,8 @@
-"""Starting points for the torch backend: the shared initialisers of
-:mod:`napari_coreg.init`, scored on the coarsest level by torch sampling."""
+"""Starting points for the torch backend.
+
+The shared initialisers of :mod:`napari_coreg.init`, scored on the coarsest level by
+torch sampling.
+"""
 
 from __future__ import annotations
 

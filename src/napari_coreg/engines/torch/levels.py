@@ -37,9 +37,12 @@ def normalised_frame(grid: Grid) -> np.ndarray:
 
 
 def blur_margin(sigma: float, size: int) -> int:
-    """Pixels at each end of an axis of ``size`` whose blurred value mixes in
+    """Pixels at each end of an axis whose blur mixes in the padding.
+
+    Pixels at each end of an axis of ``size`` whose blurred value mixes in
     the reflected padding (the kernel's radius), or 0 without a blur or on an
-    axis too short to spare them (at least half of it stays)."""
+    axis too short to spare them (at least half of it stays).
+    """
     if sigma <= 0:
         return 0
     radius = max(1, math.ceil(3 * sigma))
@@ -165,15 +168,21 @@ class LevelData:
 
     @functools.cached_property
     def fixed_columns(self) -> tuple[Tensor, ...]:
-        """The fixed points' normalised coordinates, one contiguous ``(N,)``
-        tensor per axis (what :func:`sample` multiplies)."""
+        """The fixed points' normalised coordinates, one tensor per axis.
+
+        The fixed points' normalised coordinates, one contiguous ``(N,)``
+        tensor per axis (what :func:`sample` multiplies).
+        """
         return tuple(c.contiguous() for c in self.fixed_points[:, :-1].T)
 
     @functools.cached_property
     def grid_bounds(self) -> tuple[tuple[float, float], ...]:
-        """Smallest and largest grid_sample coordinate a sample may read, per
+        """Grid_sample coordinates a sample may read, per grid axis.
+
+        Smallest and largest grid_sample coordinate a sample may read, per
         grid axis (x first): the moving level less its blurred margins, or
-        ``(-1, -1)`` along an axis of a single pixel."""
+        ``(-1, -1)`` along an axis of a single pixel.
+        """
         last = self.bounds.tolist()
         margin = self.moving_margin or (0,) * len(last)
         bounds = []
@@ -209,8 +218,10 @@ def _subset(
 
 
 def _unravel(index: Tensor, shape: tuple[int, ...]) -> list[Tensor]:
-    """Pixel coordinates ``(N,)`` per axis of flat ``index``, as float64
-    (exact: float arithmetic is much faster than integer division here)."""
+    """Pixel coordinates ``(N,)`` per axis of flat ``index``, as float64 (exact.
+
+    Float arithmetic is much faster than integer division here).
+    """
     rest = index.double()
     coords = []
     for size in shape[:0:-1]:
@@ -239,8 +250,11 @@ def _gradient_magnitude(gradients: list[Tensor]) -> Tensor:
 def _in_frame(
     gradients: list[Tensor], linear: np.ndarray, out: Tensor, offset: int
 ) -> None:
-    """Write pixel-axis gradients, turned into normalised coordinates by
-    ``linear`` (``px_from_norm``'s linear part), into channels of ``out``."""
+    """Write pixel-axis gradients in normalised coordinates.
+
+    Write pixel-axis gradients, turned into normalised coordinates by
+    ``linear`` (``px_from_norm``'s linear part), into channels of ``out``.
+    """
     ndim = len(gradients)
     out[:, offset : offset + ndim] = 0
     for axis, along in enumerate(gradients):
@@ -395,8 +409,9 @@ class Sample:
 
 
 def _rows_at(matrices: Tensor, coords: list[Tensor]) -> list[Tensor]:
-    """Rows of ``matrices @ (coords, 1)``: (B, K, D + 1) and D tensors (B or 1,
-    N) to K tensors (B, N).
+    """Rows of ``matrices @ (coords, 1)``.
+
+    (B, K, D + 1) and D tensors (B or 1, N) to K tensors (B, N).
 
     Multiply-adds per coordinate: on CPUs a matmul whose inner size is 3 or 4
     is several times slower.
@@ -490,7 +505,9 @@ def sample(
 def pulled_back_gradient(
     s: Sample, dvalues: Tensor, dmatrix_dparams: Tensor, projective: bool
 ) -> Tensor:
-    """``sum_n dvalues_n * d values_n / d params``, ``(B, P)``, without forming
+    """The gradient of a loss through the sampled values, ``(B, P)``.
+
+    ``sum_n dvalues_n * d values_n / d params``, ``(B, P)``, without forming
     the per-point Jacobian; ``s`` needs its geometry and moving gradient.
 
     ``dmatrix_dparams`` is ``d matrix / d params``, ``(B, (D+1)^2, P)``. For

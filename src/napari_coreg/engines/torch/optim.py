@@ -79,8 +79,11 @@ class Objective:
         return value.double().cpu(), grad.double().cpu()
 
     def displacement(self, old: Tensor, new: Tensor, rows: Tensor) -> Tensor:
-        """Largest move of the level's corner points between two parameter sets,
-        in moving level pixels, ``(b,)``."""
+        """Largest move of the level's corners between two parameter sets.
+
+        Largest move of the level's corner points between two parameter sets,
+        in moving level pixels, ``(b,)``.
+        """
         base = self.base[rows]
         moved = []
         for params in (old, new):
