@@ -161,8 +161,7 @@ def iter_register_stack(
     the generator's return value (``StopIteration.value``).
     """
     arguments = locals()
-    # settings this signature does not take (e.g. allow_reflection) keep defaults
-    given = {name: arguments[name] for name in SETTINGS_KEYWORDS if name in arguments}
+    given = {name: arguments[name] for name in SETTINGS_KEYWORDS}
     plan = make_plan(
         stack,
         axis=axis,
