@@ -76,7 +76,7 @@ def fake_result(
     """A RegistrationResult with a chosen transform (no optimisation)."""
     from napari_coreg.result import LevelReport, RegistrationResult
 
-    return RegistrationResult(
+    result = RegistrationResult(
         moving_from_fixed=np.asarray(moving_from_fixed, dtype=np.float64),
         model=model,
         metric='ncc',
@@ -93,6 +93,19 @@ def fake_result(
         _fixed=fixed,
         _moving=moving,
     )
+    if fixed is None or moving is None:
+        result = with_verdict(result, 'ok')
+    return result
+
+
+def with_verdict(result, verdict='ok', reasons=()):
+    """Give a result without images a stated verdict (there is nothing to assess)."""
+    from types import SimpleNamespace
+
+    result.__dict__['assessment'] = SimpleNamespace(
+        verdict=verdict, reasons=tuple(reasons), uncertainty_px=None
+    )
+    return result
 
 
 @pytest.fixture
@@ -102,6 +115,7 @@ def helpers():
     class Helpers:
         world_error = staticmethod(world_error)
         fake_result = staticmethod(fake_result)
+        with_verdict = staticmethod(with_verdict)
         downscaled = staticmethod(_downscaled)
 
     return Helpers

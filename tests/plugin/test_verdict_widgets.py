@@ -64,6 +64,7 @@ def run_with(
         shift[:2, 2] = [2.0, -1.0]
         result = helpers.fake_result(shift, request.fixed.grid, request.moving.grid)
         result = dataclasses.replace(result, metric_before=before, metric_after=after)
+        result = helpers.with_verdict(result)
         reasons = {'ok': (), 'suspect': ('weak overlap',), 'failed': ('no match',)}
         if verdict is not None:
             result = Judged(result, verdict, reasons[verdict])
@@ -162,6 +163,7 @@ def test_hold_reasons_follow_the_metric_direction(metric, before, after, held, h
     result = dataclasses.replace(
         result, metric=metric, metric_before=before, metric_after=after
     )
+    result = helpers.with_verdict(result)
     assert bool(hold_reasons(result)) is held
 
 

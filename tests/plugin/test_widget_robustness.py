@@ -86,7 +86,11 @@ def test_error_inside_a_run_leaves_the_widget_ready(
 
 @pytest.mark.skipif('sitk' not in available_backends(), reason='needs SimpleITK')
 def test_simpleitk_mi_on_images_that_do_not_overlap(make_napari_viewer, qtbot):
-    """The real ITK error of issue 13: ready again, a readable message."""
+    """The case of issue 13: the widget is ready again and writes nothing.
+
+    Depending on the engine, ITK refuses (a readable error) or the result
+    comes back and its verdict holds it back.
+    """
     viewer = make_napari_viewer()
     widget, f, m = docked_widget(viewer, translate=(500, 500))
     widget._backend.value = 'sitk'
@@ -94,10 +98,12 @@ def test_simpleitk_mi_on_images_that_do_not_overlap(make_napari_viewer, qtbot):
     widget._init.value = 'identity'
     widget._start()
     qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
-    assert widget.last_error is not None
-    assert 'overlap' in widget.last_error
-    assert 'itkImage' not in widget.last_error and '.hxx' not in widget.last_error
-    assert widget._status.value.startswith('Error')
+    if widget.last_error is not None:
+        assert 'overlap' in widget.last_error
+        assert '.hxx' not in widget.last_error
+        assert widget._status.value.startswith('Error')
+    else:
+        assert widget._status.value.startswith('Not applied')
     assert widget._run.enabled and not widget._cancel.enabled
     np.testing.assert_array_equal(m.affine.affine_matrix, np.eye(3))
 
