@@ -17,11 +17,6 @@ import napari_coreg.method as method_module
 
 V, T = ValueError, TypeError
 FRAME = smooth()
-LATE = pytest.mark.xfail(
-    strict=False,
-    reason='register_stack checks reference= after loading the backend '
-    '(stack validation, issue 13: another change)',
-)
 
 
 @pytest.fixture
@@ -54,7 +49,7 @@ STACK_ERRORS = [
     ('model', {'model': 'banana'}, V, "unknown model 'banana'"),
     ('device', {'device': 'banana'}, V, "unknown device 'banana'"),
     ('axis', {'axis': 5}, V, 'axis=5'),
-    ('reference', {'reference': 'banana'}, V, "unknown reference 'banana'", LATE),
+    ('reference', {'reference': 'banana'}, V, "unknown reference 'banana'"),
     ('bool-stack', {'stack': STACK > 0.5}, V, 'dtype bool'),
     ('nan-frame', {'stack': _with(STACK, (0, 3, 3), np.nan)}, V, 'NaN'),
     ('1d', {'stack': FRAME[0]}, V, 'stack has shape'),

@@ -91,6 +91,9 @@ _STACK_DOC = """
         For ``'l1'`` and ``'mse'``: map each frame's intensity histogram
         onto that of what it is registered to (the previous frame, the
         reference frame or the mean) first. Default True.
+    allow_reflection : bool, optional
+        Register a mirrored frame as a mirror image instead of refusing it
+        (see :func:`napari_coreg.register`). Default False.
     settings : Settings, optional
         Pyramid and optimiser settings as one object (see
         :class:`napari_coreg.Settings`). The keywords above override its
