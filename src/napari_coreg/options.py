@@ -223,14 +223,14 @@ class MetricSpec:
 METRIC_SPECS: Mapping[Metric, MetricSpec] = MappingProxyType(
     {
         Metric.L1: MetricSpec(
-            'L1 (same modality, robust)', False, True, difference=True
+            'L1 (robust, same modality)', False, True, difference=True
         ),
-        Metric.MSE: MetricSpec('MSE (same modality)', False, True, difference=True),
-        Metric.NCC: MetricSpec(
-            'NCC (same modality, any contrast)', True, True, best=1.0
+        Metric.MSE: MetricSpec(
+            'mean squared error (same modality)', False, True, difference=True
         ),
+        Metric.NCC: MetricSpec('NCC (same modality)', True, True, best=1.0),
         Metric.MI: MetricSpec(
-            'Mutual information (multimodal)', True, False, multimodal=True
+            'mutual information (multimodal)', True, False, multimodal=True
         ),
     }
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..engines import CAPABILITIES
+from ..options import METRIC_SPECS
 
 __all__ = [
     'BACKEND_LABELS',
@@ -20,12 +21,7 @@ __all__ = [
 BACKEND_LABELS = {backend.value: caps.label for backend, caps in CAPABILITIES.items()}
 
 #: Metric names shown to the user: what each is for.
-METRIC_LABELS = {
-    'ncc': 'NCC (same modality)',
-    'mi': 'mutual information (multimodal)',
-    'mse': 'mean squared error (same modality)',
-    'l1': 'L1 (robust, same modality)',
-}
+METRIC_LABELS = {metric.value: spec.label for metric, spec in METRIC_SPECS.items()}
 
 #: Tooltips of the transform models.
 MODEL_TIPS = {
@@ -37,7 +33,9 @@ MODEL_TIPS = {
 }
 
 #: Metrics for which a higher value is a better match.
-HIGHER_IS_BETTER = frozenset({'ncc', 'mi'})
+HIGHER_IS_BETTER = frozenset(
+    metric.value for metric, spec in METRIC_SPECS.items() if spec.higher_is_better
+)
 
 BACKEND_TIP = (
     'Which engine registers: PyTorch (gradient descent, GPU when present, all '

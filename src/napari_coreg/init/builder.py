@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..options import Init, Metric, Model
+from ..options import METRIC_SPECS, Init, Metric, Model
 from ..transforms import Grid, apply_matrix, grid_points
 from .candidate import Candidate
 from .routes import (
@@ -190,7 +190,7 @@ def _cheap(search: _Search, metric: Metric) -> None:
     ndim = search.fixed_grid.ndim
     centre = centre_candidate(search.fixed_grid, search.moving_grid)
     fixed, moving = search.views(CHEAP_SIZE.get(ndim, 64))
-    edges = metric is Metric.MI
+    edges = METRIC_SPECS[metric].multimodal
     angles = ROTATION_SEARCH if ndim == 2 and _rotates(search.model) else ()
     found = [placement_candidate(ndim), centre]
     found += phase_candidates(fixed, moving, centre, angles, edges, edges)
@@ -253,7 +253,7 @@ def _grid_search(search: _Search, metric: Metric) -> bool:
     fixed, moving = search.views(SEARCH_SIZE)
     centre = centre_candidate(search.fixed_grid, search.moving_grid)
     found = grid_search_candidates(
-        fixed, moving, centre, SEARCH_ANGLES, scales, metric is Metric.MI
+        fixed, moving, centre, SEARCH_ANGLES, scales, METRIC_SPECS[metric].multimodal
     )
     search.add(found, 'grid-search')
     return True
@@ -381,7 +381,8 @@ def build_starts(
         ``allow_reflection`` is False.
     """
     started = time.perf_counter()
-    key = 'mi' if metric is Metric.MI else 'ncc'
+    multimodal = METRIC_SPECS[metric].multimodal
+    key = 'mi' if multimodal else 'ncc'
     search = _Search(
         fixed,
         moving,
@@ -392,7 +393,7 @@ def build_starts(
         CONFIDENT[key],
         device,
         seed,
-        multimodal=metric is Metric.MI,
+        multimodal=multimodal,
     )
     report = search.report
     ndim = fixed_grid.ndim

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from ..options import METRIC_SPECS, Metric
+
 __all__ = ['MI_BINS', 'conditional_mean', 'score']
 
 #: Bins per image of the joint histogram of mutual information.
@@ -62,7 +64,11 @@ def score(metric: str, fixed: NDArray, warped: NDArray) -> float:
         return mutual_information(f, m)
     if metric == 'mse':
         return -float(np.mean((f - m) ** 2))
-    return -float(np.mean(np.abs(f - m)))
+    if metric == 'l1':
+        return -float(np.mean(np.abs(f - m)))
+    # a metric without a numpy form here: NCC, or MI for a multimodal one
+    spec = METRIC_SPECS[Metric.parse(metric, 'metric')]
+    return mutual_information(f, m) if spec.multimodal else _ncc(f, m)
 
 
 def conditional_mean(

@@ -74,7 +74,7 @@ def _scorer(problem: Problem, coarse: Pair, masks):
     NCC, or MI over the fixed image's entropy when the metric is MI (see
     ``napari_coreg.init``).
     """
-    ranking = Metric.MI if problem.metric is Metric.MI else Metric.NCC
+    ranking = Metric.MI if problem.method.metric_spec.multimodal else Metric.NCC
     scale = 1.0
     if ranking is Metric.MI:
         entropy = natural(

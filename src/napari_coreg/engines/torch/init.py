@@ -51,7 +51,8 @@ def _thinned(data: LevelData) -> LevelData:
 def _scorer(problem: Problem, data: LevelData, frame: int, norm: np.ndarray):
     """``score(matrices) -> (K,)``: NCC, or MI over the fixed entropy for MI."""
     data = _thinned(data)
-    metric = Metric.MI if problem.metric is Metric.MI else Metric.NCC
+    # candidates are scored by MI for multimodal metrics, else by NCC
+    metric = Metric.MI if problem.method.metric_spec.multimodal else Metric.NCC
     bins = problem.settings.mi_bins
     values = data.fixed_values
     fixed = values[0 if values.shape[0] == 1 else frame][None]
