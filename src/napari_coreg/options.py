@@ -131,8 +131,12 @@ class ModelSpec:
         linear = matrix[:-1, :-1]
         if self.shears:
             return True
-        if not self.rotates:
-            return bool(np.allclose(linear, np.eye(size - 1), atol=atol))
+        if not self.rotates:  # the identity, or a uniform scale of it
+            factor = np.trace(linear) / (size - 1) if self.scales else 1.0
+            identity = np.eye(size - 1)
+            return bool(
+                factor > 0 and np.allclose(linear, factor * identity, atol=atol)
+            )
         return _is_linear_model(linear, scale=self.scales, atol=atol)
 
 

@@ -48,11 +48,6 @@ STACK_KEY = 'stack'
 PAIR_KEY = 'registration'
 
 
-def grid_from_dict(grid: dict) -> Grid:
-    """A :class:`~napari_coreg.Grid` from its ``to_dict()`` form."""
-    return Grid(tuple(grid['shape']), tuple(grid['spacing']), tuple(grid['origin']))
-
-
 def make_record(
     result_dict: dict,
     *,
@@ -127,7 +122,7 @@ def record_from_dict(transform: dict, reference=None, target=None) -> dict[str, 
     ndim = matrix.shape[0] - 1
     grid = transform.get('fixed_grid')
     if grid is not None:
-        fixed_grid = grid_from_dict(grid)
+        fixed_grid = Grid.from_dict(grid)
     elif reference is not None and _is_image(reference):
         fixed_grid = layer_frame(reference, ndim).grid
     else:

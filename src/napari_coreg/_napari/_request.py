@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from ..api import iter_register
 from ..method import resolve
-from ..options import Model
+from ..options import MODEL_SPECS
 from ..result import Progress, RegistrationResult
 from ..transforms import Grid
 from ..warp import resample
@@ -160,10 +160,10 @@ def request_from_layers(
     method = resolve(model, metric, backend, ndim=ndim, **settings)
     model_ = method.model
     if write_back is None:
-        write_back = 'resample' if model_ is Model.HOMOGRAPHY else 'affine'
+        write_back = 'resample' if MODEL_SPECS[model_].projective else 'affine'
     if write_back not in WRITE_BACK:
         raise ValueError(f'write_back must be one of {WRITE_BACK}, got {write_back!r}')
-    if write_back == 'affine' and model_ is Model.HOMOGRAPHY:
+    if write_back == 'affine' and MODEL_SPECS[model_].projective:
         raise ValueError(
             "a homography cannot be shown through a layer's affine: use "
             "write_back='resample'"

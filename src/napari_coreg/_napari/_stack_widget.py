@@ -25,7 +25,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, PushButton, Select
 
 from ..engines import CAPABILITIES, available_backends
-from ..options import Backend, Metric, Model
+from ..options import MODEL_SPECS, Backend, Metric, Model
 from ..stack import StackProgress, StackResult, iter_register_stack
 from ._controls import align_labels, counts
 from ._labels import BACKEND_TIP, METRIC_TIP, backend_choices, better, metric_choices
@@ -296,7 +296,7 @@ class StackRegistrationWidget(RunnerWidget):
     def _model_choices(self, widget=None) -> list[str]:
         caps = CAPABILITIES[self._backend_value()]
         return [
-            m.value for m in Model if m in caps.models and m is not Model.HOMOGRAPHY
+            m.value for m in Model if m in caps.models and not MODEL_SPECS[m].projective
         ]
 
     def _metric_choices(self, widget=None) -> list[tuple[str, str]]:

@@ -35,14 +35,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..result import RegistrationResult
-from ..transforms import apply_matrix
+from ..transforms import Grid, apply_matrix
 from ._geometry import data2physical, embed_block, layer_frame, physical2world
 from ._output import fixed_placement, write_output
 from ._records import (
     METADATA_KEY,
     can_undo,
     find_output,
-    grid_from_dict,
     layer_record,
     make_record,
     output_id,
@@ -244,7 +243,7 @@ def apply_record(layers, record: dict, layer, mode: str = 'affine', fixed_layer=
         return layer
     if mode != 'resample':
         raise ValueError(f"mode must be 'affine' or 'resample', got {mode!r}")
-    fixed_grid = grid_from_dict(record['fixed_grid'])
+    fixed_grid = Grid.from_dict(record['fixed_grid'])
     world_from_px = world_from_fixed_reg @ fixed_grid.phys_from_px
     if kind in ('Image', 'Labels'):
         if fixed_grid.shape == (1,) * ndim:

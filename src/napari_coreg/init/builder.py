@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..options import METRIC_SPECS, Init, Metric, Model
+from ..options import METRIC_SPECS, MODEL_SPECS, Init, Metric, Model
 from ..transforms import Grid, apply_matrix, grid_points
 from .candidate import Candidate
 from .routes import (
@@ -183,7 +183,7 @@ class _Search:
 
 
 def _rotates(model: Model) -> bool:
-    return model is not Model.TRANSLATION
+    return MODEL_SPECS[model].rotates
 
 
 def _cheap(search: _Search, metric: Metric) -> None:
@@ -195,7 +195,7 @@ def _cheap(search: _Search, metric: Metric) -> None:
     found = [placement_candidate(ndim), centre]
     found += phase_candidates(fixed, moving, centre, angles, edges, edges)
     if _rotates(search.model):
-        with_scale = search.model is not Model.RIGID
+        with_scale = MODEL_SPECS[search.model].scales
         found += moment_candidates(fixed, moving, with_scale, search=False)
     else:
         found += moment_candidates(fixed, moving, False, search=False)[:1]
@@ -221,7 +221,7 @@ def _features(search: _Search, mirrored: bool = False) -> None:
 
 def _fourier_mellin(search: _Search, mirrored: bool = False) -> None:
     fixed, moving = search.views(GLOBAL_SIZE)
-    with_scale = search.model is not Model.RIGID
+    with_scale = MODEL_SPECS[search.model].scales
     found = fourier_mellin_candidates(
         fixed, moving, with_scale, mirrored, search.multimodal
     )
@@ -231,7 +231,7 @@ def _fourier_mellin(search: _Search, mirrored: bool = False) -> None:
 def _moments(search: _Search, exhaustive: bool) -> None:
     ndim = search.fixed_grid.ndim
     fixed, moving = search.views(CHEAP_SIZE.get(ndim, 64))
-    with_scale = search.model not in (Model.RIGID, Model.TRANSLATION)
+    with_scale = MODEL_SPECS[search.model].scales
     search.add(moment_candidates(fixed, moving, with_scale, exhaustive), 'moments')
 
 
@@ -249,7 +249,7 @@ def _grid_search(search: _Search, metric: Metric) -> bool:
     """The exhaustive rotation (and scale) grid in 2D; False when skipped."""
     if search.fixed_grid.ndim != 2 or not _rotates(search.model):
         return False
-    scales = (1.0,) if search.model is Model.RIGID else SEARCH_SCALES
+    scales = SEARCH_SCALES if MODEL_SPECS[search.model].scales else (1.0,)
     fixed, moving = search.views(SEARCH_SIZE)
     centre = centre_candidate(search.fixed_grid, search.moving_grid)
     found = grid_search_candidates(

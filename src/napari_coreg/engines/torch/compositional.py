@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ...options import Metric, Model
+from ...options import MODEL_SPECS, Metric
 from .levels import LevelData, Sample, sample
 from .metrics import L1_EPSILON
 from .models import ParamModel
@@ -107,7 +107,7 @@ class CompositionalObjective:
                 data.fixed_gradient.transpose(1, 2),
                 data.fixed_points.T[None],
                 dmatrix,
-                model.model is Model.HOMOGRAPHY,
+                MODEL_SPECS[model.model].projective,
             )
         elif not data.has_moving_gradient:
             raise ValueError('the level was built without the moving gradient')
@@ -132,7 +132,7 @@ class CompositionalObjective:
             s.gradient.transpose(1, 2),
             points,
             self.dmatrix,
-            self.model.model is Model.HOMOGRAPHY,
+            MODEL_SPECS[self.model.model].projective,
         )
 
     def system(self, matrices: Tensor, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:

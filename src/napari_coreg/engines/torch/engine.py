@@ -142,14 +142,15 @@ def _models(problem: Problem, norm: np.ndarray) -> tuple[ParamModel, ParamModel 
     matches by chance before the gross alignment is found.
     """
     corners = None
-    if problem.model is Model.HOMOGRAPHY:
+    spec = problem.method.model_spec
+    if spec.projective:
         corners_phys = apply_matrix(
             problem.fixed_grid.phys_from_px, grid_points(problem.fixed_grid.shape)[:-1]
         )
         corners = torch.as_tensor(apply_matrix(norm, corners_phys))
     model = param_model(problem.model, problem.ndim, corners)
     warm = None
-    if problem.model in (Model.AFFINE, Model.HOMOGRAPHY):
+    if spec.shears:  # the rotation and scale settle before the rest
         warm = param_model(Model.SIMILARITY, problem.ndim)
     return model, warm
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ...options import Metric, Model
+from ...options import MODEL_SPECS, Metric
 from .levels import LevelData, pulled_back_gradient, sample
 from .metrics import loss, loss_and_gradient
 from .models import ParamModel
@@ -74,7 +74,7 @@ class Objective:
             s,
             dvalues,
             self.model.jacobians(params, self.base[rows]),
-            self.model.model is Model.HOMOGRAPHY,
+            MODEL_SPECS[self.model.model].projective,
         )
         return value.double().cpu(), grad.double().cpu()
 
