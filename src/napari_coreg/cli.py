@@ -241,7 +241,29 @@ def _register_command(args: argparse.Namespace) -> int:
         result.report(report, overwrite=args.force)
     if not args.quiet:
         print(_summary(result))
-    return 0
+    return _held_status(result)
+
+
+#: Exit status of ``register`` when the quality check holds the result.
+HELD_STATUS = 3
+
+
+def _held_status(result: RegistrationResult) -> int:
+    """0, or :data:`HELD_STATUS` after saying on stderr why the result is held.
+
+    Quiet or not, a failed result never passes as a success.
+    """
+    from .quality.hold import hold_reasons
+
+    held = hold_reasons(result)
+    if not held:
+        return 0
+    print(
+        'napari-coreg: the result did not pass the quality check (files written '
+        'all the same): ' + '; '.join(held),
+        file=sys.stderr,
+    )
+    return HELD_STATUS
 
 
 #: What ``napari-coreg demo`` writes into its folder.
@@ -301,7 +323,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument('--version', action='version', version=f'%(prog)s {_version()}')
     commands = parser.add_subparsers(dest='command', required=True)
 
-    reg = commands.add_parser('register', help='register MOVING onto FIXED')
+    reg = commands.add_parser(
+        'register',
+        help='register MOVING onto FIXED',
+        description='Register MOVING onto FIXED. Exit status 3: the result did not '
+        'pass the quality check (failed verdict, or a metric worse than before); '
+        'the reasons are printed on stderr and the files are written all the same.',
+    )
     reg.add_argument('fixed', help='fixed image (TIFF, PNG, JPEG, ...)')
     reg.add_argument('moving', help='moving image')
     reg.add_argument(

@@ -17,25 +17,11 @@ import pytest
 import tifffile
 from _bad_inputs import fingerprint, pair
 
-import napari_coreg.method as method_module
 from napari_coreg import load_transform, save_transform
 from napari_coreg.cli import main
 
 AFFINE = np.array([[1.1, 0.1, 3.0], [0.0, 0.9, -2.0], [0.0, 0.0, 1.0]])
 HOMOGRAPHY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1e-3, 0.0, 1.0]])
-
-
-@pytest.fixture
-def no_engine(monkeypatch):
-    """Fail the case if a backend is loaded (i.e. if work would start)."""
-    calls = []
-
-    def refuse(backend):
-        calls.append(backend)
-        raise AssertionError(f'engine {backend} loaded although the input is bad')
-
-    monkeypatch.setattr(method_module, 'load_engine', refuse)
-    return calls
 
 
 def _tfm_text(tmp_path) -> str:

@@ -20,24 +20,10 @@ import numpy as np
 import pytest
 from _bad_inputs import FAST, SIZE, fingerprint, pair, smooth, translation_error
 
-import napari_coreg.method as method_module
 from napari_coreg import iter_register, register
 
 FIXED, MOVING = pair()
 ROT = np.array([[0.0, -1.0], [1.0, 0.0]])  # a 90 degree rotation (orthonormal)
-
-
-@pytest.fixture
-def no_engine(monkeypatch):
-    """Fail the case if a backend is loaded (i.e. if work would start)."""
-    calls = []
-
-    def refuse(backend):
-        calls.append(backend)
-        raise AssertionError(f'engine {backend} loaded although the input is bad')
-
-    monkeypatch.setattr(method_module, 'load_engine', refuse)
-    return calls
 
 
 def _with(value, **changes):

@@ -13,23 +13,8 @@ import numpy as np
 import pytest
 from _bad_inputs import fingerprint, smooth
 
-import napari_coreg.method as method_module
-
 V, T = ValueError, TypeError
 FRAME = smooth()
-
-
-@pytest.fixture
-def no_engine(monkeypatch):
-    """Fail the case if a backend is loaded (i.e. if work would start)."""
-    calls = []
-
-    def refuse(backend):
-        calls.append(backend)
-        raise AssertionError(f'engine {backend} loaded although the input is bad')
-
-    monkeypatch.setattr(method_module, 'load_engine', refuse)
-    return calls
 
 
 def _with(value, index, item):

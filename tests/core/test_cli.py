@@ -76,3 +76,20 @@ def test_register_writes_a_report(pair_files) -> None:
     with pytest.raises(SystemExit, match='already exist'):
         main(['register', str(pair_files / 'fixed.tif'), str(pair_files / 'moving.tif'),
               '--report', str(report), '--quiet'])
+
+
+def test_a_failed_result_is_never_a_silent_success(tmp_path, capsys) -> None:
+    """Unrelated images: files are written, but the exit status is 3 and
+    stderr says why, even with --quiet."""
+    rng = np.random.default_rng(3)
+    for name in ('a.tif', 'b.tif'):
+        noise = ndimage.gaussian_filter(rng.random((96, 96)), 2)
+        tifffile.imwrite(tmp_path / name, (noise * 1000).astype(np.uint16))
+    out = tmp_path / 'aligned.tif'
+    code = main([
+        'register', str(tmp_path / 'a.tif'), str(tmp_path / 'b.tif'),
+        '--model', 'rigid', '--out', str(out), '--quiet',
+    ])
+    assert code == 3
+    assert out.exists()
+    assert 'did not pass the quality check' in capsys.readouterr().err

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import napari_coreg.method as method_module
 from napari_coreg import iter_register, register
 
 SHAPE = (64, 80)
@@ -21,19 +20,6 @@ def pair(rng) -> tuple[np.ndarray, np.ndarray]:
     fixed = ndimage.gaussian_filter(rng.random(SHAPE), 2).astype(np.float32)
     moving = np.roll(fixed, (2, -3), axis=(0, 1))
     return fixed, moving
-
-
-@pytest.fixture
-def no_engine(monkeypatch):
-    """Fail the test if a backend is ever loaded (i.e. work would start)."""
-    calls = []
-
-    def refuse(backend):
-        calls.append(backend)
-        raise AssertionError(f'engine {backend} loaded although the input is invalid')
-
-    monkeypatch.setattr(method_module, 'load_engine', refuse)
-    return calls
 
 
 def test_no_engine_fixture_is_live(pair, no_engine) -> None:

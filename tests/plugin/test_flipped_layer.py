@@ -35,3 +35,30 @@ def test_flip_stated_by_a_layer_is_kept(helpers):
     result = register_layers(viewer, 'fixed', 'moving', model='rigid')
     assert helpers.world_error(f, m, flip @ truth) < 0.5
     assert np.linalg.det(result.moving_from_fixed[:2, :2]) > 0
+
+
+def test_register_layers_holds_a_failed_result():
+    """Two unrelated images: the verdict fails, so register_layers warns and
+    leaves the layer where it was, unless told to apply it anyway."""
+    import pytest
+
+    from napari_coreg import register_layers
+
+    rng = np.random.default_rng(3)
+    a, b = (
+        ndimage.gaussian_filter(rng.random((96, 96)), 2).astype(np.float32)
+        for _ in range(2)
+    )
+    viewer = ViewerModel()
+    viewer.add_image(a, name='fixed')
+    moving = viewer.add_image(b, name='moving')
+    with pytest.warns(UserWarning, match='not applied'):
+        result = register_layers(viewer, 'fixed', 'moving', model='rigid')
+    assert result.verdict == 'failed'
+    np.testing.assert_array_equal(moving.affine.affine_matrix, np.eye(3))
+    applied = register_layers(
+        viewer, 'fixed', 'moving', model='rigid', apply_anyway=True
+    )
+    np.testing.assert_allclose(
+        moving.affine.affine_matrix, applied.fixed_from_moving, atol=1e-9
+    )

@@ -15,9 +15,10 @@ from scipy import ndimage
 
 from napari_coreg._napari import _widget
 from napari_coreg._napari._records import METADATA_KEY
-from napari_coreg._napari._verdict import VERDICT_COLOURS, hold_reasons, sparkline
+from napari_coreg._napari._verdict import VERDICT_COLOURS, sparkline
 from napari_coreg._napari._widget import RegistrationWidget
 from napari_coreg._napari._writeback import Outcome
+from napari_coreg.quality import hold_reasons
 from napari_coreg.result import Progress
 
 

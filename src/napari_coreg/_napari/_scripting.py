@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
+from ..quality.hold import hold_reasons
 from ..result import Progress, RegistrationResult
 from ._writeback import apply_result, request_from_layers, run_request
 
@@ -38,6 +40,7 @@ def register_layers(
     moving_mask=None,
     init: str = 'auto',
     callback: Callable[[Progress], None] | None = None,
+    apply_anyway: bool = False,
     **settings: Any,
 ) -> RegistrationResult:
     """Register two image layers of a viewer and show the result, like the widget.
@@ -74,6 +77,11 @@ def register_layers(
         where the layers are shown now.
     callback : callable, optional
         Called with every :class:`napari_coreg.Progress`.
+    apply_anyway : bool
+        Apply a result the quality check holds (a ``'failed'`` verdict, or a
+        metric worse than before), as the widget's *Apply anyway* does. By
+        default such a result is returned but not applied, with a
+        ``UserWarning`` that gives the reasons.
     **settings
         Pyramid and optimiser settings (``levels``, ``shrink_factors``,
         ``smoothing_sigmas``, ``iterations``, ``optimizer``,
@@ -128,5 +136,16 @@ def register_layers(
             break
         if callback is not None:
             callback(progress)
+    result = outcome.result
+    held = [] if result is None or apply_anyway else hold_reasons(result)
+    if held:
+        warnings.warn(
+            'the result was not applied: '
+            + '; '.join(held)
+            + ' (pass apply_anyway=True to apply it all the same)',
+            UserWarning,
+            stacklevel=2,
+        )
+        return result
     apply_result(viewer.layers, request, outcome)
-    return outcome.result
+    return result

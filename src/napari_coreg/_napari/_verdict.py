@@ -13,14 +13,10 @@ from __future__ import annotations
 import html
 import math
 
-from ._labels import better
-
 __all__ = [
     'VERDICT_COLOURS',
     'convergence_text',
     'flagged_frames',
-    'hold_reasons',
-    'metric_got_worse',
     'sparkline',
     'verdict_html',
     'verdict_of',
@@ -40,46 +36,6 @@ def verdict_of(result) -> tuple[str | None, tuple[str, ...]]:
 def flagged_frames(result) -> tuple[int, ...]:
     """Frames of a stack result whose verdict is not ``'ok'``."""
     return tuple(int(i) for i in getattr(result, 'flagged_frames', ()) or ())
-
-
-def metric_got_worse(metric: str, before: float, after: float) -> bool:
-    """Whether ``after`` is a worse value of ``metric`` than ``before``.
-
-    NCC and MI: higher is better; L1 and MSE: lower is better. Values that
-    are not finite compare as not worse (nothing to compare with).
-    """
-    if not (math.isfinite(before) and math.isfinite(after)):
-        return False
-    tolerance = 1e-9 * max(1.0, abs(before))
-    if better(metric) == 'higher':
-        return after < before - tolerance
-    return after > before + tolerance
-
-
-def hold_reasons(result) -> list[str]:
-    """Why a result must not be written without the user's say-so (or ``[]``).
-
-    Parameters
-    ----------
-    result : RegistrationResult
-        A finished registration.
-
-    Returns
-    -------
-    list of str
-        Empty when the result may be written.
-    """
-    verdict, reasons = verdict_of(result)
-    held = list(reasons) if verdict == 'failed' else []
-    if verdict == 'failed' and not held:
-        held.append('the quality check failed')
-    before, after = float(result.metric_before), float(result.metric_after)
-    if metric_got_worse(result.metric, before, after):
-        held.append(
-            f'{result.metric.upper()} got worse: {before:.4g} before, '
-            f'{after:.4g} after ({better(result.metric)} is better)'
-        )
-    return held
 
 
 _BARS = '\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588'

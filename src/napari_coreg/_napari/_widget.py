@@ -22,6 +22,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 
 from ..engines import CAPABILITIES, available_backends
 from ..options import MODEL_SPECS, Backend, Metric, Model
+from ..quality.hold import hold_reasons
 from ._controls import align_labels, collapsible, devices, section, set_choices
 from ._labels import (
     BACKEND_LABELS,
@@ -37,7 +38,7 @@ from ._qc_views import VIEWS, hide_view, show_view
 from ._records import sample_suggestion
 from ._runner import RunnerWidget, wrap
 from ._settings_controls import SettingsControls
-from ._verdict import convergence_text, hold_reasons, verdict_html, verdict_of
+from ._verdict import convergence_text, verdict_html, verdict_of
 from ._writeback import (
     Outcome,
     Request,

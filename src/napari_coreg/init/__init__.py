@@ -13,7 +13,13 @@ detectors are imported where they are used.
 
 from __future__ import annotations
 
-from .builder import InitReport, ReflectionError, build_starts
+from .builder import InitReport, ReflectionError, build_starts, starts_for_frame
 from .candidate import Candidate
 
-__all__ = ['Candidate', 'InitReport', 'ReflectionError', 'build_starts']
+__all__ = [
+    'Candidate',
+    'InitReport',
+    'ReflectionError',
+    'build_starts',
+    'starts_for_frame',
+]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -47,7 +47,10 @@ from .routes import (
 )
 from .views import overlap_fraction, view_pair
 
-__all__ = ['InitReport', 'ReflectionError', 'build_starts']
+if TYPE_CHECKING:
+    from ..problem import Problem
+
+__all__ = ['InitReport', 'ReflectionError', 'build_starts', 'starts_for_frame']
 
 Scorer = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 
@@ -452,3 +455,32 @@ def build_starts(
         report.reason += '; no usable candidate, started from the centres'
     report.seconds = time.perf_counter() - started
     return report
+
+
+def starts_for_frame(
+    problem: Problem,
+    frame: int,
+    scorer: Scorer,
+    n_starts: int,
+    device: Any = None,
+) -> InitReport:
+    """:func:`build_starts` for one frame of a problem, as both engines call it.
+
+    Only a single pair escalates to the global initialisers: frames of a
+    batch (stacks) keep to the cheap starts.
+    """
+    return build_starts(
+        problem.fixed[0 if problem.fixed.shape[0] == 1 else frame],
+        problem.moving[frame],
+        problem.fixed_grid,
+        problem.moving_grid,
+        model=problem.model,
+        metric=problem.metric,
+        init=problem.settings.init,
+        scorer=scorer,
+        n_starts=n_starts,
+        device=device,
+        seed=problem.settings.seed,
+        allow_reflection=problem.settings.allow_reflection,
+        escalate=problem.batch == 1,
+    )

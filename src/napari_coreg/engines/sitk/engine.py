@@ -43,7 +43,7 @@ from ..._sitk import (
     matrix_from_transform,
     set_transform_matrix,
 )
-from ...init import build_starts
+from ...init import starts_for_frame
 from ...options import Metric
 from ...problem import Outcome, Problem
 from ...result import LevelReport, Progress
@@ -103,20 +103,7 @@ def _initial(problem: Problem, frame: int, coarse: Pair, masks):
     """
     if problem.initial is not None:
         return problem.initial[min(frame, problem.initial.shape[0] - 1)].copy(), None
-    report = build_starts(
-        problem.fixed[0 if problem.fixed.shape[0] == 1 else frame],
-        problem.moving[frame],
-        problem.fixed_grid,
-        problem.moving_grid,
-        model=problem.model,
-        metric=problem.metric,
-        init=problem.settings.init,
-        scorer=_scorer(problem, coarse, masks),
-        n_starts=1,
-        seed=problem.settings.seed,
-        allow_reflection=problem.settings.allow_reflection,
-        escalate=problem.batch == 1,
-    )
+    report = starts_for_frame(problem, frame, _scorer(problem, coarse, masks), 1)
     return report.starts[0].moving_from_fixed, report
 
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from ...init import InitReport, build_starts
+from ...init import InitReport, starts_for_frame
 from ...options import Metric
 from ...problem import Problem
 from .levels import LevelData, sample
@@ -102,20 +102,8 @@ def starting_points(
     reports = []
     for frame in range(batch):
         reports.append(
-            build_starts(
-                problem.fixed[0 if problem.fixed.shape[0] == 1 else frame],
-                problem.moving[frame],
-                problem.fixed_grid,
-                problem.moving_grid,
-                model=problem.model,
-                metric=problem.metric,
-                init=problem.settings.init,
-                scorer=_scorer(problem, data, frame, norm),
-                n_starts=MULTI_START,
-                device=device,
-                seed=problem.settings.seed,
-                allow_reflection=problem.settings.allow_reflection,
-                escalate=batch == 1,
+            starts_for_frame(
+                problem, frame, _scorer(problem, data, frame, norm), MULTI_START, device
             )
         )
     n_starts = max(len(r.starts) for r in reports)
