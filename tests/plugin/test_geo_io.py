@@ -168,7 +168,7 @@ def test_sentinel2_pair_overlays_and_registers_in_a_real_viewer(
             tgt.data_to_world((r, c)), ref.data_to_world((r - 449, c + 544))
         )
     assert ref.metadata[METADATA_KEY]['epsg'] == 32633
-    assert viewer.camera.orientation2d[0] == 'up'  # north up on screen
+    assert getattr(viewer, 'scene', viewer).camera.orientation2d[0] == 'up'  # north up on screen
 
     widget = GeoRegistrationWidget(viewer)
     viewer.window.add_dock_widget(widget)

@@ -11,11 +11,15 @@ simply moves), and the tie points are added as a Points layer coloured by
 reliability (invalid points in grey). *Save corrected GeoTIFF* writes the
 corrected target as a new file (pixels unchanged for a translation,
 resampled onto the reference grid otherwise, or through a smooth
-displacement field with *local*).
+displacement field with *local*): never over an input, and never over an
+existing file (a free name is picked and shown). *Open dropped .tif / .jp2
+here* sets napari's reader preference for those extensions (see
+:func:`._geo_io.prefer_for_drops`).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +33,13 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from ._geo_io import METADATA_KEY
+from ._geo_io import METADATA_KEY, prefer_for_drops, preferred_for_drops
 from ._runner import RunnerWidget
 
 __all__ = [
     'GeoRegistrationWidget',
     'apply_to_layer',
+    'free_path',
     'register_geo_layers',
     'tie_points_layer',
 ]
@@ -95,6 +100,27 @@ def tie_points_layer(tie, name: str = 'tie points') -> tuple:
         },
         'points',
     )
+
+
+def free_path(path: Path) -> Path:
+    """``path``, or ``<stem>_2.tif``, ``<stem>_3.tif``... if it exists."""
+    path = Path(path)
+    if path.suffix.lower() not in ('.tif', '.tiff'):
+        path = path.with_name(path.name + '.tif')
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f'{path.stem}_{n}{path.suffix}')
+    return candidate
+
+
+def suggested_path(target) -> Path:
+    """Where the corrected target goes by default: beside its file if writable."""
+    meta = target.metadata[METADATA_KEY]
+    folder = Path(meta['path']).parent if meta.get('path') else Path.cwd()
+    if not os.access(folder, os.W_OK):
+        folder = Path.cwd()
+    return free_path(folder / f'{target.name}_coreg.tif')
 
 
 def register_geo_layers(reference, target, viewer=None, **kwargs):
@@ -163,6 +189,14 @@ class GeoRegistrationWidget(RunnerWidget):
         self._spacing = SpinBox(label='grid spacing (px)', value=192, min=8, max=8192)
         self._local = CheckBox(text='local correction (displacement field)')
         self._out = FileEdit(label='corrected GeoTIFF', mode='w', filter='*.tif')
+        self._drops = CheckBox(
+            text='open dropped .tif / .jp2 here',
+            value=preferred_for_drops(),
+            tooltip='Open GeoTIFF and JPEG 2000 files dropped on napari with '
+            'napari-coreg (georeferenced ones at map coordinates, others as '
+            "before, through napari's reader); a napari preference, "
+            'Preferences > Plugins',
+        )
         self._save = PushButton(text='Save corrected GeoTIFF', enabled=False)
         buttons = Container(
             widgets=[self._run, self._cancel], layout='horizontal', labels=False
@@ -181,9 +215,11 @@ class GeoRegistrationWidget(RunnerWidget):
                 self._out,
                 self._save,
                 self._status,
+                self._drops,
             ]
         )
         self._save.changed.connect(self.save)
+        self._drops.changed.connect(prefer_for_drops)
         for event in (
             napari_viewer.layers.events.inserted,
             napari_viewer.layers.events.removed,
@@ -262,15 +298,23 @@ class GeoRegistrationWidget(RunnerWidget):
             registration.tie_points, name=f'{layer.name} tie points'
         )
         self._viewer.add_points(data, **kwargs)
+        if str(self._out.value) in ('', '.'):
+            self._out.value = suggested_path(layer)
         self._status.value = registration.summary()
 
     def save(self, *_) -> Path | None:
-        """Write the corrected target as a new GeoTIFF."""
+        """Write the corrected target as a new GeoTIFF (a free name if taken).
+
+        Returns the file written, or None (the status line says why).
+        """
         from napari_coreg.geo import fit_shift_model
 
         if self._result is None:
             return None
-        path = Path(str(self._out.value))
+        chosen = Path(str(self._out.value))
+        if str(chosen) in ('', '.'):
+            chosen = suggested_path(self._target_layer)
+        path = free_path(chosen)
         try:
             local = (
                 fit_shift_model(self._result.tie_points, 'field')
@@ -281,8 +325,16 @@ class GeoRegistrationWidget(RunnerWidget):
         except ValueError as error:
             self._status.value = str(error)
             return None
-        self._status.value = f'wrote {written}'
+        self._out.value = written
+        note = '' if path == chosen else f' (not {chosen.name}: {_why_not(chosen)})'
+        self._status.value = f'wrote {written}{note}'
         return written
+
+
+def _why_not(chosen: Path) -> str:
+    if chosen.suffix.lower() not in ('.tif', '.tiff'):
+        return 'not a GeoTIFF name'
+    return 'it exists; inputs and existing files are never overwritten'
 
 
 def _register(job: dict[str, Any]):
