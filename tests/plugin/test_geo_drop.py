@@ -137,7 +137,9 @@ def test_dropping_the_sentinel2_pair_asks_once_then_remembers(
     np.testing.assert_allclose(
         tgt.data_to_world((1000, 700)), ref.data_to_world((1000 - 449, 700 + 544))
     )
-    assert getattr(viewer, 'scene', viewer).camera.orientation2d[0] == 'up'  # north up on screen
+    assert (
+        getattr(viewer, 'scene', viewer).camera.orientation2d[0] == 'up'
+    )  # north up on screen
 
 
 def test_widget_checkbox_makes_drops_open_without_asking(

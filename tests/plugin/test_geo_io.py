@@ -54,8 +54,12 @@ def test_plain_tiffs_are_left_to_napari(tmp_path):
     import tifffile
 
     tifffile.imwrite(tmp_path / 'plain.tif', texture((20, 20)))
-    assert get_reader(str(tmp_path / 'plain.tif')) is None
+    # napari's own reader, should the user prefer ours for *.tif
+    plain = get_reader(str(tmp_path / 'plain.tif'))
+    assert plain is not None and plain is not _geo_io.read_geo
+    assert plain.__module__.startswith('napari_builtins')
     assert get_reader(str(tmp_path / 'photo.png')) is None
+    assert get_reader(str(tmp_path / 'plain.vrt')) is None
     path = write_geotiff(
         tmp_path / 'geo.tif', texture((20, 20)), Affine(1, 0, 0, 0, -1, 0)
     )
@@ -168,7 +172,9 @@ def test_sentinel2_pair_overlays_and_registers_in_a_real_viewer(
             tgt.data_to_world((r, c)), ref.data_to_world((r - 449, c + 544))
         )
     assert ref.metadata[METADATA_KEY]['epsg'] == 32633
-    assert getattr(viewer, 'scene', viewer).camera.orientation2d[0] == 'up'  # north up on screen
+    assert (
+        getattr(viewer, 'scene', viewer).camera.orientation2d[0] == 'up'
+    )  # north up on screen
 
     widget = GeoRegistrationWidget(viewer)
     viewer.window.add_dock_widget(widget)
