@@ -19,8 +19,10 @@ pytest.importorskip('rasterio')
 pytest.importorskip('napari')
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'core'))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _geo_cases import texture, write_geotiff  # noqa: E402
+from _geo_viewer import REF, TGT, DialogAnswers, drop, world_box  # noqa: E402
 from affine import Affine  # noqa: E402
 
 from napari_coreg._napari._geo_io import (  # noqa: E402
@@ -28,9 +30,6 @@ from napari_coreg._napari._geo_io import (  # noqa: E402
     METADATA_KEY,
     prefer_for_drops,
 )
-
-REF = 'ref_S2A_20160608T153121_T33UUU_sub.jp2'
-TGT = 'tgt_S2A_20160529T153631_T33UUU_sub.jp2'
 
 
 @pytest.fixture(autouse=True)
@@ -48,54 +47,6 @@ def s2(shared_data):
     if not folder.is_dir():
         pytest.skip(f'Sentinel-2 test pair not found at {folder}')
     return folder
-
-
-def drop(viewer, paths) -> None:
-    """Drop files on the viewer's canvas, as a file manager does."""
-    from qtpy.QtCore import QMimeData, QPointF, Qt, QUrl
-    from qtpy.QtGui import QDropEvent
-
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    event = QDropEvent(
-        QPointF(10, 10),
-        Qt.DropAction.CopyAction,
-        mime,
-        Qt.MouseButton.NoButton,
-        Qt.KeyboardModifier.NoModifier,
-    )
-    viewer.window._qt_viewer.dropEvent(event)
-
-
-class DialogAnswers:
-    """Answers napari's 'Choose reader' dialog: pick a reader, maybe remember."""
-
-    def __init__(self, monkeypatch, choice='napari-coreg', remember=True):
-        from napari._qt.dialogs.qt_reader_dialog import QtReaderDialog
-
-        self.offered: list[list[str]] = []
-
-        def exec_(dialog):
-            buttons = dialog.reader_btn_group.buttons()
-            self.offered.append(sorted(b.text() for b in buttons))
-            next(b for b in buttons if b.text() == choice).setChecked(True)
-            dialog.persist_checkbox.setChecked(remember)
-            return 1
-
-        monkeypatch.setattr(QtReaderDialog, 'exec_', exec_)
-
-
-def world_box(layer) -> np.ndarray:
-    """``[[y_min, x_min], [y_max, x_max]]`` of a layer's pixel footprint."""
-    rows, cols = layer.data.shape
-    corners = [
-        (-0.5, -0.5),
-        (-0.5, cols - 0.5),
-        (rows - 0.5, -0.5),
-        (rows - 0.5, cols - 0.5),
-    ]
-    world = np.array([layer.data_to_world(c) for c in corners])
-    return np.array([world.min(axis=0), world.max(axis=0)])
 
 
 def test_dropping_the_sentinel2_pair_asks_once_then_remembers(

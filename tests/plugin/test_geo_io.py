@@ -1,10 +1,9 @@
 """Georeferenced rasters in napari: the reader places layers at their map
-coordinates; the Sentinel-2 pair overlays in a real viewer and registers from
-the dock widget."""
+coordinates (the Sentinel-2 pair, dropped on a real viewer and registered from
+the dock widget, is in test_geo_drop.py and test_geo_done_when.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
@@ -32,10 +31,6 @@ def _plugins_discovered():
     from npe2 import PluginManager
 
     PluginManager.instance().discover()
-
-
-REF = 'ref_S2A_20160608T153121_T33UUU_sub.jp2'
-TGT = 'tgt_S2A_20160529T153631_T33UUU_sub.jp2'
 
 
 def test_manifest_offers_the_geo_reader_and_widget():
@@ -147,47 +142,3 @@ def test_writeback_moves_the_layer_and_shows_tie_points(tmp_path):
     points = viewer.add_points(data, **kwargs)
     assert kind == 'points' and len(points.data) == len(reg.tie_points)
     assert 'reliability' in points.features
-
-
-@pytest.fixture
-def s2(shared_data):
-    folder = shared_data / 'arosics_s2_inter1'
-    if not folder.is_dir():
-        pytest.skip(f'Sentinel-2 test pair not found at {folder}')
-    return folder
-
-
-def test_sentinel2_pair_overlays_and_registers_in_a_real_viewer(
-    make_napari_viewer, qtbot, s2, tmp_path
-):
-    from napari_coreg._napari._geo_widget import GeoRegistrationWidget
-
-    viewer = make_napari_viewer()
-    (ref,) = viewer.open(str(s2 / REF), plugin=PLUGIN)
-    (tgt,) = viewer.open(str(s2 / TGT), plugin=PLUGIN)
-    assert ref.data.shape == (3200, 2400) and tgt.data.shape == (3152, 2074)
-    # georeferencing overlays them: target (r, c) lies on reference (r - 449, c + 544)
-    for r, c in [(449, 0), (1000, 700)]:
-        np.testing.assert_allclose(
-            tgt.data_to_world((r, c)), ref.data_to_world((r - 449, c + 544))
-        )
-    assert ref.metadata[METADATA_KEY]['epsg'] == 32633
-    assert (
-        getattr(viewer, 'scene', viewer).camera.orientation2d[0] == 'up'
-    )  # north up on screen
-
-    widget = GeoRegistrationWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    widget._reference.value, widget._target.value = ref, tgt
-    widget._spacing.value = 200
-    widget.run()
-    qtbot.waitUntil(lambda: widget._result is not None, timeout=120_000)
-    reg = widget._result
-    assert np.all(np.abs(reg.shift_px - [1.75, -0.55]) <= 0.1)
-    moved = np.asarray(tgt.data_to_world((1000, 700))) - ref.data_to_world((551, 1244))
-    np.testing.assert_allclose(moved, reg.shift_map, atol=1e-6)
-    assert any(layer.name == f'{tgt.name} tie points' for layer in viewer.layers)
-    widget._out.value = tmp_path / 'corrected.tif'
-    written = widget.save()
-    with rasterio.open(s2 / TGT) as a, rasterio.open(written) as b:
-        assert hashlib.sha256(a.read()).digest() == hashlib.sha256(b.read()).digest()

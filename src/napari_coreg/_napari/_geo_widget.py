@@ -12,14 +12,15 @@ reliability (invalid points in grey). *Save corrected GeoTIFF* writes the
 corrected target as a new file (pixels unchanged for a translation,
 resampled onto the reference grid otherwise, or through a smooth
 displacement field with *local*): never over an input, and never over an
-existing file (a free name is picked and shown). *Open dropped .tif / .jp2
+existing file (a free name is picked and shown). A target moved otherwise
+(e.g. by *Register images*) is saved where it is shown, pixels unchanged
+(:func:`._geo_save.write_layer_geotiff`). *Open dropped .tif / .jp2
 here* sets napari's reader preference for those extensions (see
 :func:`._geo_io.prefer_for_drops`).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,18 @@ from magicgui.widgets import (
 )
 
 from ._geo_io import METADATA_KEY, prefer_for_drops, preferred_for_drops
+from ._geo_save import (
+    free_path,
+    layer_moved,
+    suggested_path,
+    why_renamed,
+    write_layer_geotiff,
+)
 from ._runner import RunnerWidget
 
 __all__ = [
     'GeoRegistrationWidget',
     'apply_to_layer',
-    'free_path',
     'register_geo_layers',
     'tie_points_layer',
 ]
@@ -100,27 +107,6 @@ def tie_points_layer(tie, name: str = 'tie points') -> tuple:
         },
         'points',
     )
-
-
-def free_path(path: Path) -> Path:
-    """``path``, or ``<stem>_2.tif``, ``<stem>_3.tif``... if it exists."""
-    path = Path(path)
-    if path.suffix.lower() not in ('.tif', '.tiff'):
-        path = path.with_name(path.name + '.tif')
-    candidate, n = path, 1
-    while candidate.exists():
-        n += 1
-        candidate = path.with_name(f'{path.stem}_{n}{path.suffix}')
-    return candidate
-
-
-def suggested_path(target) -> Path:
-    """Where the corrected target goes by default: beside its file if writable."""
-    meta = target.metadata[METADATA_KEY]
-    folder = Path(meta['path']).parent if meta.get('path') else Path.cwd()
-    if not os.access(folder, os.W_OK):
-        folder = Path.cwd()
-    return free_path(folder / f'{target.name}_coreg.tif')
 
 
 def register_geo_layers(reference, target, viewer=None, **kwargs):
@@ -197,7 +183,8 @@ class GeoRegistrationWidget(RunnerWidget):
             "before, through napari's reader); a napari preference, "
             'Preferences > Plugins',
         )
-        self._save = PushButton(text='Save corrected GeoTIFF', enabled=False)
+        self._save = PushButton(text='Save corrected GeoTIFF')
+        self._placed = None  # the target's affine right after our registration
         buttons = Container(
             widgets=[self._run, self._cancel], layout='horizontal', labels=False
         )
@@ -240,7 +227,7 @@ class GeoRegistrationWidget(RunnerWidget):
         ]
 
     def _after_set_running(self) -> None:
-        self._save.enabled = self._result is not None and not self._running
+        self._save.enabled = not self._running
 
     def _geo_layers(self, *_) -> list:
         return [
@@ -294,6 +281,7 @@ class GeoRegistrationWidget(RunnerWidget):
         layer = self._target_layer
         self._result = registration
         apply_to_layer(layer, registration)
+        self._placed = np.array(layer.affine.affine_matrix)
         data, kwargs, _ = tie_points_layer(
             registration.tie_points, name=f'{layer.name} tie points'
         )
@@ -302,39 +290,58 @@ class GeoRegistrationWidget(RunnerWidget):
             self._out.value = suggested_path(layer)
         self._status.value = registration.summary()
 
+    def _registration_of(self, layer):
+        """The registration of ``layer`` run here, if the layer still shows it."""
+        if (
+            self._result is None
+            or layer is not self._target_layer
+            or not np.allclose(layer.affine.affine_matrix, self._placed)
+        ):
+            return None
+        return self._result
+
     def save(self, *_) -> Path | None:
         """Write the corrected target as a new GeoTIFF (a free name if taken).
 
-        Returns the file written, or None (the status line says why).
+        The target registered here is written by
+        :func:`~napari_coreg.geo.write_corrected` (its model, or the local
+        field); a target moved otherwise is written where it is shown,
+        pixels unchanged. Returns the file written, or None (the status line
+        says why).
         """
         from napari_coreg.geo import fit_shift_model
 
-        if self._result is None:
+        layer = self._target.value
+        if layer is None:
+            self._status.value = 'choose the target layer to save'
             return None
+        registration = self._registration_of(layer)
         chosen = Path(str(self._out.value))
         if str(chosen) in ('', '.'):
-            chosen = suggested_path(self._target_layer)
+            chosen = suggested_path(layer)
         path = free_path(chosen)
         try:
-            local = (
-                fit_shift_model(self._result.tie_points, 'field')
-                if self._local.value
-                else None
-            )
-            written = self._result.write(path, local=local)
+            if registration is not None:
+                local = (
+                    fit_shift_model(registration.tie_points, 'field')
+                    if self._local.value
+                    else None
+                )
+                written = registration.write(path, local=local)
+            elif layer_moved(layer):
+                written = write_layer_geotiff(layer, path)
+            else:
+                raise ValueError(
+                    f'{layer.name!r} lies where its file puts it: register it '
+                    'first (here, or with Register images)'
+                )
         except ValueError as error:
             self._status.value = str(error)
             return None
         self._out.value = written
-        note = '' if path == chosen else f' (not {chosen.name}: {_why_not(chosen)})'
+        note = '' if path == chosen else f' (not {chosen.name}: {why_renamed(chosen)})'
         self._status.value = f'wrote {written}{note}'
         return written
-
-
-def _why_not(chosen: Path) -> str:
-    if chosen.suffix.lower() not in ('.tif', '.tiff'):
-        return 'not a GeoTIFF name'
-    return 'it exists; inputs and existing files are never overwritten'
 
 
 def _register(job: dict[str, Any]):
