@@ -65,15 +65,28 @@ def _ncc(a, b, valid) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def _screenshot(viewer, ref, tgt) -> np.ndarray:
-    """The overlay as a user compares it: reference green, target magenta."""
-    ref.colormap, tgt.colormap = 'green', 'magenta'
-    tgt.blending = 'additive'
-    viewer.reset_view()
-    image = viewer.screenshot(canvas_only=True, flash=False)
+def _screenshots(viewer, ref, tgt, qtbot) -> np.ndarray:
+    """The overlay as a user compares it: reference green, target magenta.
+
+    Saves the whole overlap and a 2 km close-up (``*_zoom.png``); returns
+    the whole view.
+    """
     import imageio.v3 as iio
 
+    ref.colormap, tgt.colormap = 'green', 'magenta'
+    tgt.blending = 'additive'
+    viewer.window.resize(1200, 1000)
+    qtbot.wait(50)
+    viewer.reset_view()
+    image = viewer.screenshot(canvas_only=True, flash=False)
     iio.imwrite(SCREENSHOT, image)
+    camera = getattr(viewer, 'scene', viewer).camera
+    camera.center = tuple(ref.data_to_world((1500, 1300)))
+    camera.zoom = 0.4  # screen pixels per metre: 2.5 km across
+    iio.imwrite(
+        SCREENSHOT.with_name(SCREENSHOT.stem + '_zoom.png'),
+        viewer.screenshot(canvas_only=True, flash=False),
+    )
     return image
 
 
@@ -118,7 +131,7 @@ def test_drop_register_save_and_cli_local_on_sentinel2(
         np.asarray(tgt.data_to_world((1000, 700))) - before, reg.shift_map, atol=1e-6
     )
     assert viewer.layers[-1].name == f'{tgt.name} tie points'
-    image = _screenshot(viewer, ref, tgt)
+    image = _screenshots(viewer, ref, tgt, qtbot)
     green, magenta = image[..., 1].astype(float), image[..., 0].astype(float)
     assert green.std() > 10 and magenta.std() > 10  # both scenes visible, not blank
 

@@ -88,9 +88,14 @@ def test_dropping_the_sentinel2_pair_asks_once_then_remembers(
     np.testing.assert_allclose(
         tgt.data_to_world((1000, 700)), ref.data_to_world((1000 - 449, 700 + 544))
     )
-    assert (
-        getattr(viewer, 'scene', viewer).camera.orientation2d[0] == 'up'
-    )  # north up on screen
+    camera = getattr(viewer, 'scene', viewer).camera
+    assert camera.orientation2d[0] == 'up'  # north up on screen
+    # contrast: the typical land pixel is mid-grey, not black under the
+    # target's bright clouds (a quarter of its pixels), nor saturated
+    for layer in (ref, tgt):
+        low, high = layer.contrast_limits
+        land = np.median(layer.data[layer.data > 0])
+        assert 0.2 < (land - low) / (high - low) < 0.6, (layer.name, low, high)
 
 
 def test_widget_checkbox_makes_drops_open_without_asking(

@@ -25,7 +25,9 @@ open at map coordinates. As world axis 0 is the northing, the reader points the
 current viewer's vertical axis up (``camera.orientation2d``) so that north is
 up on screen. nodata pixels are excluded from the contrast limits; the
 value is in the metadata for registration masks
-(:func:`nodata_mask`).
+(:func:`nodata_mask`). The contrast limits stretch the 0.5th percentile to
+the 99.5th, capped at the median plus three times its distance to the 2nd
+percentile, so that bright clouds do not leave the land dark.
 """
 
 from __future__ import annotations
@@ -145,7 +147,10 @@ def _contrast(level, nodata) -> tuple[float, float] | None:
         values = values[values != nodata]
     if values.size == 0:
         return None
-    low, high = np.percentile(values, [0.5, 99.5])
+    low, dark, median, high = np.percentile(values, [0.5, 2, 50, 99.5])
+    # clouds, snow or glint can fill the bright end: a stretch that mirrors
+    # the dark side around the median keeps the land visible under them
+    high = min(high, median + 3 * (median - dark))
     return (float(low), float(high)) if high > low else None
 
 
