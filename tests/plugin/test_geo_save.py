@@ -26,6 +26,14 @@ PLUGIN = 'napari-coreg'
 SHIFT = (0.8, -1.1)  # target -> reference, pixels (10 m): dy = -8 m, dx = -11 m
 
 
+@pytest.fixture(autouse=True, scope='module')
+def _plugins_discovered():
+    """npe2 finds our manifest (the reader) when a test runs on its own."""
+    from npe2 import PluginManager
+
+    PluginManager.instance().discover()
+
+
 def _hash(path) -> str:
     with rasterio.open(path) as ds:
         return hashlib.sha256(ds.read().tobytes()).hexdigest()
@@ -102,3 +110,28 @@ def test_layer_moved_by_the_main_widget_is_saved_in_place(
         assert b.crs == a.crs and b.nodata == 0
     np.testing.assert_allclose(moved[[3, 0]], [-8.0, -11.0], atol=0.5)
     np.testing.assert_allclose(moved[[1, 2, 4, 5]], 0.0, atol=1e-6)
+
+
+def test_one_band_of_a_multiband_file_is_saved_where_it_is_shown(tmp_path):
+    from _geo_cases import texture, write_geotiff
+    from affine import Affine
+    from napari.components import ViewerModel
+
+    from napari_coreg._napari._geo_save import layer_moved, write_layer_geotiff
+
+    data = np.stack([texture((30, 40), s) for s in range(2)])
+    transform = Affine(20, 0, 300000.0, 0, -20, 6000000.0)
+    path = write_geotiff(
+        tmp_path / 'mb.tif', data, transform, nodata=0, names=['red', 'nir']
+    )
+    _, nir = ViewerModel().open(str(path), plugin=PLUGIN)
+    assert not layer_moved(nir)
+    nir.affine = [[1, 0, 7.0], [0, 1, -3.0], [0, 0, 1]]  # a registration moved it
+    assert layer_moved(nir)
+    with pytest.raises(ValueError, match='input file'):
+        write_layer_geotiff(nir, path)
+    out = write_layer_geotiff(nir, tmp_path / 'nir.tif')
+    with rasterio.open(out) as ds:
+        np.testing.assert_array_equal(ds.read(), data[1:])
+        assert ds.descriptions == (None,) and ds.nodata == 0
+        assert ds.transform.to_gdal() == (300000.0 - 3, 20, 0, 6000000.0 + 7, 0, -20)

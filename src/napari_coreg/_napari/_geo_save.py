@@ -13,6 +13,7 @@ it in place). Output names are never an input or an existing file:
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -83,8 +84,12 @@ def placed_georef(layer):
 
 def layer_moved(layer) -> bool:
     """Whether the layer is shown away from where its file puts it."""
+    georef = _georef(layer)
     return not np.allclose(
-        placed_georef(layer).world_from_px, _georef(layer).world_from_px, atol=1e-9
+        placed_georef(layer).world_from_px,
+        georef.world_from_px,
+        rtol=0.0,
+        atol=1e-6 * max(georef.pixel_size),
     )
 
 
@@ -113,5 +118,7 @@ def write_layer_geotiff(layer, path: str | os.PathLike) -> Path:
     from napari_coreg.geo import write_geotiff
 
     georef = placed_georef(layer)
+    if len(georef.band_names) > 1:  # one band of several, opened as channels
+        georef = replace(georef, band_names=())
     data = layer.data[0] if getattr(layer, 'multiscale', False) else layer.data
     return write_geotiff(path, np.asarray(data), georef)

@@ -295,7 +295,9 @@ class GeoRegistrationWidget(RunnerWidget):
         if (
             self._result is None
             or layer is not self._target_layer
-            or not np.allclose(layer.affine.affine_matrix, self._placed)
+            or not np.allclose(
+                layer.affine.affine_matrix, self._placed, rtol=1e-12, atol=0.0
+            )
         ):
             return None
         return self._result
