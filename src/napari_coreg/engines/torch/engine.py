@@ -24,6 +24,7 @@ from .compositional import (
     MatrixSteps,
     compositional_gauss_newton,
 )
+from .images import LevelImages
 from .init import starting_points
 from .levels import LevelData, build_level, normalised_frame, sample
 from .metrics import natural
@@ -85,18 +86,31 @@ def _inverse(problem: Problem, index: int) -> bool:
     )
 
 
+def _images(problem: Problem, device: torch.device) -> LevelImages:
+    """The problem's level images, built on first use (see :class:`.LevelImages`)."""
+    return LevelImages(
+        problem.fixed,
+        problem.moving,
+        problem.fixed_grid,
+        problem.moving_grid,
+        problem.schedule,
+        device,
+    )
+
+
 def _level(
     problem: Problem,
     index: int,
     device: torch.device,
     full: bool = False,
     dense: bool = False,
+    images: LevelImages | None = None,
 ) -> LevelData:
     """Level ``index`` of the problem.
 
     ``full`` ignores masks and point limits, ``dense`` keeps the masks and takes
     regularly spaced points; neither differentiates an image (starting points and metric
-    values need values only).
+    values need values only). ``images`` shares the level images between calls.
     """
     n_fixed = int(np.prod(problem.fixed_grid.shape))
     sampling = problem.settings.sampling
@@ -131,6 +145,7 @@ def _level(
         moving_gradient=not (full or dense or _inverse(problem, index)),
         fixed_gradient=not (full or dense) and _inverse(problem, index),
         blur_margins=not (full or dense),
+        images=(images or _images(problem, device))(index),
     )
 
 
@@ -288,13 +303,20 @@ def _as_matrices(steps: Steps, model: ParamModel, base: Tensor) -> MatrixSteps:
         yield row_losses, model.matrices(params, base)
 
 
-def _start(problem: Problem, device: torch.device, norm: np.ndarray):
+def _start(
+    problem: Problem,
+    device: torch.device,
+    norm: np.ndarray,
+    images: LevelImages | None = None,
+):
     """Starting points per frame, best first, and the report.
 
     Starting points per frame, ``(B, K, D+1, D+1)``, best first, and the
     initialisation reports (``None`` with ``initial``).
     """
-    data = _level(problem, 0, device, full=True)
+    if problem.initial is not None:  # nothing to score
+        return starting_points(problem, None, norm, device)
+    data = _level(problem, 0, device, full=True, images=images)
     return starting_points(problem, data, norm, device)
 
 
@@ -320,7 +342,8 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
     device = pick_device(problem.settings.device)
     norm = normalised_frame(problem.fixed_grid)
     model, warm = _models(problem, norm)
-    starts, init_reports = _start(problem, device, norm)
+    images = _images(problem, device)
+    starts, init_reports = _start(problem, device, norm, images)
     batch, n_starts = starts.shape[:2]
     first = problem.schedule[0].iterations
     run_ = _Run(
@@ -338,7 +361,7 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
     reports, won = [], None
     for index in range(len(problem.schedule)):
         started = time.perf_counter()
-        data = _level(problem, index, device)
+        data = _level(problem, index, device, images=images)
         losses: list[float] = []
         if index == 0 and warm is not None:
             yield from _stage(run_, warm, data, index, losses)
@@ -355,7 +378,8 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
             )
         )
     identity = torch.eye(problem.ndim + 1, dtype=torch.float64).expand_as(run_.base)
-    data = _level(problem, len(problem.schedule) - 1, device, dense=True)
+    del data  # the finest level's points and gradients, before the dense points
+    data = _level(problem, len(problem.schedule) - 1, device, dense=True, images=images)
     return Outcome(
         moving_from_fixed=_physical(run_.base, norm),
         initial=starts[:, 0],

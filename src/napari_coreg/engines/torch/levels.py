@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ...pyramid import Level, shrink_per_axis
 from ...transforms import Grid, grid_points, homogeneous
+from .images import blur_margin, level_images, shrink
 
 __all__ = [
     'LevelData',
@@ -34,69 +35,6 @@ def normalised_frame(grid: Grid) -> np.ndarray:
     """``norm_from_phys``: centre the fixed image and divide by half its diagonal."""
     scale = 1.0 / grid.extent
     return homogeneous(np.eye(grid.ndim) * scale, -grid.center * scale)
-
-
-def blur_margin(sigma: float, size: int) -> int:
-    """Pixels at each end of an axis whose blur mixes in the padding.
-
-    Pixels at each end of an axis of ``size`` whose blurred value mixes in
-    the reflected padding (the kernel's radius), or 0 without a blur or on an
-    axis too short to spare them (at least half of it stays).
-    """
-    if sigma <= 0:
-        return 0
-    radius = max(1, math.ceil(3 * sigma))
-    return radius if 4 * radius <= size - 1 else 0
-
-
-def _gaussian_kernel(sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    radius = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    return kernel / kernel.sum()
-
-
-def gaussian_blur(image: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of ``(B, C, *spatial)`` (2D or 3D), reflect edges.
-
-    Each axis is a weighted sum of shifted views of the padded image (one
-    pass per tap): on CPUs this is about ten times faster than a grouped
-    convolution with a one-dimensional kernel.
-    """
-    if sigma <= 0:
-        return image
-    ndim = image.ndim - 2
-    kernel = _gaussian_kernel(sigma, torch.float64, torch.device('cpu'))
-    radius = kernel.numel() // 2
-    for axis in range(ndim):
-        dim = 2 + axis
-        size = image.shape[dim]
-        if size == 1:
-            continue
-        r = min(radius, size - 1)
-        taps = kernel[radius - r : radius + r + 1]
-        taps = (taps / taps.sum()).tolist()  # tiny axis: trimmed kernel
-        pad = [0, 0] * ndim
-        pad[2 * (ndim - 1 - axis)] = pad[2 * (ndim - 1 - axis) + 1] = r
-        padded = F.pad(image, pad, mode='reflect')
-        out = padded.narrow(dim, r, size) * taps[r]
-        for k in range(r):  # symmetric taps: one multiply per pair
-            pair = padded.narrow(dim, k, size) + padded.narrow(dim, 2 * r - k, size)
-            out.add_(pair, alpha=taps[k])
-        image = out
-    return image
-
-
-def _shrink(image: Tensor, shrink: tuple[int, ...]) -> Tensor:
-    """Block-average ``(B, C, *spatial)`` by ``shrink``, dropping partial blocks."""
-    if all(s == 1 for s in shrink):
-        return image
-    spatial = image.shape[2:]
-    crop = [slice(None), slice(None)] + [
-        slice(0, (n // s) * s) for n, s in zip(spatial, shrink, strict=True)
-    ]
-    pool = F.avg_pool2d if len(shrink) == 2 else F.avg_pool3d
-    return pool(image[tuple(crop)], kernel_size=shrink, stride=shrink)
 
 
 def level_grid_matrix(grid: Grid, shrink: tuple[int, ...]) -> np.ndarray:
@@ -121,8 +59,6 @@ class LevelData:
     fixed_points : Tensor, (N, D + 1)
         Homogeneous normalised coordinates of the fixed sample points.
     fixed_values : Tensor, (B or 1, N)
-    fixed_weights : Tensor, (N,)
-        1 inside the fixed mask (all ones without one).
     fixed_gradient : Tensor, (B or 1, N, D), or None
         Gradient of the fixed level at the points, in normalised
         coordinates (built on request: the inverse-compositional solver's
@@ -148,7 +84,6 @@ class LevelData:
 
     fixed_points: Tensor
     fixed_values: Tensor
-    fixed_weights: Tensor
     fixed_gradient: Tensor | None
     moving_stack: Tensor
     gs_from_norm: Tensor
@@ -192,9 +127,8 @@ class LevelData:
         return tuple(bounds)
 
 
-def _pyramid_image(array: np.ndarray, shrink, sigma, device) -> Tensor:
-    image = torch.as_tensor(array, device=device)[:, None]
-    return gaussian_blur(_shrink(image, shrink), sigma)
+#: Values of the strided sample that brackets a top-k's cut-off.
+BRACKET_SAMPLES = 1 << 12
 
 
 def _subset(
@@ -207,21 +141,47 @@ def _subset(
     """
     if n_points <= limit:
         return None
-    if strength is not None:  # in order, without sorting the indices
-        keep = torch.zeros(n_points, dtype=torch.bool, device=strength.device)
-        keep[torch.topk(strength, limit, sorted=False).indices] = True
-        return torch.nonzero(keep)[:, 0].cpu()
+    if strength is not None:
+        return _strongest(strength, limit).cpu()
     if seed is None:
         return torch.arange(0, n_points, math.ceil(n_points / limit))
     generator = torch.Generator().manual_seed(seed)
     return torch.randperm(n_points, generator=generator)[:limit].sort().values
 
 
-def _unravel(index: Tensor, shape: tuple[int, ...]) -> list[Tensor]:
-    """Pixel coordinates ``(N,)`` per axis of flat ``index``, as float64 (exact.
+def _strongest(strength: Tensor, limit: int) -> Tensor:
+    """Indices, in order, of the ``limit`` largest values of ``strength``.
 
-    Float arithmetic is much faster than integer division here).
+    The set of a top-k, found faster on CPUs: a strided sample of
+    ``BRACKET_SAMPLES`` values brackets the cut-off, and only the values
+    inside the bracket are ranked (a plain top-k when the bracket misses).
     """
+    n = strength.numel()
+    sample = strength[:: max(1, n // BRACKET_SAMPLES)].sort().values
+    m = sample.numel()
+    below = 1 - limit / n  # fraction of the values under the cut-off
+    spread = 4 * math.sqrt(below * (1 - below) / m) + 2 / m
+    low = sample[max(0, math.floor((below - spread) * m))]
+    high = sample[min(m - 1, math.ceil((below + spread) * m))]
+    keep = strength > high
+    band = torch.nonzero((strength >= low) & ~keep)[:, 0]
+    need = limit - int(keep.sum())
+    if need < 0 or need > band.numel():  # missed: rank everything
+        keep.zero_()
+        band, need = torch.arange(n, device=strength.device), limit
+    keep[band[torch.topk(strength[band], need, sorted=False).indices]] = True
+    return torch.nonzero(keep)[:, 0]
+
+
+def _unravel(index: Tensor | None, shape: tuple[int, ...]) -> list[Tensor]:
+    """Pixel coordinates ``(N,)`` per axis of flat ``index``, as float64.
+
+    ``None`` stands for every pixel in order. Exact: float arithmetic is
+    much faster than integer division here.
+    """
+    if index is None:
+        axes = [torch.arange(n, dtype=torch.float64) for n in shape]
+        return [c.reshape(-1) for c in torch.meshgrid(*axes, indexing='ij')]
     rest = index.double()
     coords = []
     for size in shape[:0:-1]:
@@ -279,6 +239,7 @@ def build_level(
     moving_gradient: bool = True,
     fixed_gradient: bool = False,
     blur_margins: bool = True,
+    images: tuple[Tensor, Tensor] | None = None,
 ) -> LevelData:
     """Shrink, smooth and differentiate one level of the problem.
 
@@ -294,12 +255,15 @@ def build_level(
     shifted camera crop by 0.05 px (0.15 px with sigma 1). Measured, not yet
     understood: leaving out the fixed image's margin as well moved the ITK
     brain Rotated10 optimum by 0.27 px, so the fixed points keep theirs.
+    ``images`` are the level's images when already built
+    (:func:`.images.level_images`).
     """
     ndim = fixed_grid.ndim
     f_shrink = shrink_per_axis(fixed_grid.shape, level.factor)
     m_shrink = shrink_per_axis(moving_grid.shape, level.factor)
-    fixed_l = _pyramid_image(fixed, f_shrink, level.sigma, device)[:, 0]
-    moving_l = _pyramid_image(moving, m_shrink, level.sigma, device)
+    if images is None:
+        images = level_images(fixed, moving, fixed_grid, moving_grid, level, device)
+    fixed_l, moving_l = images
     fixed_shape = tuple(fixed_l.shape[1:])
     moving_shape = tuple(moving_l.shape[2:])
 
@@ -309,7 +273,7 @@ def build_level(
     index = None  # every pixel, without materialising their indices
     if fixed_mask is not None:
         keep = (
-            _shrink(
+            shrink(
                 torch.as_tensor(fixed_mask, dtype=torch.float32)[None, None], f_shrink
             )[0, 0]
             >= 0.5
@@ -329,22 +293,21 @@ def build_level(
             strength = strength[index.to(strength.device)]
         chosen = _subset(count, strong_points, None, strength)
         index = chosen if index is None else index[chosen]
-    if index is None:
-        index = torch.arange(n_pixels)
     norm_from_px = torch.as_tensor(
         norm_from_phys @ level_grid_matrix(fixed_grid, f_shrink)
     )
     columns = _rows_at(norm_from_px[None, :ndim], _unravel(index, fixed_shape))
-    ones = torch.ones(index.numel(), dtype=torch.float64)
-    points = torch.stack([*(c[0] for c in columns), ones], dim=-1)
-    on_device = index.to(device)
+    count = columns[0].shape[1]
+    points = torch.ones((count, ndim + 1), dtype=fixed_l.dtype, device=device)
+    for axis, column in enumerate(columns):
+        points[:, axis] = column[0]
+    on_device = slice(None) if index is None else index.to(device)
     values = fixed_l.reshape(fixed_l.shape[0], -1)[:, on_device]
-    weights = torch.ones(index.numel())
     gradient_at_points = None
     if fixed_gradient:
         linear = np.linalg.inv(norm_from_px.numpy())[:ndim, :ndim]
         at_points = [g.flatten(1)[:, on_device] for g in fixed_grads]
-        gradient_at_points = fixed_l.new_zeros((fixed_l.shape[0], ndim, index.numel()))
+        gradient_at_points = fixed_l.new_zeros((fixed_l.shape[0], ndim, count))
         _in_frame(at_points, linear, gradient_at_points, 0)
         gradient_at_points = gradient_at_points.transpose(1, 2)
     del fixed_grads
@@ -363,7 +326,7 @@ def build_level(
         _in_frame(_axis_gradients(moving_l[:, 0]), px_from_norm, stack, 1)
     if moving_mask is not None:
         mask = torch.as_tensor(moving_mask, dtype=moving_l.dtype, device=device)
-        stack[:, -1] = _shrink(mask[None, None], m_shrink)[:, 0]
+        stack[:, -1] = shrink(mask[None, None], m_shrink)[:, 0]
     del moving_l
     gs_from_norm = _grid_sample_from_px(moving_shape) @ px_from_norm
 
@@ -372,9 +335,8 @@ def build_level(
         np.c_[grid_points(fixed_shape), np.ones(2**ndim + 1)] @ norm_from_px.numpy().T
     )
     return LevelData(
-        fixed_points=points.to(device=device, dtype=dtype),
+        fixed_points=points,
         fixed_values=values,
-        fixed_weights=weights.to(device=device, dtype=dtype),
         fixed_gradient=gradient_at_points,
         moving_stack=stack,
         gs_from_norm=torch.as_tensor(gs_from_norm, device=device, dtype=dtype),
@@ -486,7 +448,7 @@ def sample(
         padding_mode='zeros',
         align_corners=True,
     ).reshape(stack.shape[0], stack.shape[1], -1)
-    weights = inside.to(dtype) * data.fixed_weights
+    weights = inside.to(dtype)
     if data.has_moving_mask:
         weights = weights * (sampled[:, -1] >= 0.5)
     gradient = None
