@@ -1,7 +1,8 @@
-"""Pyramid images on torch: block averages, a separable Gaussian blur, and a
-one-level cache so that the starting points, the optimiser and the final
-metric of a registration share each level's images instead of rebuilding
-them.
+"""Pyramid images on torch: block averages and a separable Gaussian blur.
+
+A one-level cache (:class:`LevelImages`) lets the starting points, the
+optimiser and the final metric of a registration share each level's images
+instead of rebuilding them.
 """
 
 from __future__ import annotations
@@ -98,8 +99,10 @@ def level_images(
     level: Level,
     device: torch.device,
 ) -> tuple[Tensor, Tensor]:
-    """The fixed ``(B or 1, *spatial)`` and moving ``(B, 1, *spatial)`` images
-    of one level: block-averaged by the level's shrink and smoothed."""
+    """The fixed and moving images of one level: block-averaged, smoothed.
+
+    Fixed ``(B or 1, *spatial)``, moving ``(B, 1, *spatial)``.
+    """
     f_shrink = shrink_per_axis(fixed_grid.shape, level.factor)
     m_shrink = shrink_per_axis(moving_grid.shape, level.factor)
     fixed_l = _pyramid_image(fixed, f_shrink, level.sigma, device)[:, 0]
