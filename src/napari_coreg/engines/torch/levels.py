@@ -362,9 +362,10 @@ class Sample:
     geometry (forward-additive derivatives need it).
     """
 
-    values: Tensor  # (B, N)
+    values: Tensor  # (B, N): 0 outside the moving level
     weights: Tensor  # (B, N): overlap (and masks)
-    gradient: Tensor | None  # (B, N, D): d values / d mapped point (normalised)
+    gradient: Tensor | None  # (B, N, D): d values / d mapped point
+    # (normalised), 0 where the weight is
     mapped: Tensor | None = None  # (B, N, D): mapped points (normalised)
     points: Tensor | None = None  # (B, N, D + 1): homogeneous fixed points
     depth: Tensor | None = None  # (B, N): projective depth w
@@ -409,17 +410,13 @@ def sample(
     """
     ndim = data.ndim
     stack = data.moving_stack
-    if frames is not None and not (
-        frames.numel() == stack.shape[0]
-        and torch.equal(frames.cpu(), torch.arange(stack.shape[0]))
-    ):
+    if frames is not None and frames.tolist() != list(range(stack.shape[0])):
         stack = stack[frames.to(stack.device)]
     matrices = matrices.to(dtype=torch.float64)
     dtype, device = stack.dtype, stack.device
     coords = list(data.fixed_columns)
-    affine = bool(
-        (matrices[:, ndim, :ndim] == 0).all() and (matrices[:, ndim, ndim] == 1).all()
-    )
+    last = matrices.detach()[:, ndim].cpu().numpy()
+    affine = bool((last[:, :ndim] == 0).all() and (last[:, ndim] == 1).all())
     gs_from_norm = data.gs_from_norm.to(torch.float64)
     mapped = depth = None
     if affine:
@@ -453,7 +450,7 @@ def sample(
         weights = weights * (sampled[:, -1] >= 0.5)
     gradient = None
     if data.has_moving_gradient:
-        gradient = (sampled[:, 1 : 1 + ndim] * inside[:, None]).transpose(1, 2)
+        gradient = (sampled[:, 1 : 1 + ndim] * weights[:, None]).transpose(1, 2)
     return Sample(
         values=sampled[:, 0] * inside,
         weights=weights,
