@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,12 +153,14 @@ def _subset(
 def _strongest(strength: Tensor, limit: int) -> Tensor:
     """Indices, in order, of the ``limit`` largest values of ``strength``.
 
-    The set of a top-k, found faster on CPUs: a strided sample of
-    ``BRACKET_SAMPLES`` values brackets the cut-off, and only the values
+    The set of a top-k, found faster on CPUs: a random sample (fixed seed)
+    of ``BRACKET_SAMPLES`` values brackets the cut-off, and only the values
     inside the bracket are ranked (a plain top-k when the bracket misses).
     """
     n = strength.numel()
-    sample = strength[:: max(1, n // BRACKET_SAMPLES)].sort().values
+    generator = torch.Generator().manual_seed(0)
+    picks = torch.randint(n, (min(n, BRACKET_SAMPLES),), generator=generator)
+    sample = strength[picks.to(strength.device)].sort().values
     m = sample.numel()
     below = 1 - limit / n  # fraction of the values under the cut-off
     spread = 4 * math.sqrt(below * (1 - below) / m) + 2 / m
@@ -168,8 +171,9 @@ def _strongest(strength: Tensor, limit: int) -> Tensor:
     need = limit - int(keep.sum())
     if need < 0 or need > band.numel():  # missed: rank everything
         keep.zero_()
-        band, need = torch.arange(n, device=strength.device), limit
-    keep[band[torch.topk(strength[band], need, sorted=False).indices]] = True
+        keep[torch.topk(strength, limit, sorted=False).indices] = True
+    else:
+        keep[band[torch.topk(strength[band], need, sorted=False).indices]] = True
     return torch.nonzero(keep)[:, 0]
 
 
@@ -191,31 +195,53 @@ def _unravel(index: Tensor | None, shape: tuple[int, ...]) -> list[Tensor]:
     return [rest, *coords[::-1]]
 
 
-def _axis_gradients(image: Tensor) -> list[Tensor]:
-    """Central differences of ``(B, *spatial)`` along each spatial axis."""
-    return [
-        torch.gradient(image, dim=axis)[0]
-        if image.shape[axis] > 1
-        else torch.zeros_like(image)
-        for axis in range(1, image.ndim)
-    ]
+def _axis_gradients(image: Tensor) -> Iterator[Tensor]:
+    """Central differences of ``(B, *spatial)`` along each spatial axis.
+
+    One-sided at the ends (as :func:`torch.gradient`). One axis at a time,
+    in one buffer that the next axis overwrites (use or copy each before
+    asking for the next), so that a large level holds one gradient at once.
+    """
+    out = torch.empty_like(image)
+    for axis in range(1, image.ndim):
+        n = image.shape[axis]
+        if n == 1:
+            out.zero_()
+        else:
+            inner = out.narrow(axis, 1, n - 2)
+            torch.sub(
+                image.narrow(axis, 2, n - 2), image.narrow(axis, 0, n - 2), out=inner
+            )
+            inner.mul_(0.5)
+            for end, ahead, behind in ((0, 1, 0), (n - 1, n - 1, n - 2)):
+                torch.sub(
+                    image.narrow(axis, ahead, 1),
+                    image.narrow(axis, behind, 1),
+                    out=out.narrow(axis, end, 1),
+                )
+        yield out
 
 
-def _gradient_magnitude(gradients: list[Tensor]) -> Tensor:
+def _gradient_magnitude(gradients: Iterable[Tensor]) -> Tensor:
     """Sum over the batch of the squared gradient magnitude, flat."""
-    magnitude = sum(g.square().sum(dim=0) for g in gradients)
+    magnitude = None
+    for g in gradients:  # squared in place: the buffer is not kept
+        g = g.square_()
+        g = g.sum(dim=0) if g.shape[0] > 1 else g[0]
+        magnitude = g.clone() if magnitude is None else magnitude.add_(g)
     return magnitude.reshape(-1)
 
 
 def _in_frame(
-    gradients: list[Tensor], linear: np.ndarray, out: Tensor, offset: int
+    gradients: Iterable[Tensor], linear: np.ndarray, out: Tensor, offset: int
 ) -> None:
     """Write pixel-axis gradients in normalised coordinates.
 
     Write pixel-axis gradients, turned into normalised coordinates by
-    ``linear`` (``px_from_norm``'s linear part), into channels of ``out``.
+    ``linear`` (``px_from_norm``'s linear part, ``(D, D)``), into channels
+    ``offset`` to ``offset + D`` of ``out``.
     """
-    ndim = len(gradients)
+    ndim = len(linear)
     out[:, offset : offset + ndim] = 0
     for axis, along in enumerate(gradients):
         for to in range(ndim):
@@ -285,10 +311,14 @@ def build_level(
         index = chosen if index is None else index[chosen]
         count = index.numel()
     fixed_grads = None
-    if fixed_gradient or (strong_points is not None and count > strong_points):
-        fixed_grads = _axis_gradients(fixed_l)
+    if fixed_gradient:
+        fixed_grads = [g.clone() for g in _axis_gradients(fixed_l)]
     if strong_points is not None and count > strong_points:
-        strength = _gradient_magnitude(fixed_grads)
+        strength = _gradient_magnitude(
+            (g.clone() for g in fixed_grads)
+            if fixed_grads
+            else _axis_gradients(fixed_l)
+        )
         if index is not None:
             strength = strength[index.to(strength.device)]
         chosen = _subset(count, strong_points, None, strength)
@@ -320,10 +350,14 @@ def build_level(
     # that a single grid_sample call reads them all
     n_grad = ndim if moving_gradient else 0
     n_channels = 1 + n_grad + (moving_mask is not None)
-    stack = moving_l.new_empty((moving_l.shape[0], n_channels, *moving_shape))
-    stack[:, :1] = moving_l
+    if n_channels == 1:  # the image alone: no copy
+        stack = moving_l
+    else:
+        stack = moving_l.new_empty((moving_l.shape[0], n_channels, *moving_shape))
+        stack[:, :1] = moving_l
     if moving_gradient:
-        _in_frame(_axis_gradients(moving_l[:, 0]), px_from_norm, stack, 1)
+        linear = px_from_norm[:ndim, :ndim]
+        _in_frame(_axis_gradients(moving_l[:, 0]), linear, stack, 1)
     if moving_mask is not None:
         mask = torch.as_tensor(moving_mask, dtype=moving_l.dtype, device=device)
         stack[:, -1] = shrink(mask[None, None], m_shrink)[:, 0]
