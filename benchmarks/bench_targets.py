@@ -23,9 +23,11 @@ calls them and keeps what they return:
   torch engine, our SimpleITK backend and SimpleITK driven by hand
   (:func:`bench_speed._sitk_by_hand_3d`), interleaved in one child; and the
   SimpleITK backend on a 2D pair and the original CT (:func:`bench_speed.suite_sitk`);
-* peak memory of a 4096² pair (:func:`bench_memory.run`) and of a 512³
-  float32 volume pair (rigid + MI, 2 iterations per level: buffers do not
-  depend on the iteration count);
+* peak memory (``VmHWM`` of a fresh process) of registering a 4096² pair
+  (:func:`bench_memory.memory_pair`, each of :data:`bench_memory.SETTINGS`)
+  and a 512³ float32 volume pair (rigid + MI, 2 iterations per level:
+  buffers do not depend on the iteration count), with the peak so far when
+  each pyramid level starts (where the memory goes);
 * for every time row whose target is not met, a profile of ours (cProfile:
   the phases of :data:`bench_speed.PHASES` and the functions with the most
   own time).
@@ -231,19 +233,46 @@ def volumes(fixed: str, moving: str, truth_path: str, repeats: int) -> dict[str,
     }
 
 
+def _traced(run: Callable[[Callable], Any]) -> dict[str, Any]:
+    """Run ``run(callback)``; note the peak RSS so far (``VmHWM``, MiB) when
+    each pyramid level takes its first step: where the memory goes."""
+    by_level: list[list[float]] = []
+
+    def callback(progress) -> None:
+        if not by_level or by_level[-1][0] != progress.level:
+            by_level.append([progress.level, harness.proc_status().get('VmHWM')])
+
+    harness.baseline()
+    with harness.timed() as t:
+        result = run(callback)
+    return {
+        **t,
+        'hwm_by_level': by_level,
+        'level_shapes': [list(lv.shape) for lv in result.levels],
+        'matrix': np.asarray(result.moving_from_fixed).tolist(),
+    }
+
+
+def pair_memory(path: str, model: str, metric: str) -> dict[str, Any]:
+    """Register the 2D pair saved at ``path`` once (default settings)."""
+    from napari_coreg import register
+
+    _limit()
+    data = np.load(path)
+    fixed, moving = data['fixed'], data['moving']
+    return _traced(lambda cb: register(fixed, moving, model, metric, callback=cb))
+
+
 def volume_memory(fixed: str, moving: str) -> dict[str, Any]:
     """Register the volume pair at these paths once (rigid + MI, 2 iterations
-    per level)."""
+    per level: a level's buffers do not depend on the iteration count)."""
     import SimpleITK as sitk
 
     from napari_coreg import register
 
     _limit()
     pair = [sitk.ReadImage(path) for path in (fixed, moving)]
-    harness.baseline()
-    with harness.timed() as t:
-        res = register(*pair, 'rigid', 'mi', iterations=2)
-    return {**t, 'level_shapes': [list(lv.shape) for lv in res.levels]}
+    return _traced(lambda cb: register(*pair, 'rigid', 'mi', iterations=2, callback=cb))
 
 
 # --------------------------------------------------------------------------
@@ -349,9 +378,27 @@ def _volume_pair(
     return {'fixed': str(fixed), 'moving': str(moving)}
 
 
+def _pair_memory(size: int, tmp: Path, log: harness.Log) -> list[dict[str, Any]]:
+    """Peak memory of each setting of :data:`bench_memory.SETTINGS` on a
+    ``size``² pair (:func:`bench_memory.memory_pair`)."""
+    import bench_memory
+    from scoring import error_px
+
+    fixed, moving, truth = bench_memory.memory_pair(size)
+    path = tmp / 'pair.npz'
+    np.savez(path, fixed=fixed, moving=moving)
+    out = []
+    for settings in bench_memory.SETTINGS:
+        got = _child(log, 'pair_memory', path=str(path), **settings)
+        if 'matrix' in got:
+            got['error_px'] = error_px(got.pop('matrix'), truth, (size, size))
+        out.append({'size': size, **settings, **got})
+    path.unlink()
+    return out
+
+
 def measure(args: argparse.Namespace, log: harness.Log) -> dict[str, Any]:
     """Every row's measurements (and profiles of the rows not met)."""
-    import bench_memory
     import bench_stack
 
     size, repeats = args.speed_size, args.speed_repeats
@@ -384,16 +431,14 @@ def measure(args: argparse.Namespace, log: harness.Log) -> dict[str, Any]:
         out['sitk'] = _child(
             log, 'sitk_backend_2d', size=size, repeats=repeats, data=sitk_data
         )
-        memory: dict[str, Any] = {}
-        ns = argparse.Namespace(only=None, memory_size=args.pair_memory_size)
-        bench_memory.run(ns, memory, log)
-        out['pair_memory'] = memory['memory']
+        out['pair_memory'] = _pair_memory(args.pair_memory_size, tmp, log)
         big = _volume_pair(args.volume_memory_size, tmp, ct, linear=True)
         if big is not None:
             out['volume_memory'] = {
                 'size': args.volume_memory_size,
                 **_child(log, 'volume_memory', **big),
             }
+            out['volume_memory'].pop('matrix', None)
             for path in big.values():
                 Path(path).unlink()
         out['profiles'] = {}

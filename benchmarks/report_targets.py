@@ -30,10 +30,14 @@ BRAIN_TOLERANCE_PX = 0.05
 
 
 def _row(**cells: Any) -> dict[str, Any]:
-    """One table row: ``title``, ``ours``, ``peer``, ``ratio`` (float or None),
-    ``target``, ``met`` (bool or None: not measured), ``errors``, ``profile``
-    (the key of the profile that explains a miss, or None)."""
-    row = dict.fromkeys(('ours', 'peer', 'ratio', 'errors', 'profile'))
+    """One table row: ``title``, ``ours``, ``peer``, ``ratio`` and
+    ``cpu_ratio`` (wall and CPU time, float or None), ``target``, ``met``
+    (bool or None: not measured), ``errors``, ``profile`` (the key of the
+    profile that explains a miss, or None), ``explain`` (a paragraph that
+    explains a miss, or None)."""
+    row = dict.fromkeys(
+        ('ours', 'peer', 'ratio', 'cpu_ratio', 'errors', 'profile', 'explain')
+    )
     row['met'] = None
     return {**row, **cells}
 
@@ -123,6 +127,7 @@ def _stack_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             _row(
                 title=f'{title} vs pystackreg',
+                cpu_ratio=ours['cpu_seconds'] / peer['cpu_seconds'],
                 ours=f'{per_frame[0]:.0f} ms/frame',
                 peer=f'{per_frame[1]:.0f} ms/frame',
                 ratio=ratio,
@@ -159,6 +164,7 @@ def _volume_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             _row(
                 title=title,
+                cpu_ratio=ours['cpu_seconds'] / hand['cpu_seconds'],
                 ours=_ms(ours['seconds']),
                 peer=_ms(hand['seconds']),
                 ratio=ratio,
@@ -190,35 +196,55 @@ def _sitk_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _gb(mib: float) -> str:
+    return f'{mib * 2**20 / 1e9:.2f} GB'
+
+
 def _memory_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for r in m.get('pair_memory', []):
-        kw = r.get('kw', {})
-        title = f'{r["size"]}² pair, {kw.get("model")} + {kw.get("metric")}: peak RSS'
-        rows.append(
-            _memory_row(title, 1.2, r.get('peak_mb'), r, f'{r.get("err", 0):.3f} px')
-        )
+        title = f'{r["size"]}² pair, {r["model"]} + {r["metric"]}: peak RSS'
+        errors = f'{r["error_px"]:.3f} px' if 'error_px' in r else '-'
+        rows.append(_memory_row(title, 1.2, r, errors))
     got = m.get('volume_memory')
     if got:
-        size = got.get('size', 512)
-        title = f'{size}³ float32 volume pair, rigid + MI: peak RSS'
-        peak = got.get('memory', {}).get('peak_rss_mib')
-        rows.append(_memory_row(title, 6.0, peak, got, '(2 iterations per level)'))
+        title = f'{got["size"]}³ float32 volume pair, rigid + MI: peak RSS'
+        rows.append(_memory_row(title, 6.0, got, '(2 iterations per level)'))
     return rows
 
 
-def _memory_row(title, limit_gb, peak_mib, got, errors) -> dict[str, Any]:
+def _memory_row(title: str, limit_gb: float, got: dict, errors: str) -> dict:
     target = f'< {limit_gb:g} GB'
-    if peak_mib is None:
+    peak = got.get('memory', {}).get('peak_rss_mib')
+    if peak is None:
         return _failed(title, target, got)
-    before = got.get('base_mb') or got.get('memory', {}).get('rss_before_mib') or 0
+    before = got['memory'].get('rss_before_mib') or 0.0
+    met = peak < limit_gb * GB
     return _row(
         title=title,
-        ours=f'{peak_mib * 2**20 / 1e9:.2f} GB ({before * 2**20 / 1e9:.2f} GB before)',
+        ours=f'{_gb(peak)} ({_gb(before)} before)',
         peer='-',
         target=target,
-        met=peak_mib < limit_gb * GB,
+        met=met,
         errors=errors,
+        explain=None if met else memory_text(title, got),
+    )
+
+
+def memory_text(title: str, got: dict[str, Any]) -> str:
+    """One paragraph: the peak RSS so far when each pyramid level started."""
+    memory, shapes = got['memory'], got.get('level_shapes', [])
+    steps = ', '.join(
+        f'level {level} ({"×".join(map(str, shapes[int(level)]))}) {_gb(hwm)}'
+        for level, hwm in got.get('hwm_by_level', [])
+        if hwm is not None and int(level) < len(shapes)
+    )
+    return (
+        f'- **{title}**: {_gb(memory.get("rss_before_mib") or 0.0)} before the '
+        'registration (interpreter, libraries and the loaded pair); peak so far '
+        f'when each level took its first step: {steps or "not recorded"}; '
+        f'peak at the end {_gb(memory["peak_rss_mib"])} '
+        f'({got.get("seconds", float("nan")):.0f} s).'
     )
 
 
@@ -292,16 +318,31 @@ def _met(value: bool | None) -> str:
     return {True: 'met', False: '**not met**', None: '-'}[value]
 
 
+def _ratio_cell(wall: float | None, cpu: float | None) -> str:
+    if wall is None:
+        return '-'
+    text = f'{wall:.3f}×' if wall < 1 else f'{wall:.2f}×'
+    return text if cpu is None else f'{text} ({cpu:.2f}×)'
+
+
 def target_table(table_rows: list[dict[str, Any]]) -> str:
     """The rows as a markdown table."""
     return md_table(
-        ['row', 'ours', 'peer', 'ours / peer', 'target', 'met', 'errors: ours vs peer'],
+        [
+            'row',
+            'ours',
+            'peer',
+            'ours / peer: wall (CPU)',
+            'target',
+            'met',
+            'errors: ours vs peer',
+        ],
         [
             [
                 r['title'],
                 r['ours'] or '-',
                 r['peer'] or '-',
-                '-' if r['ratio'] is None else f'{r["ratio"]:.2f}×',
+                _ratio_cell(r['ratio'], r['cpu_ratio']),
                 r['target'],
                 _met(r['met']),
                 r['errors'] or '-',
@@ -361,6 +402,7 @@ def section(targets: dict[str, Any] | None, gpu: dict[str, Any] | None) -> list[
         for r in table_rows
         if r['profile'] in profiles
     ]
+    memory = [r['explain'] for r in table_rows if r['explain']]
     out = [
         *head,
         f'Measured in one run by `python benchmarks/{run["command"]}` on '
@@ -396,5 +438,10 @@ def section(targets: dict[str, Any] | None, gpu: dict[str, Any] | None) -> list[
             'cumulative and nest; "most own time" names the Python functions and '
             'torch/numpy operations where the time is spent.\n',
             '\n'.join(explained) + '\n',
+        ]
+    if memory:
+        out += [
+            '### Where our memory goes (rows not met)\n',
+            '\n'.join(memory) + '\n',
         ]
     return [*out, _gpu_note(gpu) + '\n']
