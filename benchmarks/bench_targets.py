@@ -456,6 +456,9 @@ def measure(args: argparse.Namespace, log: harness.Log) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, store: dict, log: harness.Log) -> set[str]:
     """Measure every row; store them under ``store['targets']``; the group ``speed``."""
+    if args.only:
+        log('speed: skipped with --only (each row needs ours and the peer)')
+        return set()
     started, load_start = time.perf_counter(), os.getloadavg()[0]
     measured = measure(args, log)
     command = ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])
