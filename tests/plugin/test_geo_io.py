@@ -185,3 +185,39 @@ def test_sentinel2_pair_overlays_and_registers_in_a_real_viewer(
     written = widget.save()
     with rasterio.open(s2 / TGT) as a, rasterio.open(written) as b:
         assert hashlib.sha256(a.read()).digest() == hashlib.sha256(b.read()).digest()
+
+
+def _noise_target(tmp_path, tgt):
+    with rasterio.open(tgt) as ds:
+        transform, shape = ds.transform, ds.shape
+    noise = np.random.default_rng(5).integers(1, 4000, shape).astype(np.uint16)
+    return write_geotiff(tmp_path / 'noise.tif', noise, transform, nodata=0)
+
+
+def test_held_result_is_not_applied(tmp_path, make_napari_viewer):
+    from napari_coreg._napari._geo_widget import (
+        GeoRegistrationWidget,
+        register_geo_layers,
+    )
+
+    ref, tgt = shifted_pair(tmp_path, (0.6, -0.9))
+    noise = _noise_target(tmp_path, tgt)
+    viewer = make_napari_viewer()
+    (ref_layer,) = viewer.open(str(ref), plugin=PLUGIN)
+    (noise_layer,) = viewer.open(str(noise), plugin=PLUGIN)
+    affine = noise_layer.affine.affine_matrix.copy()
+    with pytest.warns(UserWarning, match='not applied: .*clear match'):
+        reg = register_geo_layers(ref_layer, noise_layer, viewer, window=128)
+    assert reg.verdict == 'failed'
+    np.testing.assert_array_equal(noise_layer.affine.affine_matrix, affine)
+    # the widget neither moves the layer nor offers to save it
+    widget = GeoRegistrationWidget(viewer)
+    widget._target_layer = noise_layer
+    widget._on_done(reg)
+    assert widget._result is None and not widget._save.enabled
+    assert widget._status.value.startswith('Not applied')
+    np.testing.assert_array_equal(noise_layer.affine.affine_matrix, affine)
+    assert viewer.layers[-1].name.startswith(f'{noise_layer.name} tie points')
+    # asked for, it is applied all the same
+    register_geo_layers(ref_layer, noise_layer, window=128, apply_anyway=True)
+    assert noise_layer.metadata['napari_coreg_geo']['summary'].endswith('failed')

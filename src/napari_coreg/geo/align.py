@@ -286,6 +286,7 @@ def register_rasters(
     nodata: float | str | None = 'auto',
     backend: str = 'torch',
     progress: Callable[[int, int], None] | None = None,
+    client: Any = None,
     **settings,
 ) -> GeoRegistration:
     """Co-register a target scene onto a reference scene in map coordinates.
@@ -341,6 +342,9 @@ def register_rasters(
         Engine backend.
     progress : callable, optional
         Called as ``progress(done, total)`` while tie points are measured.
+    client : dask.distributed.Client or 'local', optional
+        Measure the tie-point windows as dask.distributed tasks (see
+        :func:`~napari_coreg.geo.measure_tie_points`); threads otherwise.
     **settings
         Engine settings (``levels``, ``iterations``, ...).
 
@@ -429,6 +433,7 @@ def register_rasters(
         metric=metric,
         progress=progress,
         similarity=similarity,
+        client=client,
     )
     fixed_from_moving_px, median_px = _fit(tie, model)
     w = grid.georef.world_from_px
