@@ -2,6 +2,8 @@
 
     python benchmarks/bench_geo.py                 # both pairs, AROSICS if found
     python benchmarks/bench_geo.py --no-large      # the Sentinel-2 pair only
+    python benchmarks/bench_geo.py --no-s2         # the 10980² pair only
+    python benchmarks/bench_geo.py --repeat 3      # median times of 3 rounds
     python benchmarks/bench_geo.py --arosics-python PATH/bin/python
     make bench-geo-peers                           # builds that venv, then runs
 
@@ -24,7 +26,8 @@ Every case runs in its own process (:func:`harness.run_case`); peak memory
 is that process's ``VmHWM`` (AROSICS' worker processes, ``CPUs`` = the
 pinned thread count, are not included). The verdict column is ours
 (:mod:`napari_coreg.geo.trust`). Results: ``benchmarks/results/geo.json``
-and ``geo.md``.
+(records merged by pair, mode and tool: a partial run replaces only its
+rows) and ``geo.md``.
 """
 
 from __future__ import annotations
@@ -201,23 +204,74 @@ def _cell(value) -> str:
     return str(value)
 
 
-def table(records: list[dict]) -> str:
-    """The Markdown table of the records."""
+def _key(rec: dict) -> tuple:
+    return rec['pair'], rec['mode'], rec['tool']
+
+
+def summarise(records: list[dict]) -> list[dict]:
+    """One row per (pair, mode, tool): the median time of its runs.
+
+    Shift, error and counts are those of the first successful run (they do
+    not change between runs); peak memory is the largest.
+    """
+    import statistics
+
+    rows: dict[tuple, dict] = {}
+    for rec in records:
+        rows.setdefault(_key(rec), []).append(rec)
+    out = []
+    for key, runs in rows.items():
+        ok = [r for r in runs if r['status'] == 'ok']
+        first = dict((ok or runs)[0].get('result') or {})
+        for what in ('register_s', 'write_s'):
+            times = [r['result'][what] for r in ok if what in r['result']]
+            first[what] = round(statistics.median(times), 2) if times else None
+        peaks = [r['memory'].get('peak_rss_mib') or 0 for r in ok]
+        loads = [r.get('load', float('nan')) for r in runs]
+        out.append(
+            {
+                'pair': key[0],
+                'mode': key[1],
+                'tool': first.get('tool', key[2]),
+                'peer': key[2],
+                'result': first,
+                'peak_mib': round(max(peaks)) if peaks else None,
+                'runs': f'{len(ok)}/{len(runs)}',
+                'load': f'{min(loads):.0f}-{max(loads):.0f}',
+                'error': None if ok else runs[0]['error'],
+            }
+        )
+    for row in out:  # ours' time over AROSICS' for the same pair and mode
+        peer = [
+            o for o in out
+            if o['peer'] == 'AROSICS' and o['pair'] == row['pair']
+            and o['mode'] == row['mode']
+        ]  # fmt: skip
+        mine, theirs = row['result'].get('register_s'), None
+        if peer and row['peer'] == 'ours':
+            theirs = peer[0]['result'].get('register_s')
+        row['ratio'] = round(mine / theirs, 2) if mine and theirs else None
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    """The Markdown table of :func:`summarise`'s rows."""
     lines = [
         '| pair | mode | tool | shift (d_row, d_col) px | error px | valid / points '
-        '| register s | write s | peak MiB | verdict |',
-        '|---|---|---|---|---|---|---|---|---|---|',
+        '| register s (median) | vs AROSICS | write s | peak MiB | verdict '
+        '| runs | load |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ]
-    for rec in records:
-        r = rec.get('result') or {}
-        peak = rec.get('memory', {}).get('peak_rss_mib')
+    for row in rows:
+        r = row['result']
         lines.append(
-            f'| {rec["pair"]} | {rec["mode"]} | {r.get("tool", rec["tool"])} '
+            f'| {row["pair"]} | {row["mode"]} | {row["tool"]} '
             f'| {_cell(r.get("shift_px"))} | {_cell(r.get("error_px"))} '
             f'| {r.get("valid", "-")} / {r.get("points", "-")} '
-            f'| {_cell(r.get("register_s"))} | {_cell(r.get("write_s"))} '
-            f'| {"-" if peak is None else round(peak)} | {r.get("verdict", "-")} |'
-            + ('' if rec['status'] == 'ok' else f' {rec["status"]}: {rec["error"]}')
+            f'| {_cell(r.get("register_s"))} | {_cell(row["ratio"])} '
+            f'| {_cell(r.get("write_s"))} | {_cell(row["peak_mib"])} '
+            f'| {r.get("verdict", "-")} | {row["runs"]} | {row["load"]} |'
+            + (f' {row["error"]}' if row['error'] else '')
         )
     return '\n'.join(lines)
 
@@ -225,9 +279,13 @@ def table(records: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--no-large', action='store_true')
+    parser.add_argument('--no-s2', action='store_true', help='the 10980² pair only')
     parser.add_argument('--arosics-python', help='interpreter with arosics + GDAL')
     parser.add_argument('--data', help='shared data folder')
     parser.add_argument('--timeout', type=float, default=1800.0)
+    parser.add_argument(
+        '--repeat', type=int, default=1, help='rounds, ours and AROSICS interleaved'
+    )
     args = parser.parse_args()
     harness.pin_threads()
     log = harness.logger()
@@ -238,45 +296,53 @@ def main() -> None:
         tmp = Path(tmp)
         cases = []
         s2 = harness.find_data('arosics_s2_inter1', args.data, log)
-        if s2 is not None:
+        if s2 is not None and not args.no_s2:
             cases += _cases(
                 s2 / REF_NAME, s2 / TGT_NAME, S2_REFERENCE, 200, tmp, 'S2 pair', arosics
             )
         if not args.no_large and s2 is not None:  # tiled from S2 pixels
             ref, tgt = make_large_pair(tmp, s2 / REF_NAME)
             cases += _cases(ref, tgt, LARGE_SHIFT, 1000, tmp, '10980²', arosics)
-        for pair, mode, tool, (module, function, kwargs, python) in cases:
-            log(f'{pair} {mode}: {tool}')
-            rec = harness.run_case(
-                'geo', f'{pair} {mode} {tool}', module, function, kwargs,
-                timeout=args.timeout, python=python,
-            )  # fmt: skip
-            rec.update(pair=pair, mode=mode, tool=tool)
-            records.append(rec)
+        for round_ in range(args.repeat):
+            for pair, mode, tool, (module, function, kwargs, python) in cases:
+                log(f'{pair} {mode}: {tool} (round {round_ + 1})')
+                rec_load = os.getloadavg()[0]
+                rec = harness.run_case(
+                    'geo', f'{pair} {mode} {tool}', module, function, kwargs,
+                    timeout=args.timeout, python=python,
+                )  # fmt: skip
+                rec.update(pair=pair, mode=mode, tool=tool, load=rec_load)
+                rec['when'] = time.strftime('%Y-%m-%d %H:%M')
+                records.append(rec)
     header = harness.run_header('python benchmarks/bench_geo.py', started, load)
     header['arosics'] = version
-    harness.save(harness.RESULTS / 'geo.json', {'run': header, 'records': records})
-    text = table(records)
+    store = harness.load(harness.RESULTS / 'geo.json', {'records': []})
+    store['run'] = header  # the latest run; each record keeps its time and load
+    store['records'] = harness.merge(store['records'], records, _key)
+    harness.save(harness.RESULTS / 'geo.json', store)
+    text = table(summarise(store['records']))
     print(text)
-    (harness.RESULTS / 'geo.md').write_text(_document(text, header))
+    (harness.RESULTS / 'geo.md').write_text(_document(text, version))
 
 
-def _document(text: str, header: dict) -> str:
-    version = header['arosics']
+def _document(text: str, version: str | None) -> str:
     peer = f'AROSICS {version}' if version else 'AROSICS (skipped: no interpreter)'
-    load_start, load_end = header['load']
     return (
         f'## Georeferenced rasters: ours and {peer}\n\n'
-        '`python benchmarks/bench_geo.py` (issue 10; `make bench-geo-peers`). '
-        f'Load average {load_start:.1f} at the start, {load_end:.1f} at the '
-        'end, on the 2-core machine shared with '
-        'other jobs: times are noisy, errors and counts are not. Global mode: ours '
-        'is a grid of 256² windows (median shift, after outlier rejection), '
-        "AROSICS' COREG one 256² window; local mode: the same grid for both "
-        '(shift = median of the valid tie points). Error: against the data '
-        "README's reference for the S2 pair (+- about 0.1 px), against the known "
-        'shift for the synthetic 10980² pair. Peak memory: VmHWM of the process '
-        "(AROSICS' worker processes not included). Verdict: ours "
+        '`python benchmarks/bench_geo.py` (issue 10; `make bench-geo-peers`), on '
+        'the 2-core machine shared with other jobs (load average per row: the '
+        'range over its runs): times are noisy, errors and counts are not; '
+        '"vs AROSICS" is the ratio of median register times, ours over AROSICS, '
+        'runs interleaved. Global mode: ours is a grid of 256² windows (median '
+        "shift after outlier rejection), AROSICS' COREG one 256² window at its "
+        'default position; local mode: the same grid for both (shift = median of '
+        "the valid tie points). Error: against the data README's reference for "
+        'the S2 pair (+- about 0.1 px), against the known shift for the '
+        'synthetic 10980² pair. Register time: in the child, from the call to '
+        "the result, reading included. Write: ours' corrected GeoTIFF "
+        '(geotransform moved in global mode; resampled through the displacement '
+        'field in local mode); AROSICS measured only. Peak memory: VmHWM of the '
+        "process (AROSICS' worker processes not included). Verdict: ours "
         '(`napari_coreg.geo.trust`).\n\n' + text + '\n'
     )
 
