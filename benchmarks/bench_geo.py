@@ -72,7 +72,7 @@ def ours(
     model = geo.fit_shift_model(reg.tie_points, 'field') if local else None
     if model is not None:
         reg = reg.assess_local(model)
-    reg.write(out, local=model, order=1)
+    reg.write(out, local=model, order=1, overwrite=True)  # the same each round
     t2 = time.perf_counter()
     tie = reg.tie_points
     shift = (

@@ -11,7 +11,9 @@ simply moves), and the tie points are added as a Points layer coloured by
 reliability (invalid points in grey). *Save corrected GeoTIFF* writes the
 corrected target as a new file (pixels unchanged for a translation,
 resampled onto the reference grid otherwise, or through a smooth
-displacement field with *local*).
+displacement field with *local*). A result the quality check holds
+(:func:`~napari_coreg.quality.hold_reasons`: a ``'failed'`` verdict) moves no
+layer and is not offered for saving; the status line says why.
 """
 
 from __future__ import annotations
