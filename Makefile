@@ -3,6 +3,8 @@
 #                 replaces an earlier demo-output/)
 #   make test   - install everything (Debian packages included), run the suite under Xvfb
 #   make bench  - run the benchmarks against the peers (writes docs/benchmarks.md)
+#   make bench-speed - only issue 11's speed and memory targets, in one run
+#                 (make bench-speed QUICK=1: a smoke run into benchmarks/results/quick.md)
 #   make bench-geo-peers - AROSICS in its own venv (GDAL bindings from Debian's
 #                 libgdal-dev), then benchmarks/bench_geo.py side by side with it
 
@@ -21,7 +23,7 @@ AROSICS_VENV ?= .venv-arosics
 AROSICS_SPEC ?= arosics
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-deps demo test bench bench-geo-peers lint clean
+.PHONY: setup system-deps demo test bench bench-speed bench-geo-peers lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +51,9 @@ test: setup system-deps
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
+
+bench-speed: setup
+	$(BIN)/python benchmarks/run_all.py --suites speed $(if $(QUICK),--quick)
 
 $(AROSICS_VENV)/.installed:
 	command -v gdal-config >/dev/null || \
