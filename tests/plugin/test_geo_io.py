@@ -142,3 +142,41 @@ def test_writeback_moves_the_layer_and_shows_tie_points(tmp_path):
     points = viewer.add_points(data, **kwargs)
     assert kind == 'points' and len(points.data) == len(reg.tie_points)
     assert 'reliability' in points.features
+
+
+def _noise_target(tmp_path, tgt):
+    with rasterio.open(tgt) as ds:
+        transform, shape = ds.transform, ds.shape
+    noise = np.random.default_rng(5).integers(1, 4000, shape).astype(np.uint16)
+    return write_geotiff(tmp_path / 'noise.tif', noise, transform, nodata=0)
+
+
+def test_held_result_is_not_applied(tmp_path, make_napari_viewer):
+    from napari_coreg._napari._geo_widget import (
+        GeoRegistrationWidget,
+        register_geo_layers,
+    )
+
+    ref, tgt = shifted_pair(tmp_path, (0.6, -0.9))
+    noise = _noise_target(tmp_path, tgt)
+    viewer = make_napari_viewer()
+    (ref_layer,) = viewer.open(str(ref), plugin=PLUGIN)
+    (noise_layer,) = viewer.open(str(noise), plugin=PLUGIN)
+    affine = noise_layer.affine.affine_matrix.copy()
+    with pytest.warns(UserWarning, match='not applied: .*clear match'):
+        reg = register_geo_layers(ref_layer, noise_layer, viewer, window=128)
+    assert reg.verdict == 'failed'
+    np.testing.assert_array_equal(noise_layer.affine.affine_matrix, affine)
+    # the widget neither moves the layer nor offers to save it
+    widget = GeoRegistrationWidget(viewer)
+    widget._target_layer = noise_layer
+    widget._on_done(reg)
+    assert widget._result is None
+    assert widget._status.value.startswith('Not applied')
+    assert widget.save() is None  # nothing to save: the status line says why
+    assert 'register it first' in widget._status.value
+    np.testing.assert_array_equal(noise_layer.affine.affine_matrix, affine)
+    assert viewer.layers[-1].name.startswith(f'{noise_layer.name} tie points')
+    # asked for, it is applied all the same
+    register_geo_layers(ref_layer, noise_layer, window=128, apply_anyway=True)
+    assert noise_layer.metadata['napari_coreg_geo']['summary'].endswith('failed')

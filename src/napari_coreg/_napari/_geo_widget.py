@@ -12,15 +12,18 @@ reliability (invalid points in grey). *Save corrected GeoTIFF* writes the
 corrected target as a new file (pixels unchanged for a translation,
 resampled onto the reference grid otherwise, or through a smooth
 displacement field with *local*): never over an input, and never over an
-existing file (a free name is picked and shown). A target moved otherwise
-(e.g. by *Register images*) is saved where it is shown, pixels unchanged
-(:func:`._geo_save.write_layer_geotiff`). *Open dropped .tif / .jp2
-here* sets napari's reader preference for those extensions (see
-:func:`._geo_io.prefer_for_drops`).
+existing file (a free name is picked and shown). A result the quality check
+holds (:func:`~napari_coreg.quality.hold_reasons`: a ``'failed'`` verdict)
+moves no layer and is not offered for saving; the status line says why. A
+target moved otherwise (e.g. by *Register images*) is saved where it is
+shown, pixels unchanged (:func:`._geo_save.write_layer_geotiff`). *Open
+dropped .tif / .jp2 here* sets napari's reader preference for those
+extensions (see :func:`._geo_io.prefer_for_drops`).
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,9 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
+from napari.utils.notifications import show_warning
 
+from ..quality.hold import hold_reasons
 from ._geo_io import METADATA_KEY, prefer_for_drops, preferred_for_drops
 from ._geo_save import (
     free_path,
@@ -109,7 +114,9 @@ def tie_points_layer(tie, name: str = 'tie points') -> tuple:
     )
 
 
-def register_geo_layers(reference, target, viewer=None, **kwargs):
+def register_geo_layers(
+    reference, target, viewer=None, *, apply_anyway: bool = False, **kwargs
+):
     """Co-register two georeferenced image layers from a script.
 
     Runs :func:`napari_coreg.geo.register_rasters` on the layers' files (or
@@ -123,6 +130,10 @@ def register_geo_layers(reference, target, viewer=None, **kwargs):
         Layers opened by the georeferenced reader (``metadata['geo']``).
     viewer : napari.Viewer or napari.components.ViewerModel, optional
         Where the tie points are shown.
+    apply_anyway : bool
+        Move ``target`` even when the quality check holds the result
+        (:func:`~napari_coreg.quality.hold_reasons`: a ``'failed'``
+        verdict); otherwise a held result only warns.
     **kwargs
         Passed to :func:`~napari_coreg.geo.register_rasters` (``model``,
         ``window``, ``spacing``, ``similarity``, ...).
@@ -140,7 +151,16 @@ def register_geo_layers(reference, target, viewer=None, **kwargs):
                 'JPEG 2000 files with the napari-coreg reader'
             )
     registration = register_rasters(_source(reference), _source(target), **kwargs)
-    apply_to_layer(target, registration)
+    held = [] if apply_anyway else hold_reasons(registration)
+    if held:
+        warnings.warn(
+            f'the result was not applied: {"; ".join(held)} (pass '
+            'apply_anyway=True to apply it all the same)',
+            UserWarning,
+            stacklevel=2,
+        )
+    else:
+        apply_to_layer(target, registration)
     if viewer is not None:
         data, layer_kwargs, _ = tie_points_layer(
             registration.tie_points, name=f'{target.name} tie points'
@@ -279,13 +299,21 @@ class GeoRegistrationWidget(RunnerWidget):
 
     def _on_done(self, registration) -> None:
         layer = self._target_layer
-        self._result = registration
-        apply_to_layer(layer, registration)
-        self._placed = np.array(layer.affine.affine_matrix)
         data, kwargs, _ = tie_points_layer(
             registration.tie_points, name=f'{layer.name} tie points'
         )
         self._viewer.add_points(data, **kwargs)
+        held = hold_reasons(registration)
+        if held:  # neither moved nor saved; the tie points show why
+            self._result = None
+            self._status.value = (
+                f'Not applied (no layer moved, nothing to save): {"; ".join(held)}'
+            )
+            show_warning(f'Geo registration not applied: {"; ".join(held)}')
+            return
+        self._result = registration
+        apply_to_layer(layer, registration)
+        self._placed = np.array(layer.affine.affine_matrix)
         if str(self._out.value) in ('', '.'):
             self._out.value = suggested_path(layer)
         self._status.value = registration.summary()
