@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ...pyramid import Level, shrink_per_axis
 from ...transforms import Grid, grid_points, homogeneous
+from .jitter import jitter, values_at
 
 __all__ = [
     'LevelData',
@@ -279,6 +280,7 @@ def build_level(
     moving_gradient: bool = True,
     fixed_gradient: bool = False,
     blur_margins: bool = True,
+    jitter_seed: int | None = None,
 ) -> LevelData:
     """Shrink, smooth and differentiate one level of the problem.
 
@@ -294,6 +296,8 @@ def build_level(
     shifted camera crop by 0.05 px (0.15 px with sigma 1). Measured, not yet
     understood: leaving out the fixed image's margin as well moved the ITK
     brain Rotated10 optimum by 0.27 px, so the fixed points keep theirs.
+    ``jitter_seed`` moves the points off the pixel grid (:mod:`.jitter`,
+    fixed values interpolated; not with ``fixed_gradient``).
     """
     ndim = fixed_grid.ndim
     f_shrink = shrink_per_axis(fixed_grid.shape, level.factor)
@@ -334,11 +338,17 @@ def build_level(
     norm_from_px = torch.as_tensor(
         norm_from_phys @ level_grid_matrix(fixed_grid, f_shrink)
     )
-    columns = _rows_at(norm_from_px[None, :ndim], _unravel(index, fixed_shape))
+    pixels = _unravel(index, fixed_shape)
+    if jitter_seed is not None:
+        pixels = jitter(pixels, fixed_shape, jitter_seed)
+    columns = _rows_at(norm_from_px[None, :ndim], pixels)
     ones = torch.ones(index.numel(), dtype=torch.float64)
     points = torch.stack([*(c[0] for c in columns), ones], dim=-1)
     on_device = index.to(device)
-    values = fixed_l.reshape(fixed_l.shape[0], -1)[:, on_device]
+    if jitter_seed is None:
+        values = fixed_l.reshape(fixed_l.shape[0], -1)[:, on_device]
+    else:
+        values = values_at(fixed_l, pixels)
     weights = torch.ones(index.numel())
     gradient_at_points = None
     if fixed_gradient:
