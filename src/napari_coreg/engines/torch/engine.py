@@ -381,6 +381,7 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
             )
         )
     identity = torch.eye(problem.ndim + 1, dtype=torch.float64).expand_as(run_.base)
+    del data  # the last level's images go before the dense level's come
     data = _level(problem, len(problem.schedule) - 1, device, dense=True)
     return Outcome(
         moving_from_fixed=_physical(run_.base, norm),

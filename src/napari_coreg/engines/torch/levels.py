@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -232,31 +233,32 @@ def _unravel(index: Tensor, shape: tuple[int, ...]) -> list[Tensor]:
     return [rest, *coords[::-1]]
 
 
-def _axis_gradients(image: Tensor) -> list[Tensor]:
-    """Central differences of ``(B, *spatial)`` along each spatial axis."""
-    return [
-        torch.gradient(image, dim=axis)[0]
-        if image.shape[axis] > 1
-        else torch.zeros_like(image)
-        for axis in range(1, image.ndim)
-    ]
+def _axis_gradients(image: Tensor) -> Iterator[Tensor]:
+    """Central differences of ``(B, *spatial)`` along each spatial axis.
+
+    One axis at a time, so that a caller that folds them in holds one.
+    """
+    for axis in range(1, image.ndim):
+        if image.shape[axis] > 1:
+            yield torch.gradient(image, dim=axis)[0]
+        else:
+            yield torch.zeros_like(image)
 
 
-def _gradient_magnitude(gradients: list[Tensor]) -> Tensor:
+def _gradient_magnitude(gradients: Iterable[Tensor]) -> Tensor:
     """Sum over the batch of the squared gradient magnitude, flat."""
     magnitude = sum(g.square().sum(dim=0) for g in gradients)
     return magnitude.reshape(-1)
 
 
 def _in_frame(
-    gradients: list[Tensor], linear: np.ndarray, out: Tensor, offset: int
+    gradients: Iterable[Tensor], linear: np.ndarray, out: Tensor, offset: int, ndim: int
 ) -> None:
     """Write pixel-axis gradients in normalised coordinates.
 
-    Write pixel-axis gradients, turned into normalised coordinates by
-    ``linear`` (``px_from_norm``'s linear part), into channels of ``out``.
+    Write the ``ndim`` pixel-axis gradients, turned into normalised coordinates
+    by ``linear`` (``px_from_norm``'s linear part), into channels of ``out``.
     """
-    ndim = len(gradients)
     out[:, offset : offset + ndim] = 0
     for axis, along in enumerate(gradients):
         for to in range(ndim):
@@ -324,11 +326,9 @@ def build_level(
     if chosen is not None:
         index = chosen if index is None else index[chosen]
         count = index.numel()
-    fixed_grads = None
-    if fixed_gradient or (strong_points is not None and count > strong_points):
-        fixed_grads = _axis_gradients(fixed_l)
+    fixed_grads = list(_axis_gradients(fixed_l)) if fixed_gradient else None
     if strong_points is not None and count > strong_points:
-        strength = _gradient_magnitude(fixed_grads)
+        strength = _gradient_magnitude(fixed_grads or _axis_gradients(fixed_l))
         if index is not None:
             strength = strength[index.to(strength.device)]
         chosen = _subset(count, strong_points, None, strength)
@@ -355,9 +355,9 @@ def build_level(
         linear = np.linalg.inv(norm_from_px.numpy())[:ndim, :ndim]
         at_points = [g.flatten(1)[:, on_device] for g in fixed_grads]
         gradient_at_points = fixed_l.new_zeros((fixed_l.shape[0], ndim, index.numel()))
-        _in_frame(at_points, linear, gradient_at_points, 0)
+        _in_frame(at_points, linear, gradient_at_points, 0, ndim)
         gradient_at_points = gradient_at_points.transpose(1, 2)
-    del fixed_grads
+    del fixed_grads, fixed_l
 
     # moving: image, gradient in normalised coordinates, mask
     px_from_norm = np.linalg.inv(
@@ -369,12 +369,12 @@ def build_level(
     n_channels = 1 + n_grad + (moving_mask is not None)
     stack = moving_l.new_empty((moving_l.shape[0], n_channels, *moving_shape))
     stack[:, :1] = moving_l
-    if moving_gradient:
-        _in_frame(_axis_gradients(moving_l[:, 0]), px_from_norm, stack, 1)
-    if moving_mask is not None:
-        mask = torch.as_tensor(moving_mask, dtype=moving_l.dtype, device=device)
-        stack[:, -1] = _shrink(mask[None, None], m_shrink)[:, 0]
     del moving_l
+    if moving_gradient:
+        _in_frame(_axis_gradients(stack[:, 0]), px_from_norm, stack, 1, ndim)
+    if moving_mask is not None:
+        mask = torch.as_tensor(moving_mask, dtype=stack.dtype, device=device)
+        stack[:, -1] = _shrink(mask[None, None], m_shrink)[:, 0]
     gs_from_norm = _grid_sample_from_px(moving_shape) @ px_from_norm
 
     dtype = stack.dtype
