@@ -81,10 +81,17 @@ def gaussian_blur(image: Tensor, sigma: float) -> Tensor:
         pad = [0, 0] * ndim
         pad[2 * (ndim - 1 - axis)] = pad[2 * (ndim - 1 - axis) + 1] = r
         padded = F.pad(image, pad, mode='reflect')
+        del image  # (large volumes: at most the padded copy, out and pair live)
         out = padded.narrow(dim, r, size) * taps[r]
+        pair = torch.empty_like(out)
         for k in range(r):  # symmetric taps: one multiply per pair
-            pair = padded.narrow(dim, k, size) + padded.narrow(dim, 2 * r - k, size)
+            torch.add(
+                padded.narrow(dim, k, size),
+                padded.narrow(dim, 2 * r - k, size),
+                out=pair,
+            )
             out.add_(pair, alpha=taps[k])
+        del padded, pair
         image = out
     return image
 
@@ -236,18 +243,36 @@ def _unravel(index: Tensor, shape: tuple[int, ...]) -> list[Tensor]:
 def _axis_gradients(image: Tensor) -> Iterator[Tensor]:
     """Central differences of ``(B, *spatial)`` along each spatial axis.
 
-    One axis at a time, so that a caller that folds them in holds one.
+    As ``torch.gradient`` (one-sided at the ends), one axis at a time in one
+    buffer that the next axis overwrites, so that a caller that folds each
+    in before asking for the next holds one image more, not three.
     """
+    out = torch.empty_like(image)
     for axis in range(1, image.ndim):
-        if image.shape[axis] > 1:
-            yield torch.gradient(image, dim=axis)[0]
-        else:
-            yield torch.zeros_like(image)
+        n = image.shape[axis]
+        if n == 1:
+            yield out.zero_()
+            continue
+        inner = out.narrow(axis, 1, n - 2)
+        torch.sub(image.narrow(axis, 2, n - 2), image.narrow(axis, 0, n - 2), out=inner)
+        inner.mul_(0.5)
+        for end, (a, b) in ((0, (1, 0)), (n - 1, (n - 1, n - 2))):
+            torch.sub(
+                image.narrow(axis, a, 1),
+                image.narrow(axis, b, 1),
+                out=out.narrow(axis, end, 1),
+            )
+        yield out
 
 
 def _gradient_magnitude(gradients: Iterable[Tensor]) -> Tensor:
     """Sum over the batch of the squared gradient magnitude, flat."""
-    magnitude = sum(g.square().sum(dim=0) for g in gradients)
+    magnitude = None
+    for g in gradients:  # in place: no temporary image per axis
+        if magnitude is None:
+            magnitude = torch.zeros_like(g[0])
+        for frame in g:
+            magnitude.addcmul_(frame, frame)
     return magnitude.reshape(-1)
 
 
@@ -305,9 +330,7 @@ def build_level(
     f_shrink = shrink_per_axis(fixed_grid.shape, level.factor)
     m_shrink = shrink_per_axis(moving_grid.shape, level.factor)
     fixed_l = _pyramid_image(fixed, f_shrink, level.sigma, device)[:, 0]
-    moving_l = _pyramid_image(moving, m_shrink, level.sigma, device)
     fixed_shape = tuple(fixed_l.shape[1:])
-    moving_shape = tuple(moving_l.shape[2:])
 
     # fixed sample points, in the normalised frame (coordinates are made for
     # the chosen points only, so large levels cost little memory)
@@ -326,7 +349,9 @@ def build_level(
     if chosen is not None:
         index = chosen if index is None else index[chosen]
         count = index.numel()
-    fixed_grads = list(_axis_gradients(fixed_l)) if fixed_gradient else None
+    fixed_grads = (
+        [g.clone() for g in _axis_gradients(fixed_l)] if fixed_gradient else None
+    )
     if strong_points is not None and count > strong_points:
         strength = _gradient_magnitude(fixed_grads or _axis_gradients(fixed_l))
         if index is not None:
@@ -357,9 +382,11 @@ def build_level(
         gradient_at_points = fixed_l.new_zeros((fixed_l.shape[0], ndim, index.numel()))
         _in_frame(at_points, linear, gradient_at_points, 0, ndim)
         gradient_at_points = gradient_at_points.transpose(1, 2)
-    del fixed_grads, fixed_l
+    del fixed_grads, fixed_l  # before the moving level is made: less at the peak
 
     # moving: image, gradient in normalised coordinates, mask
+    moving_l = _pyramid_image(moving, m_shrink, level.sigma, device)
+    moving_shape = tuple(moving_l.shape[2:])
     px_from_norm = np.linalg.inv(
         norm_from_phys @ level_grid_matrix(moving_grid, m_shrink)
     )
