@@ -218,12 +218,29 @@ def _subset(
         return None
     if strength is not None:  # in order, without sorting the indices
         keep = torch.zeros(n_points, dtype=torch.bool, device=strength.device)
-        keep[torch.topk(strength, limit, sorted=False).indices] = True
+        keep[_largest(strength, limit)] = True
         return torch.nonzero(keep)[:, 0].cpu()
     if seed is None:
         return torch.arange(0, n_points, math.ceil(n_points / limit))
     generator = torch.Generator().manual_seed(seed)
     return torch.randperm(n_points, generator=generator)[:limit].sort().values
+
+
+def _largest(values: Tensor, k: int, chunk: int = 1 << 22) -> Tensor:
+    """Indices of the ``k`` largest ``values``, unordered.
+
+    Chunk by chunk, then among the chunks' winners: ``topk`` copies what it
+    searches, three times the size of a large volume's strength at once.
+    """
+    if values.numel() <= chunk:
+        return torch.topk(values, k, sorted=False).indices
+    winners, where = [], []
+    for start in range(0, values.numel(), chunk):
+        part = values[start : start + chunk]
+        top = torch.topk(part, min(k, part.numel()), sorted=False)
+        winners.append(top.values)
+        where.append(top.indices + start)
+    return torch.cat(where)[torch.topk(torch.cat(winners), k, sorted=False).indices]
 
 
 def _unravel(index: Tensor, shape: tuple[int, ...]) -> list[Tensor]:
@@ -240,15 +257,19 @@ def _unravel(index: Tensor, shape: tuple[int, ...]) -> list[Tensor]:
     return [rest, *coords[::-1]]
 
 
-def _axis_gradients(image: Tensor) -> Iterator[Tensor]:
+def _axis_gradients(
+    image: Tensor, targets: list[Tensor] | None = None
+) -> Iterator[Tensor]:
     """Central differences of ``(B, *spatial)`` along each spatial axis.
 
-    As ``torch.gradient`` (one-sided at the ends), one axis at a time in one
-    buffer that the next axis overwrites, so that a caller that folds each
-    in before asking for the next holds one image more, not three.
+    As ``torch.gradient`` (one-sided at the ends), one axis at a time, into
+    ``targets`` (one per axis) or else into one buffer that the next axis
+    overwrites, so that a caller that folds each in before asking for the
+    next holds one image more, not three.
     """
-    out = torch.empty_like(image)
+    buffer = torch.empty_like(image) if targets is None else None
     for axis in range(1, image.ndim):
+        out = buffer if targets is None else targets[axis - 1]
         n = image.shape[axis]
         if n == 1:
             yield out.zero_()
@@ -397,7 +418,13 @@ def build_level(
     stack = moving_l.new_empty((moving_l.shape[0], n_channels, *moving_shape))
     stack[:, :1] = moving_l
     del moving_l
-    if moving_gradient:
+    linear = px_from_norm[:ndim, :ndim]
+    if moving_gradient and np.count_nonzero(linear - np.diag(np.diag(linear))) == 0:
+        # axis-aligned: each gradient straight into its channel, no buffer
+        targets = [stack[:, 1 + axis] for axis in range(ndim)]
+        for axis, along in enumerate(_axis_gradients(stack[:, 0], targets)):
+            along.mul_(float(linear[axis, axis]))
+    elif moving_gradient:
         _in_frame(_axis_gradients(stack[:, 0]), px_from_norm, stack, 1, ndim)
     if moving_mask is not None:
         mask = torch.as_tensor(moving_mask, dtype=stack.dtype, device=device)
