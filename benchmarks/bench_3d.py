@@ -24,7 +24,8 @@ the harness's peak resident memory of the child (``VmHWM``: interpreter,
 libraries and both volumes included). Metric: Mattes-style mutual
 information (``'mi'``); default pyramid and optimisers of each backend;
 SimpleITK with full sampling and with 10 % random sampling (its usual
-setting). Records go to ``benchmarks/results/bench_3d.json``; the section
+setting), and, for the rigid model, SimpleITK driven by hand with PEERS.md's
+settings (25 % random sampling, seed 1, shrink 4, 2, 1; ``BY_HAND``). Records go to ``benchmarks/results/bench_3d.json``; the section
 ``benchmarks/results/bench_3d.md`` is written from them by
 :func:`report_suites.volumes_section`.
 """
