@@ -25,7 +25,8 @@ libraries and both volumes included). Metric: Mattes-style mutual
 information (``'mi'``); default pyramid and optimisers of each backend;
 SimpleITK with full sampling and with 10 % random sampling (its usual
 setting), and, for the rigid model, SimpleITK driven by hand with PEERS.md's
-settings (25 % random sampling, seed 1, shrink 4, 2, 1; ``BY_HAND``). Records go to ``benchmarks/results/bench_3d.json``; the section
+settings (25 % random sampling, seed 1, shrink 4, 2, 1; ``BY_HAND``).
+Records go to ``benchmarks/results/bench_3d.json``; the section
 ``benchmarks/results/bench_3d.md`` is written from them by
 :func:`report_suites.volumes_section`.
 """
@@ -64,10 +65,17 @@ CONFIGS = (
 # data
 
 
-def make_pair(size: int, folder: Path, data: Path) -> tuple[Path, Path]:
-    """Write the fixed and moving ``size^3`` volumes as .mha; return paths."""
+def make_pair(
+    size: int, folder: Path, data: Path, linear: bool = False
+) -> tuple[Path, Path]:
+    """Write the fixed and moving ``size^3`` volumes as .mha; return paths.
+
+    ``linear``: resample with linear interpolation instead of a 3rd-order
+    B-spline (several times faster at 512^3, for a memory check).
+    """
     import SimpleITK as sitk
 
+    interpolator = sitk.sitkLinear if linear else sitk.sitkBSpline
     fixed_path = folder / f'fixed_{size}.mha'
     moving_path = folder / f'moving_{size}.mha'
     if fixed_path.exists() and moving_path.exists():
@@ -78,9 +86,9 @@ def make_pair(size: int, folder: Path, data: Path) -> tuple[Path, Path]:
     grid.SetSpacing((extent / (size - 1)).tolist())
     grid.SetOrigin(ct.GetOrigin())
     grid.SetDirection(ct.GetDirection())
-    fixed = sitk.Resample(ct, grid, sitk.Transform(), sitk.sitkBSpline, -1024.0)
+    fixed = sitk.Resample(ct, grid, sitk.Transform(), interpolator, -1024.0)
     truth = sitk.ReadTransform(str(data / TRUTH))
-    moving = sitk.Resample(fixed, fixed, truth.GetInverse(), sitk.sitkBSpline, -1024.0)
+    moving = sitk.Resample(fixed, fixed, truth.GetInverse(), interpolator, -1024.0)
     sitk.WriteImage(fixed, str(fixed_path))
     sitk.WriteImage(moving, str(moving_path))
     return fixed_path, moving_path

@@ -123,8 +123,10 @@ def ours(
     }
 
 
-def stackreg(path: str, mode: str = 'RIGID_BODY') -> dict[str, Any]:
-    """pystackreg ``register_stack`` (previous) on the stack at ``path``."""
+def stackreg(
+    path: str, mode: str = 'RIGID_BODY', reference: str = 'previous'
+) -> dict[str, Any]:
+    """pystackreg ``register_stack`` on the stack at ``path``."""
     from pystackreg import StackReg
 
     from napari_coreg.transforms import reverse_axes
@@ -133,7 +135,7 @@ def stackreg(path: str, mode: str = 'RIGID_BODY') -> dict[str, Any]:
     sr = StackReg(getattr(StackReg, mode))
     harness.baseline()
     with harness.timed() as t:
-        tmats = sr.register_stack(stack, reference='previous')
+        tmats = sr.register_stack(stack, reference=reference)
     # tmats[k] maps frame-0 (x, y) to frame-k (x, y): moving_from_fixed in x, y
     return {**t, 'matrices': reverse_axes(tmats).tolist(), 'info': {}}
 
@@ -219,15 +221,17 @@ def memory_check(gb: float = 1.0, size: int = 1024, log=print) -> dict[str, Any]
 # the run
 
 
-def measure(frames: int, size: int, sitk: bool, log=print) -> list[dict[str, Any]]:
-    """Every method on one drift stack; one record per method."""
+def measure(
+    frames: int, size: int, sitk: bool, log=print, methods=METHODS
+) -> list[dict[str, Any]]:
+    """Every method of ``methods`` on one drift stack; one record per method."""
     log(f'drift stack {frames} x {size}^2 ...')
     stack, truth = drift_stack(frames, size)
     records = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / 'stack.npy'
         np.save(path, stack)
-        for name, function, settings in METHODS:
+        for name, function, settings in methods:
             if function == 'sitk_loop' and not sitk:
                 continue
             log(f'  {name} ...')

@@ -44,7 +44,6 @@ def _thinned(data: LevelData) -> LevelData:
         data,
         fixed_points=data.fixed_points[keep],
         fixed_values=data.fixed_values[:, keep],
-        fixed_weights=data.fixed_weights[keep],
     )
 
 
@@ -73,15 +72,16 @@ def _scorer(problem: Problem, data: LevelData, frame: int, norm: np.ndarray):
 
 
 def starting_points(
-    problem: Problem, data: LevelData, norm: np.ndarray, device: torch.device
+    problem: Problem, data: LevelData | None, norm: np.ndarray, device: torch.device
 ) -> tuple[np.ndarray, list[InitReport] | None]:
     """Starting ``moving_from_fixed`` matrices per frame, best first.
 
     Parameters
     ----------
     problem : Problem
-    data : LevelData
-        The coarsest level, without masks and without point subsets.
+    data : LevelData or None
+        The coarsest level, without masks and without point subsets (not
+        needed, and may be None, when the problem has ``initial``).
     norm : ndarray
         ``norm_from_phys`` of the engine.
     device : torch.device
