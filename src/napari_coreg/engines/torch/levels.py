@@ -196,15 +196,19 @@ def _unravel(index: Tensor | None, shape: tuple[int, ...]) -> list[Tensor]:
     return [rest, *coords[::-1]]
 
 
-def _axis_gradients(image: Tensor) -> Iterator[Tensor]:
+def _axis_gradients(
+    image: Tensor, targets: list[Tensor] | None = None
+) -> Iterator[Tensor]:
     """Central differences of ``(B, *spatial)`` along each spatial axis.
 
     One-sided at the ends (as :func:`torch.gradient`). One axis at a time,
-    in one buffer that the next axis overwrites (use or copy each before
-    asking for the next), so that a large level holds one gradient at once.
+    into ``targets`` (one per axis) or else in one buffer that the next axis
+    overwrites (use or copy each before asking for the next), so that a
+    large level holds one gradient at once.
     """
-    out = torch.empty_like(image)
+    buffer = torch.empty_like(image) if targets is None else None
     for axis in range(1, image.ndim):
+        out = buffer if targets is None else targets[axis - 1]
         n = image.shape[axis]
         if n == 1:
             out.zero_()
@@ -365,8 +369,13 @@ def build_level(
     else:
         stack = moving_l.new_empty((moving_l.shape[0], n_channels, *moving_shape))
         stack[:, :1] = moving_l
-    if moving_gradient:
-        linear = px_from_norm[:ndim, :ndim]
+    linear = px_from_norm[:ndim, :ndim]
+    if moving_gradient and np.count_nonzero(linear - np.diag(np.diag(linear))) == 0:
+        # axis-aligned: each gradient straight into its channel, no buffer
+        targets = [stack[:, 1 + axis] for axis in range(ndim)]
+        for axis, along in enumerate(_axis_gradients(moving_l[:, 0], targets)):
+            along.mul_(float(linear[axis, axis]))
+    elif moving_gradient:
         _in_frame(_axis_gradients(moving_l[:, 0]), linear, stack, 1)
     if moving_mask is not None:
         mask = torch.as_tensor(moving_mask, dtype=moving_l.dtype, device=device)
