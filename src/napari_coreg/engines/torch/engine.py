@@ -294,6 +294,8 @@ def _start(problem: Problem, device: torch.device, norm: np.ndarray):
     Starting points per frame, ``(B, K, D+1, D+1)``, best first, and the
     initialisation reports (``None`` with ``initial``).
     """
+    if problem.initial is not None:  # no level to build for the search
+        return starting_points(problem, None, norm, device)
     data = _level(problem, 0, device, full=True)
     return starting_points(problem, data, norm, device)
 

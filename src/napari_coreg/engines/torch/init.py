@@ -73,15 +73,16 @@ def _scorer(problem: Problem, data: LevelData, frame: int, norm: np.ndarray):
 
 
 def starting_points(
-    problem: Problem, data: LevelData, norm: np.ndarray, device: torch.device
+    problem: Problem, data: LevelData | None, norm: np.ndarray, device: torch.device
 ) -> tuple[np.ndarray, list[InitReport] | None]:
     """Starting ``moving_from_fixed`` matrices per frame, best first.
 
     Parameters
     ----------
     problem : Problem
-    data : LevelData
-        The coarsest level, without masks and without point subsets.
+    data : LevelData or None
+        The coarsest level, without masks and without point subsets (not
+        read, and may be ``None``, when ``problem.initial`` is given).
     norm : ndarray
         ``norm_from_phys`` of the engine.
     device : torch.device
