@@ -17,10 +17,10 @@ every frame is registered to one frame, the offset grows with the distance
 from the last solved frame, which bounds the batch.
 
 Every warm frame is checked after its batch: a frame whose solution moved
-further from its start than its first level could pull in, whose metric did
-not improve on the identity, or whose loss is :data:`LOSS_RATIO` times the
-chain's recent median, is registered again along the whole schedule from the
-configured start. A failed warm start is thus never kept silently; what the
+further from its start than its first level could pull in (to a loss above
+the chain's recent median), whose metric did not improve on the identity,
+or whose loss is :data:`LOSS_RATIO` times the chain's recent median, is
+registered again along the whole schedule from the configured start. A failed warm start is thus never kept silently; what the
 full run gives is judged by the frame verdicts, as without warm starts.
 """
 
@@ -90,7 +90,7 @@ class Chain:
 
     def predictor(self) -> tuple[str, float]:
         """The better predictor of the next link and its recent largest error."""
-        recent = {k: v[-HISTORY:] for k, v in self.errors.items() if v}
+        recent = {k: v[-HISTORY:] for k, v in self.errors.items() if len(v) > 1}
         if not recent:
             return 'still', np.inf
         name = min(recent, key=lambda k: max(recent[k]))
@@ -176,10 +176,11 @@ def _suspects(
         zip(out.job.initial, out.matrices, strict=True)
     ):
         before, after = float(out.before[k]), float(out.after[k])
+        loss = metric.loss(after)
         if (
-            distance(grid, start, found) > reach
+            (distance(grid, start, found) > reach and loss > typical)
             or not metric.improved(before, after + slack)
-            or metric.loss(after) > LOSS_RATIO * typical + 1e-9
+            or loss > LOSS_RATIO * typical + 1e-9
         ):
             bad.append(k)
     return bad
