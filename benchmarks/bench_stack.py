@@ -15,11 +15,12 @@ N(0, 1.5 px) per axis, about the crop centre), Gaussian noise sigma 0.02 on
 Rigid body only. Ours and pystackreg run with ``reference='previous'`` (each
 frame registered to the one before it, the transforms chained: StackReg's
 way) and ``reference='first'`` (every frame registered to frame 0); the
-SimpleITK loop chains neighbour pairs. Errors are corner errors (mean distance of the four
-corners and the centre, px) of each frame's transform against the truth:
-*pairwise* (frame i against frame i-1, what one registration achieves) and
-*chained* (frame i against frame 0, which accumulates the pairwise errors of
-the chain, about sqrt(i) times larger for random errors).
+SimpleITK loop chains neighbour pairs. Errors are corner errors (mean
+distance of the four corners and the centre, px) of each frame's transform
+against the truth: *pairwise* (frame i against frame i-1, what one
+registration achieves) and *chained* (frame i against frame 0, which
+accumulates the pairwise errors of the chain, about sqrt(i) times larger for
+random errors).
 
 Peers (PEERS.md settings): pystackreg ``StackReg.register_stack``
 (RIGID_BODY, ``reference='previous'`` and ``'first'``); SimpleITK
@@ -30,8 +31,9 @@ SimpleITK and OpenCV limited to 2; pystackreg is single-threaded.
 Each method runs in a fresh child process (:func:`harness.run_case`) on the
 stack saved to a temporary ``.npy``, ``--repeats`` times (default 3),
 interleaved method after method; a record's ``seconds`` is the median run
-(``seconds_runs`` all of them; the SimpleITK loop runs once). The memory check registers a
-memory-mapped uint16 ``.npy`` stack of about ``memory_gb`` GB in a child
+(``seconds_runs`` all of them; the SimpleITK loop runs once). The memory
+check registers a memory-mapped uint16 ``.npy`` stack of about
+``memory_gb`` GB in a child
 (``reference='previous'``, aligned stack written to an ``.npy`` on disk); the
 harness samples the child's anonymous resident memory (``RssAnon``: all but
 file pages) and reads its peak RSS (``VmHWM``). The optimisation is cut to 2
@@ -243,7 +245,9 @@ def measure(
     log(f'drift stack {frames} x {size}^2, {repeats} interleaved runs ...')
     stack, truth = drift_stack(frames, size)
     methods = [m for m in METHODS if sitk or m[1] != 'sitk_loop']
-    records = {name: {'name': name, 'frames': frames, 'size': size} for name, *_ in methods}
+    records = {
+        name: {'name': name, 'frames': frames, 'size': size} for name, *_ in methods
+    }
     runs: dict[str, list[float]] = {name: [] for name in records}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / 'stack.npy'

@@ -52,12 +52,17 @@ KEY_MIN_FRAMES = 16
 #: A key frame's refinement is kept when it moves the chain's estimate by
 #: at most this many pixels (mean corner displacement).
 KEY_ACCEPT_PX = 0.5
+#: A job of key frames reads at most this many batches' worth of frames.
+KEY_SLAB = 4
 
 Steps = Generator[StackProgress, None, tuple[NDArray, int]]
 
 
 def compose_previous(
-    pairs: NDArray, n: int, ndim: int, keys: dict[int, tuple[int, NDArray]] | None = None
+    pairs: NDArray,
+    n: int,
+    ndim: int,
+    keys: dict[int, tuple[int, NDArray]] | None = None,
 ) -> NDArray:
     """Chain neighbour transforms so every frame maps from frame 0.
 
@@ -149,26 +154,35 @@ def refine_keys(
         return {}
     chained = compose_previous(pairs, n, grid.ndim)
     last = len(plan.spec.schedule) - 1
+    keys = list(range(gap, n, gap))
+    # a job reads the frames from its first key's partner to its last key
+    per_job = max(1, min(plan.batch_size, KEY_SLAB * plan.batch_size // gap))
     jobs = [
         Job(
             index=k,
             kind='pairs',
-            frames=(f,),
-            start=f - gap,
-            stop=f + 1,
-            initial=(chained[f] @ np.linalg.inv(chained[f - gap]))[None],
+            frames=tuple(group),
+            start=group[0] - gap,
+            stop=group[-1] + 1,
+            initial=np.stack(
+                [chained[f] @ np.linalg.inv(chained[f - gap]) for f in group]
+            ),
             first_level=last,
             gap=gap,
         )
-        for k, f in enumerate(range(gap, n, gap))
+        for k, group in enumerate(
+            keys[i : i + per_job] for i in range(0, len(keys), per_job)
+        )
     ]
-    tracker.total += len(jobs)
+    tracker.total += len(keys)
     outs = yield from tracker.run_jobs(runner, jobs, None, 'register', 0)
     kept = {}
     for out in outs:
-        start, found = out.job.initial[0], out.matrices[0]
-        if distance(grid, start, found) <= KEY_ACCEPT_PX:
-            kept[out.job.frames[0]] = (gap, found)
+        for frame, start, found in zip(
+            out.job.frames, out.job.initial, out.matrices, strict=True
+        ):
+            if distance(grid, start, found) <= KEY_ACCEPT_PX:
+                kept[frame] = (gap, found)
     tracker.keys = len(kept)
     return kept
 

@@ -5,29 +5,32 @@ once a few frames are solved the next ones need neither the starting-point
 search nor the coarse levels. Frames are registered in order away from
 where the motion is known, along *chains* (at most :data:`CHAIN_FRAMES`
 frames each; the chains of a stack run side by side, as parallel dask tasks
-with a client). A chain's first batch runs the whole schedule from the
-configured start (``init``) on :data:`FIRST_BATCH` frames. Later batches start from a prediction made of
-the solved *links* (``frame_i_from_frame_(i-1)``): the identity (the frames
-hold still) or the last link (constant drift), whichever predicted the
-recent links better. How far off a start may be is :data:`SAFETY` times the
-largest recent prediction error; a batch skips the coarse levels that such
-an offset does not need (a level of shrink factor ``f`` is trusted to pull
-in :data:`CAPTURE_PX` ``* f`` pixels) and keeps at least two levels. When
-every frame is registered to one frame, the offset grows with the distance
-from the last solved frame, which bounds the batch.
+with a client). A chain's first batch of :data:`FIRST_BATCH` frames runs the
+whole schedule from the configured start (``init``). Later batches start
+from a prediction made of the solved *links* (``frame_i_from_frame_(i-1)``):
+the identity (the frames hold still) or the last link (constant drift),
+whichever predicted the recent links better. How far off a start may be is
+:data:`SAFETY` times the median recent prediction error; a batch skips the
+coarse levels that such an offset does not need (a level of shrink factor
+``f`` is trusted to pull in :data:`CAPTURE_PX` ``* f`` pixels) and keeps at
+least two levels. When every frame is registered to one frame, the offset
+grows with the distance from the last solved frame: the batch takes the
+level and length that run the most frames per level.
 
 Every warm frame is checked after its batch: a frame whose solution moved
 further from its start than its first level could pull in (to a loss above
 the chain's recent median), whose metric did not improve on the identity,
 or whose loss is :data:`LOSS_RATIO` times the chain's recent median, is
-registered again along the whole schedule from the configured start. A failed warm start is thus never kept silently; what the
-full run gives is judged by the frame verdicts, as without warm starts.
+registered again along the whole schedule from the configured start and
+keeps the better of its two results by the metric. A failed warm start is
+thus never kept silently; what the full run gives is judged by the frame
+verdicts, as without warm starts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -53,8 +56,9 @@ __all__ = [
 #: pixels off (three pixels of the level, where the images are smoothed).
 CAPTURE_PX = 3.0
 #: The start of a warm frame is assumed off by up to this many times the
-#: largest recent error of the prediction.
-SAFETY = 1.5
+#: median recent error of the prediction (a median, so that one jump of the
+#: stage does not keep the frames after it from starting warm).
+SAFETY = 3.0
 #: Solved links the prediction error is estimated from.
 HISTORY = 8
 #: A warm frame whose loss exceeds this many times the chain's recent median
@@ -89,12 +93,12 @@ class Chain:
     done: int = 0
 
     def predictor(self) -> tuple[str, float]:
-        """The better predictor of the next link and its recent largest error."""
+        """The better predictor of the next link and its recent median error."""
         recent = {k: v[-HISTORY:] for k, v in self.errors.items() if len(v) > 1}
         if not recent:
             return 'still', np.inf
-        name = min(recent, key=lambda k: max(recent[k]))
-        return name, max(recent[name])
+        name = min(recent, key=lambda k: np.median(recent[k]))
+        return name, float(np.median(recent[name]))
 
     def predict(self, steps: int) -> NDArray:
         """Starting matrices of the next ``steps`` frames."""
@@ -172,9 +176,7 @@ def _suspects(
     typical = np.median(chain.losses[-HISTORY:]) if chain.losses else np.inf
     slack = 1e-6 if metric.higher_is_better else -1e-6
     bad = []
-    for k, (start, found) in enumerate(
-        zip(out.job.initial, out.matrices, strict=True)
-    ):
+    for k, (start, found) in enumerate(zip(out.job.initial, out.matrices, strict=True)):
         before, after = float(out.before[k]), float(out.after[k])
         loss = metric.loss(after)
         if (
@@ -184,6 +186,23 @@ def _suspects(
         ):
             bad.append(k)
     return bad
+
+
+def _better(warm: BatchOut, full: BatchOut, bad: list[int], metric) -> BatchOut:
+    """``full``: frames ``bad`` of ``warm`` registered again.
+
+    Each frame keeps the better of its two results by the metric.
+    """
+    matrices, before, after = (
+        full.matrices.copy(),
+        full.before.copy(),
+        full.after.copy(),
+    )
+    for row, k in enumerate(bad):
+        if not metric.improved(float(warm.after[k]), float(full.after[row])):
+            matrices[row], before[row] = warm.matrices[k], warm.before[k]
+            after[row] = warm.after[k]
+    return replace(full, matrices=matrices, before=before, after=after)
 
 
 def _take(chain: Chain, frames: tuple[int, ...], matrices: NDArray, losses, grid):
@@ -278,9 +297,8 @@ def run_chains(
             after = out.after.copy()
             outs.append(out)
             if bad:
-                fixed_out = next(again_iter)
-                matrices[bad], after[bad] = fixed_out.matrices, fixed_out.after
-                outs.append(fixed_out)
+                outs.append(_better(out, next(again_iter), bad, metric))
+                matrices[bad], after[bad] = outs[-1].matrices, outs[-1].after
             if level is not None:
                 tracker.warm += len(out.job.frames) - len(bad)
             losses = [metric.loss(float(a)) for a in after]
