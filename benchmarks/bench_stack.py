@@ -128,7 +128,7 @@ def ours(
         'info': {
             'batch_size': result.settings['batch_size'],
             'iterations_per_level': [float(np.mean(v)) for v in per_level if v],
-            'warm_starts': result.settings['warm_starts'],
+            'warm_starts': result.settings.get('warm_starts'),
             'batches': len(result.batches),
         },
     }
