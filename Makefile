@@ -3,6 +3,8 @@
 #                 replaces an earlier demo-output/)
 #   make test   - install everything (Debian packages included), run the suite under Xvfb
 #   make bench  - run the benchmarks against the peers (writes docs/benchmarks.md)
+#   make bench-speed - only issue 11's speed and memory targets, in one run
+#                 (make bench-speed QUICK=1: a smoke run into benchmarks/results/quick.md)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,7 +17,7 @@ DEB_PACKAGES := xvfb libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcb-icccm4 \
 	libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libdbus-1-3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-deps demo test bench lint clean
+.PHONY: setup system-deps demo test bench bench-speed lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +45,9 @@ test: setup system-deps
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
+
+bench-speed: setup
+	$(BIN)/python benchmarks/run_all.py --suites speed $(if $(QUICK),--quick)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -233,9 +233,14 @@ def memory_check(gb: float = 1.0, size: int = 1024, log=print) -> dict[str, Any]
 
 
 def measure(
-    frames: int, size: int, sitk: bool, repeats: int = 1, log=print
+    frames: int,
+    size: int,
+    sitk: bool,
+    log=print,
+    methods=METHODS,
+    repeats: int = 1,
 ) -> list[dict[str, Any]]:
-    """Every method on one drift stack; one record per method.
+    """Every method of ``methods`` on one drift stack; one record per method.
 
     The methods run ``repeats`` times, interleaved (method after method, then
     again), each run in a fresh child process; ``seconds`` is the median of
@@ -244,7 +249,7 @@ def measure(
     """
     log(f'drift stack {frames} x {size}^2, {repeats} interleaved runs ...')
     stack, truth = drift_stack(frames, size)
-    methods = [m for m in METHODS if sitk or m[1] != 'sitk_loop']
+    methods = [m for m in methods if sitk or m[1] != 'sitk_loop']
     records = {
         name: {'name': name, 'frames': frames, 'size': size} for name, *_ in methods
     }
@@ -311,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     store: dict[str, Any] = {'records': [], 'memory': None}
     if not args.memory_only:
         store['records'] = measure(
-            args.frames, args.size, not args.no_sitk, args.repeats, log
+            args.frames, args.size, not args.no_sitk, log, repeats=args.repeats
         )
     if not args.no_memory:
         log('memory check ...')

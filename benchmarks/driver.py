@@ -28,6 +28,7 @@ SUITES = {
     'graf': 'bench_graf',
     'memory': 'bench_memory',
     'threads': 'bench_threads',
+    'speed': 'bench_targets',
 }
 EMPTY = {'records': [], 'graf': [], 'memory': [], 'thread_check': [], 'runs': {}}
 QUICK_OUT = harness.RESULTS / 'quick.md'

@@ -13,7 +13,16 @@ SimpleITK, kornia, napari or network. It
 3. times a 128^3 rigid registration with mutual information;
 4. times a 100-frame 512 px rigid drift stack (reference ``'first'``);
 
-and prints one JSON object. Every case is synthetic and seeded (a
+and prints one JSON object, which a CUDA run (not ``--quick``) also writes to
+``benchmarks/results/gpu.json`` (``--out`` elsewhere):
+``run`` (when, command, load, versions and commit, as :func:`harness.run_header`),
+``device``, ``device_name``, ``torch``, ``quick``, ``tests`` (``ran``,
+``returncode``, ``summary``), ``pairs`` (``size``, ``batch``, ``seconds``,
+``pairs_per_second``, ``corner_error_px_median``/``_max``),
+``volume_rigid_mi`` (``size``, ``seconds``, ``corner_error_px``) and ``stack``
+(``size``, ``frames``, ``seconds``, ``ms_per_frame``, ``corner_error_px_max``).
+``report_targets.py`` puts it in the speed-targets section of
+docs/benchmarks.md. Every case is synthetic and seeded (a
 scikit-image photo, or smoothed noise for the volume, moved by a known
 transform), and its corner error against the truth is reported with the
 time, so a fast but wrong run shows.
@@ -32,10 +41,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 # as napari_coreg does on import: idle OpenMP threads sleep instead of spinning
 # (torch may be imported here first; on shared cores spinning costs 5-50x)
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+sys.path.insert(0, str(HERE))
+
+import harness  # noqa: E402  (standard library only)
 
 
 def _sync(device: str) -> None:
@@ -211,7 +224,8 @@ def run_tests() -> dict:
         import pytest  # noqa: F401
     except ImportError:
         return {'ran': False, 'why': 'pytest is not installed'}
-    env = dict(os.environ, PYTHONPATH=str(ROOT / 'src'))
+    path = [str(ROOT / 'src'), *os.environ.get('PYTHONPATH', '').split(os.pathsep)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if p))
     command = [
         sys.executable,
         '-m',
@@ -238,7 +252,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument('--quick', action='store_true', help='small sizes: smoke')
     parser.add_argument('--batch', type=int, default=None)
     parser.add_argument('--no-tests', action='store_true')
+    parser.add_argument(
+        '--out',
+        type=Path,
+        help='JSON file to write (default: benchmarks/results/gpu.json for a '
+        'CUDA run without --quick, else none)',
+    )
     args = parser.parse_args(argv)
+    started, load_start = time.perf_counter(), os.getloadavg()[0]
     import torch
 
     if args.device.startswith('cuda') and not torch.cuda.is_available():
@@ -262,7 +283,15 @@ def main(argv: list[str] | None = None) -> dict:
         'volume_rigid_mi': bench_volume(args.device, volume_size),
         'stack': bench_stack(args.device, stack_size, frames),
     }
+    command = ' '.join(['gpu.py', *(sys.argv[1:] if argv is None else argv)])
+    report['run'] = harness.run_header(command, started, load_start)
     print(json.dumps(report, indent=1))
+    out = args.out
+    if out is None and args.device.startswith('cuda') and not quick:
+        out = harness.RESULTS / 'gpu.json'
+    if out is not None:
+        harness.save(out, report)
+        print(f'wrote {out}', file=sys.stderr)
     return report
 
 

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import report_targets
 from harness import RESULTS, ROOT, git_head, load, versions_line
 from report_tables import (
     OURS,
     capture_cases,
     family_table,
     fmt_err,
-    fmt_ratio,
     fmt_time,
     graf_table,
     md_table,
@@ -35,7 +35,6 @@ from report_tables import (
     ratio_table,
     select,
     stats,
-    time_cell,
 )
 
 STORE = RESULTS / 'records.json'
@@ -43,102 +42,6 @@ REFERENCE = RESULTS / 'peers_reference.json'
 DOCUMENT = ROOT / 'docs' / 'benchmarks.md'
 MONO, MULTI = 'mono', 'multi'
 POLICIES = ('default', 'PASSIVE')
-
-
-# --------------------------------------------------------------------------
-# speed targets: our method against one peer's, same cases
-
-
-SPEED_TARGETS = [
-    # (title, family, modality, our method, peer, peer method, target ratio)
-    (
-        'affine + NCC vs OpenCV ECC affine, 3 levels (target <= 3x)',
-        'affine',
-        MONO,
-        'affine (ncc)',
-        'OpenCV ECC',
-        'Affine, 3 levels',
-        3.0,
-    ),
-    (
-        'rigid + MI vs SimpleITK Euler2D Mattes, full sampling, 3 levels',
-        'rigid',
-        MULTI,
-        'rigid (mi)',
-        'SimpleITK',
-        'Euler2D (Mattes MI, full sampling, 3 levels)',
-        None,
-    ),
-    (
-        'affine + MI vs SimpleITK Affine Mattes, full sampling, 3 levels',
-        'affine',
-        MULTI,
-        'affine (mi)',
-        'SimpleITK',
-        'Affine (Mattes MI, full sampling, 3 levels)',
-        None,
-    ),
-    (
-        'homography (our defaults) vs kornia ImageRegistrator defaults',
-        'homography',
-        MONO,
-        'homography (defaults)',
-        'kornia ImageRegistrator',
-        'homography, defaults',
-        None,
-    ),
-    (
-        'homography + NCC vs kornia ImageRegistrator defaults',
-        'homography',
-        MONO,
-        'homography (ncc)',
-        'kornia ImageRegistrator',
-        'homography, defaults',
-        None,
-    ),
-]
-
-
-def speed_targets(records, size=512) -> str:
-    """Return the table of our time against one peer's on the same cases."""
-    rows = []
-    for title, fam, mod, mine, peer, theirs, target in SPEED_TARGETS:
-        a = select(records, who=OURS, method=mine, family=fam, modality=mod, size=size)
-        b = select(
-            records, who=peer, method=theirs, family=fam, modality=mod, size=size
-        )
-        if not a or not b:
-            rows.append([title, '-', '-', '-', 'not run'])
-            continue
-        sa, sb = stats(a), stats(b)
-        ratio, cpu_ratio = sa['time'] / sb['time'], sa['cpu'] / sb['cpu']
-        verdict = (
-            ''
-            if target is None
-            else (
-                f'wall {"PASS" if ratio <= target else "FAIL"}, '
-                f'CPU {"PASS" if cpu_ratio <= target else "FAIL"}'
-            )
-        )
-        rows.append(
-            [
-                title,
-                time_cell(sa),
-                time_cell(sb),
-                f'{fmt_ratio(ratio)} ({fmt_ratio(cpu_ratio)})',
-                verdict,
-            ]
-        )
-    return md_table(
-        [
-            f'comparison at {size}² (same cases)',
-            'ours: median wall (CPU) s, ok < 0.5 px',
-            'peer: median wall (CPU) s, ok < 0.5 px',
-            'ours / peer: wall (CPU)',
-            'target',
-        ],
-        rows,
-    )
 
 
 # --------------------------------------------------------------------------
@@ -288,7 +191,7 @@ def memory_section(store) -> list[str]:
         'process that imports torch and napari_coreg, loads a rigidly moved pair '
         'of the camera image resized to the given size (float32, 64 MiB each at '
         '4096²) and registers it once with our engine (CPU; default settings). '
-        'Target: < 2 GB.\n',
+        'Target (issue 11): < 1.2 GB at 4096².\n',
         memory_table(store['memory']),
         '',
     ]
@@ -412,10 +315,8 @@ def write_markdown(
         + '.\n',
     ]
     out += [f'> {n}\n' for n in [*notes, threads_note(records)]]
+    out += report_targets.section(store.get('targets'), report_targets.load_gpu())
     out += [
-        '## Speed targets\n',
-        speed_targets(records),
-        '',
         '## Peers: measured vs PEERS.md\n',
         'Cells: successes (< 1 px) / n, median error (px), median time (s); '
         "in brackets PEERS.md's figures (successes of 8, error, time).\n",

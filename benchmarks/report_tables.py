@@ -161,11 +161,6 @@ def ratio_table(records, family, modality, sizes) -> str:
     return md_table(head, rows)
 
 
-def time_cell(s: dict) -> str:
-    """Format a cell: median wall (CPU) s, successes < 0.5 px / n."""
-    return f'{fmt_time(s["time"])} ({fmt_time(s["cpu"])}), {s["ok05"]}/{s["n"]}'
-
-
 # --------------------------------------------------------------------------
 # failures of our engine, per case
 

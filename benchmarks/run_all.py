@@ -1,16 +1,19 @@
 """Run our engine and every peer on the same cases; write docs/benchmarks.md.
 
-    python benchmarks/run_all.py                      # full run (~20 min, 2 cores)
+    python benchmarks/run_all.py                      # full run (~35 min, 2 cores)
     python benchmarks/run_all.py --quick              # smoke run
     python benchmarks/run_all.py --only peers --sizes 256 512
     python benchmarks/run_all.py --suites pairs graf  # some suites only
+    python benchmarks/run_all.py --suites speed       # issue 11's targets (~15 min)
     python benchmarks/run_all.py --report             # rewrite from stored records
     python benchmarks/run_all.py --with 3d stack solver   # also the other suites
 
 The suites of docs/benchmarks.md (one file each, each runnable alone):
 ``bench_pairs.py`` (2D pairs vs the peers), ``bench_graf.py`` (kornia's
 homography tutorial pair; needs the shared data), ``bench_memory.py`` (peak
-memory of a large pair) and ``bench_threads.py`` (thread sensitivity). Every
+memory of a large pair), ``bench_threads.py`` (thread sensitivity) and
+``bench_targets.py`` (suite ``speed``: every row of issue 11's speed and
+memory targets against its peer, in one run). Every
 case runs in a child process through ``harness.py``; records are kept in
 ``benchmarks/results/records.json`` (a run replaces the entries it recomputes
 and keeps the others) and ``report.py`` writes the document from them.

@@ -391,8 +391,9 @@ def normalise_intensities(
     """Rescale to about [0, 1] by robust percentiles (0.5 and 99.5).
 
     Percentiles are taken over the pixels of ``mask`` (all when ``None``),
-    from at most about a million of them (a regular subsample), so large
-    images cost little. Values are then clipped to
+    from at most about ``PERCENTILE_SAMPLES`` of them (a regular subsample:
+    the rank error of a 0.5 % percentile from 65k samples is about 0.03 %),
+    so large images cost little. Values are then clipped to
     ``[-CLIP_MARGIN, 1 + CLIP_MARGIN]``, so that a few extreme pixels cannot
     dominate a metric or a pyramid level. Pixels outside ``mask`` whose
     values fall outside that range (nodata such as -9999) are set to the
@@ -402,24 +403,27 @@ def normalise_intensities(
     image.
     """
     values = gray[mask] if mask is not None else gray.reshape(-1)
-    step = max(1, values.size // 1_000_000)
+    step = max(1, values.size // PERCENTILE_SAMPLES)
     sample = values[::step].astype(np.float64)
     low, high = np.percentile(sample, [0.5, 99.5])
     if high <= low:
         low, high = float(sample.min()), float(sample.max())
     if high <= low:  # constant inside the mask
         high = low + 1.0
+    out = np.array(gray, dtype=np.float32, copy=True)
     with np.errstate(over='ignore', invalid='ignore'):
-        out = (gray.astype(np.float32) - np.float32(low)) / np.float32(high - low)
+        np.subtract(out, np.float32(low), out=out)
+        np.divide(out, np.float32(high - low), out=out)
     if mask is not None:  # outliers under the mask: neutral, not just clipped
         wild = ~mask & ((out < -CLIP_MARGIN) | (out > 1 + CLIP_MARGIN) | ~(out == out))
         out[wild] = np.median(out[mask])
-    out = np.clip(out, -CLIP_MARGIN, 1 + CLIP_MARGIN)
-    return out.astype(np.float32)
+    return np.clip(out, -CLIP_MARGIN, 1 + CLIP_MARGIN, out=out)
 
 
 #: How far outside [0, 1] :func:`normalise_intensities` lets values go.
 CLIP_MARGIN = 0.5
+#: Most pixels :func:`normalise_intensities` takes its percentiles from.
+PERCENTILE_SAMPLES = 1 << 16
 
 
 def _quantiles(image: NDArray[np.float32], levels: NDArray) -> NDArray:

@@ -4,9 +4,10 @@ Candidates come in tiers, cheapest first, and a tier runs only when the
 best start so far is not yet convincing, so that an easy pair pays for
 little more than phase correlation:
 
-1. *cheap*: the layers' placement, the image centres, the centres of mass,
-   principal axes, and phase correlation (after a coarse rotation search
-   of +-30 degrees for 2D models that rotate);
+1. *cheap*: the layers' placement, the image centres and phase
+   correlation; unless that matched clearly, the centres of mass, principal
+   axes, and phase correlation after a coarse rotation search of +-30
+   degrees for 2D models that rotate;
 2. *global*: Fourier-Mellin (any rotation, scale 1/4-4) and features +
    RANSAC in 2D; principal axes and the 24 axis rotations in 3D;
 3. *grid search* (2D): every 15 degrees and scale steps of 2**(1/4) over
@@ -57,6 +58,11 @@ Scorer = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 #: A start that scores at least this (NCC, or normalised MI for
 #: ``metric='mi'``) at the coarse level ends the search.
 CONFIDENT = {'ncc': 0.8, 'mi': 0.45}
+#: A phase-correlation start that scores at least this (NCC at the coarse
+#: level) is clear: the cheap tier skips its rotation search and moments,
+#: whose starts would only be refined and lose (an easy pair then pays for
+#: one phase correlation and one coarse row). None: always search.
+CLEAR_MATCH = {'ncc': 0.95, 'mi': None}
 #: Longest side of the views, in pixels, per use.
 CHEAP_SIZE = {2: 64, 3: 64}
 GLOBAL_SIZE = 256
@@ -189,20 +195,28 @@ def _rotates(model: Model) -> bool:
     return MODEL_SPECS[model].rotates
 
 
-def _cheap(search: _Search, metric: Metric) -> None:
+def _cheap(search: _Search, metric: Metric) -> bool:
+    """The cheap tier; True when phase correlation alone matched clearly."""
     ndim = search.fixed_grid.ndim
     centre = centre_candidate(search.fixed_grid, search.moving_grid)
     fixed, moving = search.views(CHEAP_SIZE.get(ndim, 64))
     edges = METRIC_SPECS[metric].multimodal
-    angles = ROTATION_SEARCH if ndim == 2 and _rotates(search.model) else ()
     found = [placement_candidate(ndim), centre]
-    found += phase_candidates(fixed, moving, centre, angles, edges, edges)
+    found += phase_candidates(fixed, moving, centre, (0.0,), edges, edges)
+    search.add(found, 'cheap')
+    clear = CLEAR_MATCH.get('mi' if search.multimodal else 'ncc')
+    if clear is not None and search.best().score >= clear:
+        return True
+    found = []
+    if ndim == 2 and _rotates(search.model):
+        found += phase_candidates(fixed, moving, centre, ROTATION_SEARCH, edges, edges)
     if _rotates(search.model):
         with_scale = MODEL_SPECS[search.model].scales
         found += moment_candidates(fixed, moving, with_scale, search=False)
     else:
         found += moment_candidates(fixed, moving, False, search=False)[:1]
     search.add(found, 'cheap')
+    return False
 
 
 def _features(search: _Search, mirrored: bool = False) -> None:
@@ -432,8 +446,11 @@ def build_starts(
     elif init is Init.MOMENTS:
         _moments(search, exhaustive=ndim == 3 and _rotates(model))
     else:
-        _cheap(search, metric)
-        if search.convinced():
+        if _cheap(search, metric):
+            report.reason = (
+                'phase correlation alone matched clearly: no rotation search'
+            )
+        elif search.convinced():
             report.reason = 'a cheap start already matched well'
         elif not escalate:
             report.reason = 'batched frames: cheap starts only'

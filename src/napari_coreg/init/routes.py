@@ -74,20 +74,20 @@ def phase_candidates(
     fixed: View,
     moving: View,
     centre: Candidate,
-    angles: tuple[float, ...] = (),
+    angles: tuple[float, ...] = (0.0,),
     use_edges: bool = False,
     with_rotations: bool = False,
 ) -> list[Candidate]:
     """Starts from phase correlation, after trial rotations.
 
-    Phase correlation from ``centre``, and after each of ``angles``
-    (degrees, 2D) about the fixed centre; ``with_rotations`` also keeps the
+    Phase correlation from ``centre`` after each of ``angles`` (degrees, 2D,
+    0 for none) about the fixed centre; ``with_rotations`` also keeps the
     rotations alone.
     """
     start = np.linalg.inv(moving.phys_from_px) @ centre.moving_from_fixed
     start = start @ fixed.phys_from_px
     found = []
-    for angle in (0.0, *angles):
+    for angle in angles:
         turned = start
         if angle:
             turn = homogeneous(_rotation(angle), np.zeros(2))

@@ -24,6 +24,7 @@ from .compositional import (
     MatrixSteps,
     compositional_gauss_newton,
 )
+from .images import LevelImages
 from .init import starting_points
 from .levels import LevelData, build_level, normalised_frame, sample
 from .metrics import natural
@@ -50,6 +51,13 @@ INVERSE_LEVELS = True
 #: A multi-start candidate whose overlap is below this fraction of the
 #: largest candidate overlap cannot win (small overlaps match by chance).
 MIN_OVERLAP_RATIO = 0.5
+#: Multi-start rows of a frame whose corners lie within this many level
+#: pixels of a better row after the warm-up are one start.
+SAME_START_PX = 0.5
+#: Gauss-Newton stops a level that is not the finest once its steps move no
+#: corner by more than this many level pixels (or the tolerance, if larger):
+#: the next level corrects what is left in the same iterations.
+COARSE_TOLERANCE_PX = 0.02
 #: ``metric_before``/``metric_after`` are measured over the whole overlap of
 #: the finest level (as the SimpleITK backend does), on at most this many
 #: regularly spaced points, not on the strongest-gradient subset.
@@ -85,18 +93,31 @@ def _inverse(problem: Problem, index: int) -> bool:
     )
 
 
+def _images(problem: Problem, device: torch.device) -> LevelImages:
+    """The problem's level images, built on first use (see :class:`.LevelImages`)."""
+    return LevelImages(
+        problem.fixed,
+        problem.moving,
+        problem.fixed_grid,
+        problem.moving_grid,
+        problem.schedule,
+        device,
+    )
+
+
 def _level(
     problem: Problem,
     index: int,
     device: torch.device,
     full: bool = False,
     dense: bool = False,
+    images: LevelImages | None = None,
 ) -> LevelData:
     """Level ``index`` of the problem.
 
     ``full`` ignores masks and point limits, ``dense`` keeps the masks and takes
     regularly spaced points; neither differentiates an image (starting points and metric
-    values need values only).
+    values need values only). ``images`` shares the level images between calls.
     """
     n_fixed = int(np.prod(problem.fixed_grid.shape))
     sampling = problem.settings.sampling
@@ -131,6 +152,7 @@ def _level(
         moving_gradient=not (full or dense or _inverse(problem, index)),
         fixed_gradient=not (full or dense) and _inverse(problem, index),
         blur_margins=not (full or dense),
+        images=(images or _images(problem, device))(index),
     )
 
 
@@ -165,7 +187,8 @@ class _Run:
 
     ``base`` holds one normalised matrix per row; a row is a frame, or a
     (frame, starting point) pair during the coarsest level's multi-start,
-    and ``frame_of`` says which frame each row belongs to.
+    and ``frame_of`` says which frame each row belongs to, ``start_of``
+    which of its starting points.
     """
 
     problem: Problem
@@ -174,6 +197,7 @@ class _Run:
     norm: np.ndarray
     base: torch.Tensor
     frame_of: torch.Tensor
+    start_of: torch.Tensor
     total: int
     step: int = 0
     last_matrix_time: float = 0.0
@@ -188,10 +212,10 @@ class _Run:
             self.frame_of,
         )
 
-    def keep_best_start(self, data: LevelData) -> list[int]:
-        """Reduce the multi-start rows to the best row per frame.
+    def _scores(self, data: LevelData) -> tuple[Tensor, Tensor]:
+        """Loss of every row at ``data``, and infinity where its overlap is small.
 
-        Returns, per frame, the index of the start that won.
+        Also the corners of the level under each row, in moving level pixels.
         """
         objective = self.objective(
             param_model(Model.TRANSLATION, self.problem.ndim), data
@@ -200,15 +224,47 @@ class _Run:
         losses, overlaps = objective.loss_and_overlap(
             torch.zeros(rows.numel(), self.problem.ndim, dtype=torch.float64), rows
         )
+        for frame in range(self.problem.batch):
+            mine = self.frame_of == frame
+            small = overlaps < MIN_OVERLAP_RATIO * overlaps[mine].max()
+            losses[mine & small] = torch.inf
+        homog = data.corners @ self.base.transpose(1, 2)
+        corners = homog[..., :-1] / homog[..., -1:] @ data.px_linear.T
+        return losses, corners
+
+    def _keep(self, rows: list[int]) -> None:
+        self.base = self.base[rows]
+        self.frame_of = self.frame_of[rows]
+        self.start_of = self.start_of[rows]
+
+    def drop_duplicate_starts(self, data: LevelData) -> None:
+        """Merge multi-start rows that reached the same place.
+
+        Rows of a frame whose corners lie within ``SAME_START_PX`` level
+        pixels of a row of lower loss are dropped: the rest of the
+        registration would take them to the same optimum.
+        """
+        losses, corners = self._scores(data)
+        kept: list[int] = []
+        for row in torch.argsort(losses, stable=True).tolist():
+            mine = [k for k in kept if self.frame_of[k] == self.frame_of[row]]
+            apart = [(corners[row] - corners[k]).norm(dim=-1).amax() for k in mine]
+            if all(float(d) > SAME_START_PX for d in apart):
+                kept.append(row)
+        self._keep(sorted(kept))
+
+    def keep_best_start(self, data: LevelData) -> list[int]:
+        """Reduce the multi-start rows to the best row per frame.
+
+        Returns, per frame, the index of the start that won.
+        """
+        losses, _ = self._scores(data)
         best, won = [], []
         for frame in range(self.problem.batch):
             mine = torch.nonzero(self.frame_of == frame)[:, 0]
-            eligible = overlaps[mine] >= MIN_OVERLAP_RATIO * overlaps[mine].max()
-            score = torch.where(eligible, losses[mine], torch.inf)
-            won.append(int(torch.argmin(score)))
-            best.append(int(mine[won[-1]]))
-        self.base = self.base[best]
-        self.frame_of = self.frame_of[best]
+            best.append(int(mine[torch.argmin(losses[mine])]))
+            won.append(int(self.start_of[best[-1]]))
+        self._keep(best)
         return won
 
 
@@ -224,6 +280,8 @@ def _stage(
     level = problem.schedule[level_index]
     tolerance = run_.tolerance * level.factor
     if run_.optimiser == 'gauss-newton':
+        if level_index < len(problem.schedule) - 1:
+            tolerance = max(tolerance, COARSE_TOLERANCE_PX)
         objective = CompositionalObjective.build(
             data, model, problem.metric, run_.frame_of, _inverse(problem, level_index)
         )
@@ -288,15 +346,20 @@ def _as_matrices(steps: Steps, model: ParamModel, base: Tensor) -> MatrixSteps:
         yield row_losses, model.matrices(params, base)
 
 
-def _start(problem: Problem, device: torch.device, norm: np.ndarray):
+def _start(
+    problem: Problem,
+    device: torch.device,
+    norm: np.ndarray,
+    images: LevelImages | None = None,
+):
     """Starting points per frame, best first, and the report.
 
     Starting points per frame, ``(B, K, D+1, D+1)``, best first, and the
     initialisation reports (``None`` with ``initial``).
     """
-    if problem.initial is not None:  # no level to build for the search
+    if problem.initial is not None:  # nothing to score
         return starting_points(problem, None, norm, device)
-    data = _level(problem, 0, device, full=True)
+    data = _level(problem, 0, device, full=True, images=images)
     return starting_points(problem, data, norm, device)
 
 
@@ -322,7 +385,8 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
     device = pick_device(problem.settings.device)
     norm = normalised_frame(problem.fixed_grid)
     model, warm = _models(problem, norm)
-    starts, init_reports = _start(problem, device, norm)
+    images = _images(problem, device)
+    starts, init_reports = _start(problem, device, norm, images)
     batch, n_starts = starts.shape[:2]
     first = problem.schedule[0].iterations
     run_ = _Run(
@@ -334,16 +398,19 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
             norm @ starts.reshape(-1, *starts.shape[2:]) @ np.linalg.inv(norm)
         ),
         frame_of=torch.arange(batch).repeat_interleave(n_starts),
+        start_of=torch.arange(n_starts).repeat(batch),
         total=sum(level.iterations for level in problem.schedule)
         + (first if warm else 0),
     )
     reports, won = [], None
     for index in range(len(problem.schedule)):
         started = time.perf_counter()
-        data = _level(problem, index, device)
+        data = _level(problem, index, device, images=images)
         losses: list[float] = []
         if index == 0 and warm is not None:
             yield from _stage(run_, warm, data, index, losses)
+            if n_starts > 1:
+                run_.drop_duplicate_starts(data)
         reason = yield from _stage(run_, model, data, index, losses)
         if n_starts > 1 and index == 0:
             won = run_.keep_best_start(data)
@@ -357,7 +424,8 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
             )
         )
     identity = torch.eye(problem.ndim + 1, dtype=torch.float64).expand_as(run_.base)
-    data = _level(problem, len(problem.schedule) - 1, device, dense=True)
+    del data  # the finest level's points and gradients, before the dense points
+    data = _level(problem, len(problem.schedule) - 1, device, dense=True, images=images)
     return Outcome(
         moving_from_fixed=_physical(run_.base, norm),
         initial=starts[:, 0],

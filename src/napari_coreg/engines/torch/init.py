@@ -44,7 +44,6 @@ def _thinned(data: LevelData) -> LevelData:
         data,
         fixed_points=data.fixed_points[keep],
         fixed_values=data.fixed_values[:, keep],
-        fixed_weights=data.fixed_weights[keep],
     )
 
 
@@ -82,7 +81,7 @@ def starting_points(
     problem : Problem
     data : LevelData or None
         The coarsest level, without masks and without point subsets (not
-        read, and may be ``None``, when ``problem.initial`` is given).
+        needed, and may be None, when the problem has ``initial``).
     norm : ndarray
         ``norm_from_phys`` of the engine.
     device : torch.device

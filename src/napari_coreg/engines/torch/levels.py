@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ from torch import Tensor
 
 from ...pyramid import Level, shrink_per_axis
 from ...transforms import Grid, grid_points, homogeneous
+from .images import blur_margin, level_images, shrink
 
 __all__ = [
     'LevelData',
@@ -34,69 +36,6 @@ def normalised_frame(grid: Grid) -> np.ndarray:
     """``norm_from_phys``: centre the fixed image and divide by half its diagonal."""
     scale = 1.0 / grid.extent
     return homogeneous(np.eye(grid.ndim) * scale, -grid.center * scale)
-
-
-def blur_margin(sigma: float, size: int) -> int:
-    """Pixels at each end of an axis whose blur mixes in the padding.
-
-    Pixels at each end of an axis of ``size`` whose blurred value mixes in
-    the reflected padding (the kernel's radius), or 0 without a blur or on an
-    axis too short to spare them (at least half of it stays).
-    """
-    if sigma <= 0:
-        return 0
-    radius = max(1, math.ceil(3 * sigma))
-    return radius if 4 * radius <= size - 1 else 0
-
-
-def _gaussian_kernel(sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    radius = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    return kernel / kernel.sum()
-
-
-def gaussian_blur(image: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of ``(B, C, *spatial)`` (2D or 3D), reflect edges.
-
-    Each axis is a weighted sum of shifted views of the padded image (one
-    pass per tap): on CPUs this is about ten times faster than a grouped
-    convolution with a one-dimensional kernel.
-    """
-    if sigma <= 0:
-        return image
-    ndim = image.ndim - 2
-    kernel = _gaussian_kernel(sigma, torch.float64, torch.device('cpu'))
-    radius = kernel.numel() // 2
-    for axis in range(ndim):
-        dim = 2 + axis
-        size = image.shape[dim]
-        if size == 1:
-            continue
-        r = min(radius, size - 1)
-        taps = kernel[radius - r : radius + r + 1]
-        taps = (taps / taps.sum()).tolist()  # tiny axis: trimmed kernel
-        pad = [0, 0] * ndim
-        pad[2 * (ndim - 1 - axis)] = pad[2 * (ndim - 1 - axis) + 1] = r
-        padded = F.pad(image, pad, mode='reflect')
-        out = padded.narrow(dim, r, size) * taps[r]
-        for k in range(r):  # symmetric taps: one multiply per pair
-            pair = padded.narrow(dim, k, size) + padded.narrow(dim, 2 * r - k, size)
-            out.add_(pair, alpha=taps[k])
-        image = out
-    return image
-
-
-def _shrink(image: Tensor, shrink: tuple[int, ...]) -> Tensor:
-    """Block-average ``(B, C, *spatial)`` by ``shrink``, dropping partial blocks."""
-    if all(s == 1 for s in shrink):
-        return image
-    spatial = image.shape[2:]
-    crop = [slice(None), slice(None)] + [
-        slice(0, (n // s) * s) for n, s in zip(spatial, shrink, strict=True)
-    ]
-    pool = F.avg_pool2d if len(shrink) == 2 else F.avg_pool3d
-    return pool(image[tuple(crop)], kernel_size=shrink, stride=shrink)
 
 
 def level_grid_matrix(grid: Grid, shrink: tuple[int, ...]) -> np.ndarray:
@@ -121,8 +60,6 @@ class LevelData:
     fixed_points : Tensor, (N, D + 1)
         Homogeneous normalised coordinates of the fixed sample points.
     fixed_values : Tensor, (B or 1, N)
-    fixed_weights : Tensor, (N,)
-        1 inside the fixed mask (all ones without one).
     fixed_gradient : Tensor, (B or 1, N, D), or None
         Gradient of the fixed level at the points, in normalised
         coordinates (built on request: the inverse-compositional solver's
@@ -148,7 +85,6 @@ class LevelData:
 
     fixed_points: Tensor
     fixed_values: Tensor
-    fixed_weights: Tensor
     fixed_gradient: Tensor | None
     moving_stack: Tensor
     gs_from_norm: Tensor
@@ -192,9 +128,8 @@ class LevelData:
         return tuple(bounds)
 
 
-def _pyramid_image(array: np.ndarray, shrink, sigma, device) -> Tensor:
-    image = torch.as_tensor(array, device=device)[:, None]
-    return gaussian_blur(_shrink(image, shrink), sigma)
+#: Values of the strided sample that brackets a top-k's cut-off.
+BRACKET_SAMPLES = 1 << 12
 
 
 def _subset(
@@ -207,21 +142,50 @@ def _subset(
     """
     if n_points <= limit:
         return None
-    if strength is not None:  # in order, without sorting the indices
-        keep = torch.zeros(n_points, dtype=torch.bool, device=strength.device)
-        keep[torch.topk(strength, limit, sorted=False).indices] = True
-        return torch.nonzero(keep)[:, 0].cpu()
+    if strength is not None:
+        return _strongest(strength, limit).cpu()
     if seed is None:
         return torch.arange(0, n_points, math.ceil(n_points / limit))
     generator = torch.Generator().manual_seed(seed)
     return torch.randperm(n_points, generator=generator)[:limit].sort().values
 
 
-def _unravel(index: Tensor, shape: tuple[int, ...]) -> list[Tensor]:
-    """Pixel coordinates ``(N,)`` per axis of flat ``index``, as float64 (exact.
+def _strongest(strength: Tensor, limit: int) -> Tensor:
+    """Indices, in order, of the ``limit`` largest values of ``strength``.
 
-    Float arithmetic is much faster than integer division here).
+    The set of a top-k, found faster on CPUs: a random sample (fixed seed)
+    of ``BRACKET_SAMPLES`` values brackets the cut-off, and only the values
+    inside the bracket are ranked (a plain top-k when the bracket misses).
     """
+    n = strength.numel()
+    generator = torch.Generator().manual_seed(0)
+    picks = torch.randint(n, (min(n, BRACKET_SAMPLES),), generator=generator)
+    sample = strength[picks.to(strength.device)].sort().values
+    m = sample.numel()
+    below = 1 - limit / n  # fraction of the values under the cut-off
+    spread = 4 * math.sqrt(below * (1 - below) / m) + 2 / m
+    low = sample[max(0, math.floor((below - spread) * m))]
+    high = sample[min(m - 1, math.ceil((below + spread) * m))]
+    keep = strength > high
+    band = torch.nonzero((strength >= low) & ~keep)[:, 0]
+    need = limit - int(keep.sum())
+    if need < 0 or need > band.numel():  # missed: rank everything
+        keep.zero_()
+        keep[torch.topk(strength, limit, sorted=False).indices] = True
+    else:
+        keep[band[torch.topk(strength[band], need, sorted=False).indices]] = True
+    return torch.nonzero(keep)[:, 0]
+
+
+def _unravel(index: Tensor | None, shape: tuple[int, ...]) -> list[Tensor]:
+    """Pixel coordinates ``(N,)`` per axis of flat ``index``, as float64.
+
+    ``None`` stands for every pixel in order. Exact: float arithmetic is
+    much faster than integer division here.
+    """
+    if index is None:
+        axes = [torch.arange(n, dtype=torch.float64) for n in shape]
+        return [c.reshape(-1) for c in torch.meshgrid(*axes, indexing='ij')]
     rest = index.double()
     coords = []
     for size in shape[:0:-1]:
@@ -231,31 +195,53 @@ def _unravel(index: Tensor, shape: tuple[int, ...]) -> list[Tensor]:
     return [rest, *coords[::-1]]
 
 
-def _axis_gradients(image: Tensor) -> list[Tensor]:
-    """Central differences of ``(B, *spatial)`` along each spatial axis."""
-    return [
-        torch.gradient(image, dim=axis)[0]
-        if image.shape[axis] > 1
-        else torch.zeros_like(image)
-        for axis in range(1, image.ndim)
-    ]
+def _axis_gradients(image: Tensor) -> Iterator[Tensor]:
+    """Central differences of ``(B, *spatial)`` along each spatial axis.
+
+    One-sided at the ends (as :func:`torch.gradient`). One axis at a time,
+    in one buffer that the next axis overwrites (use or copy each before
+    asking for the next), so that a large level holds one gradient at once.
+    """
+    out = torch.empty_like(image)
+    for axis in range(1, image.ndim):
+        n = image.shape[axis]
+        if n == 1:
+            out.zero_()
+        else:
+            inner = out.narrow(axis, 1, n - 2)
+            torch.sub(
+                image.narrow(axis, 2, n - 2), image.narrow(axis, 0, n - 2), out=inner
+            )
+            inner.mul_(0.5)
+            for end, ahead, behind in ((0, 1, 0), (n - 1, n - 1, n - 2)):
+                torch.sub(
+                    image.narrow(axis, ahead, 1),
+                    image.narrow(axis, behind, 1),
+                    out=out.narrow(axis, end, 1),
+                )
+        yield out
 
 
-def _gradient_magnitude(gradients: list[Tensor]) -> Tensor:
+def _gradient_magnitude(gradients: Iterable[Tensor]) -> Tensor:
     """Sum over the batch of the squared gradient magnitude, flat."""
-    magnitude = sum(g.square().sum(dim=0) for g in gradients)
+    magnitude = None
+    for g in gradients:  # squared in place: the buffer is not kept
+        g = g.square_()
+        g = g.sum(dim=0) if g.shape[0] > 1 else g[0]
+        magnitude = g.clone() if magnitude is None else magnitude.add_(g)
     return magnitude.reshape(-1)
 
 
 def _in_frame(
-    gradients: list[Tensor], linear: np.ndarray, out: Tensor, offset: int
+    gradients: Iterable[Tensor], linear: np.ndarray, out: Tensor, offset: int
 ) -> None:
     """Write pixel-axis gradients in normalised coordinates.
 
     Write pixel-axis gradients, turned into normalised coordinates by
-    ``linear`` (``px_from_norm``'s linear part), into channels of ``out``.
+    ``linear`` (``px_from_norm``'s linear part, ``(D, D)``), into channels
+    ``offset`` to ``offset + D`` of ``out``.
     """
-    ndim = len(gradients)
+    ndim = len(linear)
     out[:, offset : offset + ndim] = 0
     for axis, along in enumerate(gradients):
         for to in range(ndim):
@@ -279,6 +265,7 @@ def build_level(
     moving_gradient: bool = True,
     fixed_gradient: bool = False,
     blur_margins: bool = True,
+    images: tuple[Tensor, Tensor] | None = None,
 ) -> LevelData:
     """Shrink, smooth and differentiate one level of the problem.
 
@@ -294,12 +281,15 @@ def build_level(
     shifted camera crop by 0.05 px (0.15 px with sigma 1). Measured, not yet
     understood: leaving out the fixed image's margin as well moved the ITK
     brain Rotated10 optimum by 0.27 px, so the fixed points keep theirs.
+    ``images`` are the level's images when already built
+    (:func:`.images.level_images`).
     """
     ndim = fixed_grid.ndim
     f_shrink = shrink_per_axis(fixed_grid.shape, level.factor)
     m_shrink = shrink_per_axis(moving_grid.shape, level.factor)
-    fixed_l = _pyramid_image(fixed, f_shrink, level.sigma, device)[:, 0]
-    moving_l = _pyramid_image(moving, m_shrink, level.sigma, device)
+    if images is None:
+        images = level_images(fixed, moving, fixed_grid, moving_grid, level, device)
+    fixed_l, moving_l = images
     fixed_shape = tuple(fixed_l.shape[1:])
     moving_shape = tuple(moving_l.shape[2:])
 
@@ -309,7 +299,7 @@ def build_level(
     index = None  # every pixel, without materialising their indices
     if fixed_mask is not None:
         keep = (
-            _shrink(
+            shrink(
                 torch.as_tensor(fixed_mask, dtype=torch.float32)[None, None], f_shrink
             )[0, 0]
             >= 0.5
@@ -321,30 +311,33 @@ def build_level(
         index = chosen if index is None else index[chosen]
         count = index.numel()
     fixed_grads = None
-    if fixed_gradient or (strong_points is not None and count > strong_points):
-        fixed_grads = _axis_gradients(fixed_l)
+    if fixed_gradient:
+        fixed_grads = [g.clone() for g in _axis_gradients(fixed_l)]
     if strong_points is not None and count > strong_points:
-        strength = _gradient_magnitude(fixed_grads)
+        strength = _gradient_magnitude(
+            (g.clone() for g in fixed_grads)
+            if fixed_grads
+            else _axis_gradients(fixed_l)
+        )
         if index is not None:
             strength = strength[index.to(strength.device)]
         chosen = _subset(count, strong_points, None, strength)
         index = chosen if index is None else index[chosen]
-    if index is None:
-        index = torch.arange(n_pixels)
     norm_from_px = torch.as_tensor(
         norm_from_phys @ level_grid_matrix(fixed_grid, f_shrink)
     )
     columns = _rows_at(norm_from_px[None, :ndim], _unravel(index, fixed_shape))
-    ones = torch.ones(index.numel(), dtype=torch.float64)
-    points = torch.stack([*(c[0] for c in columns), ones], dim=-1)
-    on_device = index.to(device)
+    count = columns[0].shape[1]
+    points = torch.ones((count, ndim + 1), dtype=fixed_l.dtype, device=device)
+    for axis, column in enumerate(columns):
+        points[:, axis] = column[0]
+    on_device = slice(None) if index is None else index.to(device)
     values = fixed_l.reshape(fixed_l.shape[0], -1)[:, on_device]
-    weights = torch.ones(index.numel())
     gradient_at_points = None
     if fixed_gradient:
         linear = np.linalg.inv(norm_from_px.numpy())[:ndim, :ndim]
         at_points = [g.flatten(1)[:, on_device] for g in fixed_grads]
-        gradient_at_points = fixed_l.new_zeros((fixed_l.shape[0], ndim, index.numel()))
+        gradient_at_points = fixed_l.new_zeros((fixed_l.shape[0], ndim, count))
         _in_frame(at_points, linear, gradient_at_points, 0)
         gradient_at_points = gradient_at_points.transpose(1, 2)
     del fixed_grads
@@ -357,13 +350,17 @@ def build_level(
     # that a single grid_sample call reads them all
     n_grad = ndim if moving_gradient else 0
     n_channels = 1 + n_grad + (moving_mask is not None)
-    stack = moving_l.new_empty((moving_l.shape[0], n_channels, *moving_shape))
-    stack[:, :1] = moving_l
+    if n_channels == 1:  # the image alone: no copy
+        stack = moving_l
+    else:
+        stack = moving_l.new_empty((moving_l.shape[0], n_channels, *moving_shape))
+        stack[:, :1] = moving_l
     if moving_gradient:
-        _in_frame(_axis_gradients(moving_l[:, 0]), px_from_norm, stack, 1)
+        linear = px_from_norm[:ndim, :ndim]
+        _in_frame(_axis_gradients(moving_l[:, 0]), linear, stack, 1)
     if moving_mask is not None:
         mask = torch.as_tensor(moving_mask, dtype=moving_l.dtype, device=device)
-        stack[:, -1] = _shrink(mask[None, None], m_shrink)[:, 0]
+        stack[:, -1] = shrink(mask[None, None], m_shrink)[:, 0]
     del moving_l
     gs_from_norm = _grid_sample_from_px(moving_shape) @ px_from_norm
 
@@ -372,9 +369,8 @@ def build_level(
         np.c_[grid_points(fixed_shape), np.ones(2**ndim + 1)] @ norm_from_px.numpy().T
     )
     return LevelData(
-        fixed_points=points.to(device=device, dtype=dtype),
+        fixed_points=points,
         fixed_values=values,
-        fixed_weights=weights.to(device=device, dtype=dtype),
         fixed_gradient=gradient_at_points,
         moving_stack=stack,
         gs_from_norm=torch.as_tensor(gs_from_norm, device=device, dtype=dtype),
@@ -400,9 +396,10 @@ class Sample:
     geometry (forward-additive derivatives need it).
     """
 
-    values: Tensor  # (B, N)
+    values: Tensor  # (B, N): 0 outside the moving level
     weights: Tensor  # (B, N): overlap (and masks)
-    gradient: Tensor | None  # (B, N, D): d values / d mapped point (normalised)
+    gradient: Tensor | None  # (B, N, D): d values / d mapped point
+    # (normalised), 0 where the weight is
     mapped: Tensor | None = None  # (B, N, D): mapped points (normalised)
     points: Tensor | None = None  # (B, N, D + 1): homogeneous fixed points
     depth: Tensor | None = None  # (B, N): projective depth w
@@ -447,17 +444,13 @@ def sample(
     """
     ndim = data.ndim
     stack = data.moving_stack
-    if frames is not None and not (
-        frames.numel() == stack.shape[0]
-        and torch.equal(frames.cpu(), torch.arange(stack.shape[0]))
-    ):
+    if frames is not None and frames.tolist() != list(range(stack.shape[0])):
         stack = stack[frames.to(stack.device)]
     matrices = matrices.to(dtype=torch.float64)
     dtype, device = stack.dtype, stack.device
     coords = list(data.fixed_columns)
-    affine = bool(
-        (matrices[:, ndim, :ndim] == 0).all() and (matrices[:, ndim, ndim] == 1).all()
-    )
+    last = matrices.detach()[:, ndim].cpu().numpy()
+    affine = bool((last[:, :ndim] == 0).all() and (last[:, ndim] == 1).all())
     gs_from_norm = data.gs_from_norm.to(torch.float64)
     mapped = depth = None
     if affine:
@@ -486,12 +479,12 @@ def sample(
         padding_mode='zeros',
         align_corners=True,
     ).reshape(stack.shape[0], stack.shape[1], -1)
-    weights = inside.to(dtype) * data.fixed_weights
+    weights = inside.to(dtype)
     if data.has_moving_mask:
         weights = weights * (sampled[:, -1] >= 0.5)
     gradient = None
     if data.has_moving_gradient:
-        gradient = (sampled[:, 1 : 1 + ndim] * inside[:, None]).transpose(1, 2)
+        gradient = (sampled[:, 1 : 1 + ndim] * weights[:, None]).transpose(1, 2)
     return Sample(
         values=sampled[:, 0] * inside,
         weights=weights,
