@@ -12,23 +12,28 @@ N(0, 1.5 px) per axis, about the crop centre), Gaussian noise sigma 0.02 on
 [0, 1] intensities, float32. Frame 0 is the unmoved crop, so the truth
 ``moving_from_fixed`` of frame i (reference = frame 0) is the walk's matrix.
 
-Every method registers each frame to the previous one and chains the
-transforms (StackReg's way, ``reference='previous'``); ours also runs with
-``reference='first'``. Errors are corner errors (mean distance of the four
-corners and the centre, px) of each frame's transform against the truth:
-*pairwise* (frame i against frame i-1, what one registration achieves) and
-*chained* (frame i against frame 0, which accumulates the pairwise errors of
-the chain, about sqrt(i) times larger for random errors).
+Rigid body only. Ours and pystackreg run with ``reference='previous'`` (each
+frame registered to the one before it, the transforms chained: StackReg's
+way) and ``reference='first'`` (every frame registered to frame 0); the
+SimpleITK loop chains neighbour pairs. Errors are corner errors (mean
+distance of the four corners and the centre, px) of each frame's transform
+against the truth: *pairwise* (frame i against frame i-1, what one
+registration achieves) and *chained* (frame i against frame 0, which
+accumulates the pairwise errors of the chain, about sqrt(i) times larger for
+random errors).
 
 Peers (PEERS.md settings): pystackreg ``StackReg.register_stack``
-(TRANSLATION and RIGID_BODY, ``reference='previous'``); SimpleITK
+(RIGID_BODY, ``reference='previous'`` and ``'first'``); SimpleITK
 ``ImageRegistrationMethod`` per frame pair (Euler2D, Correlation, 25 %
 random sampling, 4 levels, PEERS.md optimiser settings). Threads: torch,
 SimpleITK and OpenCV limited to 2; pystackreg is single-threaded.
 
 Each method runs in a fresh child process (:func:`harness.run_case`) on the
-stack saved to a temporary ``.npy``. The memory check registers a
-memory-mapped uint16 ``.npy`` stack of about ``memory_gb`` GB in a child
+stack saved to a temporary ``.npy``, ``--repeats`` times (default 3),
+interleaved method after method; a record's ``seconds`` is the median run
+(``seconds_runs`` all of them; the SimpleITK loop runs once). The memory
+check registers a memory-mapped uint16 ``.npy`` stack of about
+``memory_gb`` GB in a child
 (``reference='previous'``, aligned stack written to an ``.npy`` on disk); the
 harness samples the child's anonymous resident memory (``RssAnon``: all but
 file pages) and reads its peak RSS (``VmHWM``). The optimisation is cut to 2
@@ -61,15 +66,16 @@ SECTION = harness.RESULTS / 'stack.md'
 METHODS = (
     ('napari-coreg, torch CPU, rigid NCC, previous', 'ours', {}),
     ('napari-coreg, torch CPU, rigid NCC, first', 'ours', {'reference': 'first'}),
-    (
-        'napari-coreg, torch CPU, translation NCC, previous',
-        'ours',
-        {'model': 'translation'},
-    ),
     ('pystackreg RIGID_BODY, previous', 'stackreg', {'mode': 'RIGID_BODY'}),
-    ('pystackreg TRANSLATION, previous', 'stackreg', {'mode': 'TRANSLATION'}),
+    (
+        'pystackreg RIGID_BODY, first',
+        'stackreg',
+        {'mode': 'RIGID_BODY', 'reference': 'first'},
+    ),
     ('SimpleITK Euler2D Correlation, per-frame loop', 'sitk_loop', {}),
 )
+#: Methods timed once however many repeats (SimpleITK takes ~0.6 s a frame).
+ONCE = ('sitk_loop',)
 
 
 def errors(matrices: np.ndarray, truth: np.ndarray, shape) -> dict[str, float]:
@@ -109,16 +115,21 @@ def ours(
         result = register_stack(
             stack, reference=reference, model=model, metric='ncc', **settings
         )
-    levels = len(result.batches[0].levels)
+    # warm batches skip coarse levels: iterations per level of the schedule,
+    # over the batches that ran it (levels counted from the finest)
+    n_levels = len(result.settings['schedule'])
+    per_level = [[] for _ in range(n_levels)]
+    for batch in result.batches:
+        for k, level in enumerate(batch.levels):
+            per_level[n_levels - len(batch.levels) + k].append(level.iterations)
     return {
         **t,
         'matrices': np.asarray(result.moving_from_fixed).tolist(),
         'info': {
             'batch_size': result.settings['batch_size'],
-            'iterations_per_level': [
-                float(np.mean([b.levels[k].iterations for b in result.batches]))
-                for k in range(levels)
-            ],
+            'iterations_per_level': [float(np.mean(v)) for v in per_level if v],
+            'warm_starts': result.settings.get('warm_starts'),
+            'batches': len(result.batches),
         },
     }
 
@@ -222,32 +233,53 @@ def memory_check(gb: float = 1.0, size: int = 1024, log=print) -> dict[str, Any]
 
 
 def measure(
-    frames: int, size: int, sitk: bool, log=print, methods=METHODS
+    frames: int,
+    size: int,
+    sitk: bool,
+    log=print,
+    methods=METHODS,
+    repeats: int = 1,
 ) -> list[dict[str, Any]]:
-    """Every method of ``methods`` on one drift stack; one record per method."""
-    log(f'drift stack {frames} x {size}^2 ...')
+    """Every method of ``methods`` on one drift stack; one record per method.
+
+    The methods run ``repeats`` times, interleaved (method after method, then
+    again), each run in a fresh child process; ``seconds`` is the median of
+    the runs (all of them in ``seconds_runs``), errors are those of the first
+    run. :data:`ONCE` methods run once.
+    """
+    log(f'drift stack {frames} x {size}^2, {repeats} interleaved runs ...')
     stack, truth = drift_stack(frames, size)
-    records = []
+    methods = [m for m in methods if sitk or m[1] != 'sitk_loop']
+    records = {
+        name: {'name': name, 'frames': frames, 'size': size} for name, *_ in methods
+    }
+    runs: dict[str, list[float]] = {name: [] for name in records}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / 'stack.npy'
         np.save(path, stack)
-        for name, function, settings in methods:
-            if function == 'sitk_loop' and not sitk:
-                continue
-            log(f'  {name} ...')
-            kwargs = {'path': str(path), **settings}
-            rec = harness.run_case(SUITE, name, 'bench_stack', function, kwargs)
-            record: dict[str, Any] = {'name': name, 'frames': frames, 'size': size}
-            if rec['status'] != 'ok':
-                record['error'] = f'{rec["status"]}: {rec["error"]}'
-            else:
+        for repeat in range(repeats):
+            for name, function, settings in methods:
+                record = records[name]
+                if 'error' in record or (repeat and function in ONCE):
+                    continue
+                log(f'  {name} (run {repeat + 1}) ...')
+                kwargs = {'path': str(path), **settings}
+                rec = harness.run_case(SUITE, name, 'bench_stack', function, kwargs)
+                if rec['status'] != 'ok':
+                    record['error'] = f'{rec["status"]}: {rec["error"]}'
+                    continue
                 result = rec['result']
-                matrices = np.asarray(result.pop('matrices'))
-                record |= result | errors(matrices, truth, stack.shape[1:])
-                record['peak_rss_mib'] = rec['memory']['peak_rss_mib']
-                log(f'    {1000 * record["seconds"] / (frames - 1):.0f} ms/frame')
-            records.append(record)
-    return records
+                runs[name].append(result['seconds'])
+                log(f'    {1000 * result["seconds"] / (frames - 1):.0f} ms/frame')
+                if repeat == 0:
+                    matrices = np.asarray(result.pop('matrices'))
+                    record |= result | errors(matrices, truth, stack.shape[1:])
+                    record['peak_rss_mib'] = rec['memory']['peak_rss_mib']
+    for name, record in records.items():
+        if runs[name]:
+            record['seconds'] = float(np.median(runs[name]))
+            record['seconds_runs'] = runs[name]
+    return list(records.values())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -262,6 +294,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--memory-gb', type=float, default=1.0)
     parser.add_argument('--memory-size', type=int, default=1024)
     parser.add_argument('--no-sitk', action='store_true')
+    parser.add_argument(
+        '--repeats', type=int, default=3, help='interleaved runs of each method'
+    )
     parser.add_argument('--threads', type=int, default=harness.DEFAULT_THREADS)
     parser.add_argument('--store', type=Path, default=STORE)
     parser.add_argument('--out', type=Path, default=SECTION)
@@ -273,14 +308,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.frames, args.size, args.no_sitk = 6, 64, True
+        args.frames, args.size, args.no_sitk, args.repeats = 6, 64, True, 1
         args.memory_gb, args.memory_size = 0.002, 128
     harness.pin_threads(args.threads)
     log = harness.logger()
     started, load_start = time.perf_counter(), os.getloadavg()[0]
     store: dict[str, Any] = {'records': [], 'memory': None}
     if not args.memory_only:
-        store['records'] = measure(args.frames, args.size, not args.no_sitk, log)
+        store['records'] = measure(
+            args.frames, args.size, not args.no_sitk, log, repeats=args.repeats
+        )
     if not args.no_memory:
         log('memory check ...')
         store['memory'] = memory_check(args.memory_gb, args.memory_size, log=log)

@@ -4,7 +4,11 @@
 argument once (:mod:`.plan`), cut it into batches of frames
 (:mod:`.batching`) and hand each batch to a backend as one batched problem
 (the torch engine optimises the whole batch at once; SimpleITK frames go one
-by one), in the order the reference mode asks (:mod:`.references`). Stacks
+by one), in the order the reference mode asks (:mod:`.references`). With
+the torch backend, batches after a chain's first start from their solved
+neighbours and skip the coarse levels the observed motion does not need
+(:mod:`.warm`); a warm start that fails is registered again from scratch.
+Stacks
 that do not fit in memory (dask, zarr, memory-mapped files) stream through
 batch by batch (:mod:`.frames`); the aligned stack is computed lazily or
 written to ``out`` (:mod:`.output`). With ``client=`` the batches run as

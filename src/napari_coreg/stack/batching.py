@@ -130,9 +130,11 @@ class Spec:
 class Job:
     """One batch: which frames, against what, from where.
 
-    ``kind``: ``'pairs'`` registers each frame to the frame before it,
-    ``'fixed'`` to one fixed image, ``'sum'`` only averages frames (resampled
-    through ``initial`` when given). ``start:stop`` are the frames to read.
+    ``kind``: ``'pairs'`` registers each frame to the frame ``gap`` before
+    it, ``'fixed'`` to one fixed image, ``'sum'`` only averages frames
+    (resampled through ``initial`` when given). ``start:stop`` are the frames
+    to read. ``initial`` holds a start per frame (a warm start: the levels
+    before ``first_level`` of the schedule are skipped).
     """
 
     index: int
@@ -143,6 +145,8 @@ class Job:
     round: int = 0
     initial: NDArray | None = None
     accumulate: bool = False
+    first_level: int = 0
+    gap: int = 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -259,7 +263,7 @@ def iter_batch(
     started = time.perf_counter()
     needed = sorted(
         set(job.frames)
-        | ({f - 1 for f in job.frames} if job.kind == 'pairs' else set())
+        | ({f - job.gap for f in job.frames} if job.kind == 'pairs' else set())
     )
     gray_all = gray(slab, job.start, needed)
     where = {f: k for k, f in enumerate(needed)}
@@ -270,7 +274,7 @@ def iter_batch(
             job, None, None, None, (), time.perf_counter() - started, total, count
         )
     if job.kind == 'pairs':
-        fixed_batch = gray_all[[where[f - 1] for f in job.frames]]
+        fixed_batch = gray_all[[where[f - job.gap] for f in job.frames]]
     else:
         fixed_batch = np.asarray(fixed, dtype=np.float32)[None]
     engine = spec.method.engine()
@@ -282,7 +286,7 @@ def iter_batch(
         fixed_mask=None,
         moving_mask=None,
         method=spec.method,
-        schedule=spec.schedule,
+        schedule=spec.schedule[job.first_level :],
         initial=job.initial,
     )
     outcome = yield from engine.run(problem)

@@ -36,8 +36,11 @@ _STACK_DOC = """
         ``'previous'``: each frame is registered to the frame before it and
         the transforms are chained, so every frame lands in the first frame's
         coordinates (best for drift and for serial sections that change
-        along the stack). ``'first'`` or a frame index: every frame is
-        registered to that frame. ``'mean'``: frames are registered to their
+        along the stack); from 16 frames on, every ``sqrt(n)``-th frame is
+        also registered to the ``sqrt(n)``-th frame before it, so that the
+        chain's small errors do not add up over the whole stack.
+        ``'first'`` or a frame index: every frame is registered to that
+        frame. ``'mean'``: frames are registered to their
         mean, the mean of the aligned frames is recomputed and the
         registration repeated (``rounds`` times at most).
     model, metric, backend : str
@@ -50,7 +53,10 @@ _STACK_DOC = """
         The channel the transforms are estimated on; they are applied to
         every channel. Default: the luminance (RGB) or mean of the channels.
     batch_size : int, optional
-        Frames per engine run (torch optimises them together). Default:
+        Most frames per engine run (torch optimises them together; a chain
+        of frames starts with two, and frames registered to one frame run
+        in shorter batches while their starts come from a solved neighbour
+        further away, see :mod:`napari_coreg.stack.warm`). Default:
         what fits in a quarter of the available memory, at most 512 MiB and
         16 frames on a CPU (see :func:`napari_coreg.stack.auto_batch_size`).
         SimpleITK registers frames one by one.

@@ -49,7 +49,7 @@ def _write(
     return target
 
 
-def _settings(plan: Plan) -> dict[str, Any]:
+def _settings(plan: Plan, tracker: Tracker) -> dict[str, Any]:
     settings = plan.spec.method.settings.to_dict()
     settings['schedule'] = [
         {'factor': lv.factor, 'sigma': lv.sigma, 'iterations': lv.iterations}
@@ -57,6 +57,13 @@ def _settings(plan: Plan) -> dict[str, Any]:
     ]
     settings['batch_size'] = plan.batch_size
     settings['distributed'] = plan.client is not None
+    # frames started from their neighbours, warm starts that failed and were
+    # registered again from the configured start, key frames refined
+    settings['warm_starts'] = {
+        'frames': tracker.warm,
+        'redone': tracker.redone,
+        'keys': tracker.keys,
+    }
     return settings
 
 
@@ -94,7 +101,7 @@ def run(plan: Plan) -> Generator[StackProgress, None, StackResult]:
         channel_axis=plan.frames.channel_axis,
         register_channel=plan.register_channel,
         rounds=rounds,
-        settings=_settings(plan),
+        settings=_settings(plan, tracker),
         _frames=plan.frames,
         _out=target,
     )

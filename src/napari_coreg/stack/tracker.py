@@ -57,6 +57,9 @@ class Tracker:
         self.seconds = np.zeros(n)
         self.batch_of_frame = np.full((n, plan.rounds), -1, dtype=np.int64)
         self.reports: list[BatchReport] = []
+        # frames started from their neighbours (warm), registered again
+        # because their warm start failed, and key frames refined
+        self.warm = self.redone = self.keys = 0
 
     def progress(
         self,
@@ -94,23 +97,30 @@ class Tracker:
         fixed: NDArray | None,
         phase: str,
         round_: int,
+        done: tuple[int, int] = (0, 0),
+        of: tuple[int, int] | None = None,
     ) -> Generator[StackProgress, None, list[BatchOut]]:
-        """Run ``jobs``, yielding progress; return their outputs in job order."""
+        """Run ``jobs``, yielding progress; return their outputs in job order.
+
+        ``done`` counts the frames and batches of the phase run before these
+        jobs, ``of`` the frames and batches of the whole phase (default:
+        these jobs are the phase).
+        """
         outs: list[BatchOut | None] = [None] * len(jobs)
-        done_frames = 0
-        n_frames = sum(len(job.frames) for job in jobs)
+        done_frames, done_batches = done
+        n_frames, n_batches = of or (sum(len(job.frames) for job in jobs), len(jobs))
         for engine, result in runner.run(jobs, fixed):
             if result is not None:
                 outs[result.job.index] = result
                 done_frames += len(result.job.frames)
                 self.step += len(result.job.frames)
-            finished = sum(out is not None for out in outs)
+            finished = done_batches + sum(out is not None for out in outs)
             yield self.progress(
                 phase,
                 done_frames,
                 n_frames,
-                batch=min(finished, len(jobs) - 1),
-                n_batches=len(jobs),
+                batch=min(finished, n_batches - 1),
+                n_batches=n_batches,
                 round_=round_,
                 n_rounds=self.plan.rounds,
                 engine=engine,
