@@ -5,6 +5,8 @@
 #   make bench  - run the benchmarks against the peers (writes docs/benchmarks.md)
 #   make bench-speed - only issue 11's speed and memory targets, in one run
 #                 (make bench-speed QUICK=1: a smoke run into benchmarks/results/quick.md)
+#   make bench-geo-peers - AROSICS in its own venv (GDAL bindings from Debian's
+#                 libgdal-dev), then benchmarks/bench_geo.py side by side with it
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,9 +17,13 @@ TORCH_SPEC ?= torch==2.13.0
 DEB_PACKAGES := xvfb libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcb-icccm4 \
 	libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 \
 	libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libdbus-1-3
+# AROSICS needs GDAL's Python bindings built against the system GDAL: its own
+# venv, gdal pinned to gdal-config's version (else pip builds a newer one).
+AROSICS_VENV ?= .venv-arosics
+AROSICS_SPEC ?= arosics
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-deps demo test bench bench-speed lint clean
+.PHONY: setup system-deps demo test bench bench-speed bench-geo-peers lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +54,20 @@ bench: setup
 
 bench-speed: setup
 	$(BIN)/python benchmarks/run_all.py --suites speed $(if $(QUICK),--quick)
+
+$(AROSICS_VENV)/.installed:
+	command -v gdal-config >/dev/null || \
+		($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q libgdal-dev)
+	$(PYTHON) -m venv $(AROSICS_VENV)
+	$(AROSICS_VENV)/bin/python -m pip install --upgrade pip wheel "setuptools<70" "numpy<2"
+	printf 'gdal==%s\nnumpy<2\n' "$$(gdal-config --version)" > $(AROSICS_VENV)/constraints.txt
+	$(AROSICS_VENV)/bin/python -m pip install --no-build-isolation \
+		-c $(AROSICS_VENV)/constraints.txt "gdal==$$(gdal-config --version)"
+	$(AROSICS_VENV)/bin/python -m pip install -c $(AROSICS_VENV)/constraints.txt "$(AROSICS_SPEC)"
+	touch $@
+
+bench-geo-peers: setup $(AROSICS_VENV)/.installed
+	$(BIN)/python benchmarks/bench_geo.py --arosics-python $(AROSICS_VENV)/bin/python
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -24,7 +24,9 @@ the harness's peak resident memory of the child (``VmHWM``: interpreter,
 libraries and both volumes included). Metric: Mattes-style mutual
 information (``'mi'``); default pyramid and optimisers of each backend;
 SimpleITK with full sampling and with 10 % random sampling (its usual
-setting). Records go to ``benchmarks/results/bench_3d.json``; the section
+setting), and, for the rigid model, SimpleITK driven by hand with PEERS.md's
+settings (25 % random sampling, seed 1, shrink 4, 2, 1; ``BY_HAND``).
+Records go to ``benchmarks/results/bench_3d.json``; the section
 ``benchmarks/results/bench_3d.md`` is written from them by
 :func:`report_suites.volumes_section`.
 """
@@ -46,11 +48,16 @@ STORE = harness.RESULTS / 'bench_3d.json'
 SECTION = harness.RESULTS / 'bench_3d.md'
 SIZES = (64, 128, 256)
 MODELS = ('rigid', 'affine')
+#: The backend name of SimpleITK driven by hand with PEERS.md's settings
+#: (``bench_speed._sitk_by_hand_3d``: 25 % random sampling, seed 1, shrink
+#: 4, 2, 1), not through napari-coreg.
+BY_HAND = 'sitk-by-hand'
 #: (label, backend, extra settings)
 CONFIGS = (
     ('torch', 'torch', {}),
     ('sitk, full sampling', 'sitk', {}),
     ('sitk, 10 % sampling', 'sitk', {'sampling': 0.1}),
+    ('SimpleITK by hand, 25 % sampling', BY_HAND, {}),
 )
 
 
@@ -105,6 +112,7 @@ def register_volumes(
 
     from napari_coreg import register
     from napari_coreg._sitk import matrix_from_transform
+    from napari_coreg.inputs import as_image
     from napari_coreg.transforms import apply_matrix, grid_points
 
     torch.set_num_threads(harness.threads())
@@ -113,22 +121,37 @@ def register_volumes(
     moving = sitk.ReadImage(moving_path)
     truth = matrix_from_transform(sitk.ReadTransform(truth_path))
     harness.baseline()
+    levels = ()
     with harness.timed() as t:
-        res = register(
-            fixed, moving, model=model, metric='mi', backend=backend, **settings
-        )
-    grid = res.fixed_grid
+        if backend == BY_HAND:
+            estimate = _by_hand(fixed, moving, model)
+        else:
+            res = register(
+                fixed, moving, model=model, metric='mi', backend=backend, **settings
+            )
+            estimate, levels = res.moving_from_fixed, res.levels
+    grid = as_image(fixed, 'fixed').grid
     corners = apply_matrix(grid.phys_from_px, grid_points(grid.shape))
     error = np.linalg.norm(
-        apply_matrix(res.moving_from_fixed, corners) - apply_matrix(truth, corners),
-        axis=1,
+        apply_matrix(estimate, corners) - apply_matrix(truth, corners), axis=1
     ).mean()
     return {
         **t,
         'error_mm': float(error),
-        'iterations': [lv.iterations for lv in res.levels],
-        'level_shapes': [list(lv.shape) for lv in res.levels],
+        'iterations': [lv.iterations for lv in levels],
+        'level_shapes': [list(lv.shape) for lv in levels],
     }
+
+
+def _by_hand(fixed, moving, model: str) -> np.ndarray:
+    """SimpleITK driven by hand (rigid only): its ``moving_from_fixed``."""
+    from bench_speed import _sitk_by_hand_3d
+
+    from napari_coreg._sitk import matrix_from_transform
+
+    if model != 'rigid':
+        raise ValueError('SimpleITK by hand is measured on the rigid model only')
+    return matrix_from_transform(_sitk_by_hand_3d(fixed, moving))
 
 
 def measure(
@@ -143,6 +166,8 @@ def measure(
                 if (size, model) in skip:
                     continue
                 for label, backend, settings in configs:
+                    if backend == BY_HAND and model != 'rigid':
+                        continue
                     kwargs = {
                         'fixed_path': str(fixed_path),
                         'moving_path': str(moving_path),

@@ -2,12 +2,17 @@
 
     python benchmarks/bench_memory.py                   # 4096² pair
     python benchmarks/bench_memory.py --memory-size 1024
+    python benchmarks/bench_memory.py --memory-volume 512   # and a 512³ pair
 
 A rigidly moved pair of the camera photo resized to ``size x size`` (float32)
 is saved to a temporary ``.npz``; a fresh child process
 (:func:`harness.run_case`) loads it, notes its RSS, registers it once with
 our engine (CPU, default settings) and reports its peak RSS (``VmHWM``).
 Records go to ``records.json`` (``memory``). Target (issue 11): < 1.2 GB.
+
+``--memory-volume N`` also registers an ``N³`` float32 volume pair (a smooth
+random volume, rigidly moved: :func:`memory_volume`) with rigid + MI, the
+same way; its records go to ``memory_3d`` (target at 512³: < 6 GB).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from napari_coreg.cases import about_centre, gray_photo, rotation
 
 SUITE = 'memory'
 SETTINGS = ({'model': 'affine', 'metric': 'ncc'}, {'model': 'affine', 'metric': 'mi'})
+SETTINGS_3D = ({'model': 'rigid', 'metric': 'mi'},)
 
 
 def memory_pair(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -39,6 +45,33 @@ def memory_pair(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         fixed, np.linalg.inv(truth), order=1, mode='reflect'
     )
     return fixed, moving.astype(np.float32), truth
+
+
+def memory_volume(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A smooth random ``size³`` float32 volume, and a rigidly moved copy.
+
+    Blobs of a few voxels (blurred noise, built at ``size / 4`` and zoomed, so
+    that it is cheap), rotated 3 degrees about the first axis and shifted by
+    2 % of the size. Returns ``fixed, moving, truth`` (``moving_from_fixed``,
+    voxels, numpy order).
+    """
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    small = ndimage.gaussian_filter(rng.random((size // 4,) * 3), 1.5)
+    fixed = ndimage.zoom(small.astype(np.float32), 4, order=1)
+    angle = np.radians(3.0)
+    linear = np.eye(3)
+    linear[1:, 1:] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    centre = np.full(3, (size - 1) / 2.0)
+    truth = np.eye(4)
+    truth[:3, :3] = linear
+    truth[:3, 3] = centre - linear @ centre + 0.02 * size
+    inverse = np.linalg.inv(truth)
+    moving = ndimage.affine_transform(
+        fixed, inverse[:3, :3], inverse[:3, 3], order=1, mode='nearest'
+    )
+    return fixed, moving, truth
 
 
 def register_pair(path: str, settings: dict[str, str]) -> dict[str, Any]:
@@ -62,8 +95,15 @@ def register_pair(path: str, settings: dict[str, str]) -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """This suite's options."""
-    parser.add_argument_group('memory').add_argument(
+    group = parser.add_argument_group('memory')
+    group.add_argument(
         '--memory-size', type=int, default=4096, help='side of the pair (px)'
+    )
+    group.add_argument(
+        '--memory-volume',
+        type=int,
+        default=0,
+        help='also a volume pair of this side (voxels; 0: none)',
     )
 
 
@@ -102,7 +142,44 @@ def run(args: argparse.Namespace, store: dict, log) -> set[str]:
             log(f'memory {name} -> {entry}')
             out.append(entry)
     store['memory'] = out
+    if args.memory_volume:
+        store['memory_3d'] = _volumes(args.memory_volume, log)
     return {'ours'}
+
+
+def _volumes(size: int, log) -> list[dict[str, Any]]:
+    """Peak memory of the ``size³`` volume pair, per setting."""
+    fixed, moving, truth = memory_volume(size)
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / 'volumes.npz'
+        np.savez(path, fixed=fixed, moving=moving)
+        del fixed, moving
+        for settings in SETTINGS_3D:
+            kwargs = {'path': str(path), 'settings': settings}
+            name = f'{size}³ {settings}'
+            rec = harness.run_case(SUITE, name, 'bench_memory', 'register_pair', kwargs)
+            entry: dict[str, Any] = {'size': size, 'kw': settings}
+            if rec['status'] == 'ok':
+                result, memory = rec['result'], rec['memory']
+                entry |= {
+                    'base_mb': memory['rss_before_mib'],
+                    'peak_mb': memory['peak_rss_mib'],
+                    'time': result['time'],
+                    'inputs_mb': result['inputs_mb'],
+                    'err_voxels': _corner_error_3d(result['matrix'], truth, size),
+                }
+            else:
+                entry['error'] = f'{rec["status"]}: {rec["error"]}'
+            log(f'memory {name} -> {entry}')
+            out.append(entry)
+    return out
+
+
+def _corner_error_3d(matrix, truth: np.ndarray, size: int) -> float:
+    from napari_coreg import corner_error
+
+    return float(corner_error(np.asarray(matrix), truth, (size,) * 3))
 
 
 if __name__ == '__main__':

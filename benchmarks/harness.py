@@ -246,6 +246,7 @@ def run_case(
     *,
     timeout: float = 1800.0,
     env: dict[str, str] | None = None,
+    python: str | None = None,
 ) -> dict[str, Any]:
     """Run ``module.function(**kwargs)`` in a fresh interpreter; return its record.
 
@@ -263,6 +264,9 @@ def run_case(
         (``status='timeout'``).
     env : dict, optional
         Environment of the child (default: this process's, threads pinned).
+    python : str, optional
+        The child's interpreter (default: this one), e.g. a peer's virtual
+        environment; this module needs only the standard library there.
 
     Returns
     -------
@@ -292,7 +296,7 @@ def run_case(
     }
     t0 = time.perf_counter()
     child = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve())],
+        [python or sys.executable, str(Path(__file__).resolve())],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

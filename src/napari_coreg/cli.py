@@ -194,7 +194,7 @@ def _register_command(args: argparse.Namespace) -> int:
     from .geo.cli import is_geo_pair, run
 
     if is_geo_pair(args.fixed, args.moving):  # map coordinates, GeoTIFF out
-        return run(args)
+        return _held_status(run(args))
     args.model = args.model or 'affine'
     out = Path(args.out) if args.out else None
     transform = Path(args.transform) if args.transform else None

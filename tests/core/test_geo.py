@@ -312,3 +312,37 @@ def test_arrays_with_georef_and_bad_input(tmp_path):
         geo.register_rasters((ref.data[:10], ref.georef), tgt_path)
     with pytest.raises(ValueError, match='raster file path'):
         geo.register_rasters(42, tgt_path)
+
+
+def test_tie_points_on_a_dask_client_equal_the_threaded_ones(tmp_path):
+    distributed = pytest.importorskip(
+        'distributed', reason='dask.distributed is not installed'
+    )
+    truth = np.array([0.9, -0.4])
+    ref_path, tgt_path = shifted_pair(tmp_path, truth, shape=(480, 500))
+    threaded = geo.register_rasters(ref_path, tgt_path, window=96, spacing=64)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False,
+            dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):  # fmt: skip
+        on_dask = geo.register_rasters(
+            ref_path, tgt_path, window=96, spacing=64, client=client
+        )
+    tie, dask_tie = threaded.tie_points, on_dask.tie_points
+    assert len(tie) >= 16 and dask_tie.n_valid == tie.n_valid
+    np.testing.assert_array_equal(dask_tie.valid, tie.valid)
+    np.testing.assert_allclose(dask_tie.shift_px, tie.shift_px, atol=1e-12)
+    np.testing.assert_allclose(on_dask.shift_px, truth, atol=0.05)
+    with pytest.raises(ValueError, match='dask.distributed Client'):
+        geo.register_rasters(ref_path, tgt_path, window=96, client='cluster')
+
+
+def test_tie_points_on_a_local_cluster(tmp_path):
+    pytest.importorskip('distributed', reason='dask.distributed is not installed')
+    truth = np.array([-0.6, 0.8])
+    ref_path, tgt_path = shifted_pair(tmp_path, truth)
+    reg = geo.register_rasters(ref_path, tgt_path, window=128, client='local')
+    np.testing.assert_allclose(reg.shift_px, truth, atol=0.05)

@@ -71,6 +71,27 @@ def test_global_shift_matches_the_reference(registration):
     assert reg.extra['overlap_exact']
 
 
+def test_verdict_ok_on_the_pair_and_its_local_correction(registration):
+    from napari_coreg.quality import hold_reasons
+
+    reg = registration
+    assert reg.verdict == 'ok' and hold_reasons(reg) == [], reg.verdict_reasons
+    assert reg.uncertainty_px < 0.1
+    local = reg.assess_local(geo.fit_shift_model(reg.tie_points, 'field'))
+    assert local.verdict == 'ok', local.verdict_reasons
+
+
+def test_another_region_of_the_scene_is_held(s2):
+    from napari_coreg.quality import hold_reasons
+
+    target = geo.read_raster(s2 / TGT)
+    # the target's own pixels, 1000 rows and 900 columns from where they belong
+    moved = geo.GeoRaster(np.roll(target.data, (1000, 900), (0, 1)), target.georef)
+    reg = geo.register_rasters(s2 / REF, moved, spacing=200, window=256)
+    assert reg.verdict == 'failed'
+    assert any('windows with data match' in r for r in hold_reasons(reg))
+
+
 def test_translation_output_keeps_every_pixel(registration, s2, tmp_path):
     out = registration.write(tmp_path / 'corrected.tif')
     with rasterio.open(s2 / TGT) as src, rasterio.open(out) as dst:

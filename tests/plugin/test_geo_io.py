@@ -1,10 +1,9 @@
 """Georeferenced rasters in napari: the reader places layers at their map
-coordinates; the Sentinel-2 pair overlays in a real viewer and registers from
-the dock widget."""
+coordinates (the Sentinel-2 pair, dropped on a real viewer and registered from
+the dock widget, is in test_geo_drop.py and test_geo_done_when.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
@@ -34,10 +33,6 @@ def _plugins_discovered():
     PluginManager.instance().discover()
 
 
-REF = 'ref_S2A_20160608T153121_T33UUU_sub.jp2'
-TGT = 'tgt_S2A_20160529T153631_T33UUU_sub.jp2'
-
-
 def test_manifest_offers_the_geo_reader_and_widget():
     from npe2 import PluginManager
 
@@ -54,8 +49,12 @@ def test_plain_tiffs_are_left_to_napari(tmp_path):
     import tifffile
 
     tifffile.imwrite(tmp_path / 'plain.tif', texture((20, 20)))
-    assert get_reader(str(tmp_path / 'plain.tif')) is None
+    # napari's own reader, should the user prefer ours for *.tif
+    plain = get_reader(str(tmp_path / 'plain.tif'))
+    assert plain is not None and plain is not _geo_io.read_geo
+    assert plain.__module__.startswith('napari_builtins')
     assert get_reader(str(tmp_path / 'photo.png')) is None
+    assert get_reader(str(tmp_path / 'plain.vrt')) is None
     path = write_geotiff(
         tmp_path / 'geo.tif', texture((20, 20)), Affine(1, 0, 0, 0, -1, 0)
     )
@@ -145,43 +144,39 @@ def test_writeback_moves_the_layer_and_shows_tie_points(tmp_path):
     assert 'reliability' in points.features
 
 
-@pytest.fixture
-def s2(shared_data):
-    folder = shared_data / 'arosics_s2_inter1'
-    if not folder.is_dir():
-        pytest.skip(f'Sentinel-2 test pair not found at {folder}')
-    return folder
+def _noise_target(tmp_path, tgt):
+    with rasterio.open(tgt) as ds:
+        transform, shape = ds.transform, ds.shape
+    noise = np.random.default_rng(5).integers(1, 4000, shape).astype(np.uint16)
+    return write_geotiff(tmp_path / 'noise.tif', noise, transform, nodata=0)
 
 
-def test_sentinel2_pair_overlays_and_registers_in_a_real_viewer(
-    make_napari_viewer, qtbot, s2, tmp_path
-):
-    from napari_coreg._napari._geo_widget import GeoRegistrationWidget
+def test_held_result_is_not_applied(tmp_path, make_napari_viewer):
+    from napari_coreg._napari._geo_widget import (
+        GeoRegistrationWidget,
+        register_geo_layers,
+    )
 
+    ref, tgt = shifted_pair(tmp_path, (0.6, -0.9))
+    noise = _noise_target(tmp_path, tgt)
     viewer = make_napari_viewer()
-    (ref,) = viewer.open(str(s2 / REF), plugin=PLUGIN)
-    (tgt,) = viewer.open(str(s2 / TGT), plugin=PLUGIN)
-    assert ref.data.shape == (3200, 2400) and tgt.data.shape == (3152, 2074)
-    # georeferencing overlays them: target (r, c) lies on reference (r - 449, c + 544)
-    for r, c in [(449, 0), (1000, 700)]:
-        np.testing.assert_allclose(
-            tgt.data_to_world((r, c)), ref.data_to_world((r - 449, c + 544))
-        )
-    assert ref.metadata[METADATA_KEY]['epsg'] == 32633
-    assert viewer.camera.orientation2d[0] == 'up'  # north up on screen
-
+    (ref_layer,) = viewer.open(str(ref), plugin=PLUGIN)
+    (noise_layer,) = viewer.open(str(noise), plugin=PLUGIN)
+    affine = noise_layer.affine.affine_matrix.copy()
+    with pytest.warns(UserWarning, match='not applied: .*clear match'):
+        reg = register_geo_layers(ref_layer, noise_layer, viewer, window=128)
+    assert reg.verdict == 'failed'
+    np.testing.assert_array_equal(noise_layer.affine.affine_matrix, affine)
+    # the widget neither moves the layer nor offers to save it
     widget = GeoRegistrationWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    widget._reference.value, widget._target.value = ref, tgt
-    widget._spacing.value = 200
-    widget.run()
-    qtbot.waitUntil(lambda: widget._result is not None, timeout=120_000)
-    reg = widget._result
-    assert np.all(np.abs(reg.shift_px - [1.75, -0.55]) <= 0.1)
-    moved = np.asarray(tgt.data_to_world((1000, 700))) - ref.data_to_world((551, 1244))
-    np.testing.assert_allclose(moved, reg.shift_map, atol=1e-6)
-    assert any(layer.name == f'{tgt.name} tie points' for layer in viewer.layers)
-    widget._out.value = tmp_path / 'corrected.tif'
-    written = widget.save()
-    with rasterio.open(s2 / TGT) as a, rasterio.open(written) as b:
-        assert hashlib.sha256(a.read()).digest() == hashlib.sha256(b.read()).digest()
+    widget._target_layer = noise_layer
+    widget._on_done(reg)
+    assert widget._result is None
+    assert widget._status.value.startswith('Not applied')
+    assert widget.save() is None  # nothing to save: the status line says why
+    assert 'register it first' in widget._status.value
+    np.testing.assert_array_equal(noise_layer.affine.affine_matrix, affine)
+    assert viewer.layers[-1].name.startswith(f'{noise_layer.name} tie points')
+    # asked for, it is applied all the same
+    register_geo_layers(ref_layer, noise_layer, window=128, apply_anyway=True)
+    assert noise_layer.metadata['napari_coreg_geo']['summary'].endswith('failed')

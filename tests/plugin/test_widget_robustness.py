@@ -213,5 +213,7 @@ def test_error_inside_a_geo_run_leaves_the_widget_ready(
     qtbot.waitUntil(lambda: not widget.running, timeout=5000)
     assert 'driver broke down' in widget.last_error
     assert widget._run.enabled and not widget._cancel.enabled
-    assert not widget._save.enabled
+    # nothing to save: the button says so instead of writing anything
+    assert widget.save() is None
+    assert widget._status.value == 'choose the target layer to save'
     qtbot.waitUntil(threads_idle, timeout=2000)

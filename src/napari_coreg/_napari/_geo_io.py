@@ -14,12 +14,20 @@ placed at their map coordinates (world = the file's CRS, numpy order
   layers from their overviews (or GDAL's on-the-fly averaged reads), so only
   the tiles on screen are read.
 
-A TIFF without georeferencing is left to napari's own reader (the reader
-returns ``None``). As world axis 0 is the northing, the reader points the
+Drag and drop: napari's own reader claims ``.tif``/``.tiff``/``.jp2`` too,
+so napari asks which reader to use unless the user has a preference
+(``settings.plugins.extension2reader``: the dialog's "remember" box, the
+geo widget's *open dropped rasters here* box, or
+:func:`prefer_for_drops`). Choosing napari-coreg for these extensions never
+breaks other files: a TIFF or JPEG 2000 without georeferencing is handed to
+napari's own reader (same layers as before), and only georeferenced files
+open at map coordinates. As world axis 0 is the northing, the reader points the
 current viewer's vertical axis up (``camera.orientation2d``) so that north is
 up on screen. nodata pixels are excluded from the contrast limits; the
 value is in the metadata for registration masks
-(:func:`nodata_mask`).
+(:func:`nodata_mask`). The contrast limits stretch the 0.5th percentile to
+the 99.5th, capped at the median plus three times its distance to the 2nd
+percentile, so that bright clouds do not leave the land dark.
 """
 
 from __future__ import annotations
@@ -31,17 +39,36 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ['METADATA_KEY', 'SUFFIXES', 'get_reader', 'nodata_mask', 'read_geo']
+__all__ = [
+    'DROP_PATTERNS',
+    'METADATA_KEY',
+    'SUFFIXES',
+    'get_reader',
+    'nodata_mask',
+    'prefer_for_drops',
+    'preferred_for_drops',
+    'read_geo',
+]
 
 #: Layer metadata entry holding the georeferencing.
 METADATA_KEY = 'geo'
 SUFFIXES = ('.tif', '.tiff', '.jp2', '.j2k', '.vrt', '.img', '.ntf', '.hdr', '.dem')
 #: Rasters with more pixels (per band) than this open lazily, multiscale.
 MAX_IN_MEMORY = 4096 * 4096
+#: Suffixes napari's own reader claims as well; non-georeferenced files with
+#: these go to it (see the module notes).
+SHARED_SUFFIXES = ('.tif', '.tiff', '.jp2', '.j2k')
+#: File-name patterns :func:`prefer_for_drops` associates with this reader.
+DROP_PATTERNS = tuple(f'*{suffix}' for suffix in SHARED_SUFFIXES)
+PLUGIN = 'napari-coreg'
 
 
 def get_reader(path: str | list[str]) -> Callable | None:
-    """npe2 reader: ours for georeferenced rasters, None for anything else."""
+    """npe2 reader: ours for georeferenced rasters, napari's for plain TIFF/JP2.
+
+    Returns None for anything else (and for a mix of georeferenced and plain
+    files).
+    """
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not paths:
         return None
@@ -49,10 +76,67 @@ def get_reader(path: str | list[str]) -> Callable | None:
         from napari_coreg.geo import is_georeferenced
     except ImportError:  # pragma: no cover - rasterio missing
         return None
-    for item in map(os.fspath, paths):
-        if not item.lower().endswith(SUFFIXES) or not is_georeferenced(item):
-            return None
-    return read_geo
+    paths = [os.fspath(item) for item in paths]
+    if not all(item.lower().endswith(SUFFIXES) for item in paths):
+        return None
+    georeferenced = [is_georeferenced(item) for item in paths]
+    if all(georeferenced):
+        return read_geo
+    if not any(georeferenced) and all(
+        item.lower().endswith(SHARED_SUFFIXES) for item in paths
+    ):
+        return _napari_reader(path)
+    return None
+
+
+def _napari_reader(path) -> Callable | None:
+    """The reader of napari itself, for a file we do not georeference."""
+    try:
+        from napari_builtins.io import napari_get_reader
+    except ImportError:  # pragma: no cover - napari without its builtins
+        return None
+    return napari_get_reader(path)
+
+
+def preferred_for_drops() -> bool:
+    """Whether dropped ``.tif``/``.jp2`` files open with this reader."""
+    from napari.settings import get_settings
+
+    prefs = get_settings().plugins.extension2reader
+    return all(prefs.get(pattern) == PLUGIN for pattern in DROP_PATTERNS)
+
+
+def prefer_for_drops(enable: bool = True) -> list[str]:
+    """Open dropped GeoTIFF / JPEG 2000 files with this reader (or stop).
+
+    Sets napari's reader preference (``settings.plugins.extension2reader``,
+    saved with napari's settings and shown under Preferences > Plugins) for
+    :data:`DROP_PATTERNS`. A pattern the user has associated with another
+    plugin is left alone. Files without georeferencing still open through
+    napari's own reader.
+
+    Parameters
+    ----------
+    enable : bool
+        True to associate the patterns with napari-coreg, False to remove
+        napari-coreg's associations.
+
+    Returns
+    -------
+    list of str
+        The patterns now associated with napari-coreg.
+    """
+    from napari.settings import get_settings
+
+    settings = get_settings().plugins
+    prefs = dict(settings.extension2reader)
+    for pattern in DROP_PATTERNS:
+        if enable:
+            prefs.setdefault(pattern, PLUGIN)
+        elif prefs.get(pattern) == PLUGIN:
+            del prefs[pattern]
+    settings.extension2reader = prefs
+    return [p for p in DROP_PATTERNS if prefs.get(p) == PLUGIN]
 
 
 def _contrast(level, nodata) -> tuple[float, float] | None:
@@ -63,7 +147,10 @@ def _contrast(level, nodata) -> tuple[float, float] | None:
         values = values[values != nodata]
     if values.size == 0:
         return None
-    low, high = np.percentile(values, [0.5, 99.5])
+    low, dark, median, high = np.percentile(values, [0.5, 2, 50, 99.5])
+    # clouds, snow or glint can fill the bright end: a stretch that mirrors
+    # the dark side around the median keeps the land visible under them
+    high = min(high, median + 3 * (median - dark))
     return (float(low), float(high)) if high > low else None
 
 
@@ -124,7 +211,7 @@ def _north_up() -> None:
 
         viewer = napari.current_viewer()
         if viewer is not None:
-            viewer.camera.orientation2d = ('up', 'right')
+            getattr(viewer, 'scene', viewer).camera.orientation2d = ('up', 'right')
     except Exception:  # noqa: BLE001 - display nicety only
         return
 

@@ -11,11 +11,19 @@ simply moves), and the tie points are added as a Points layer coloured by
 reliability (invalid points in grey). *Save corrected GeoTIFF* writes the
 corrected target as a new file (pixels unchanged for a translation,
 resampled onto the reference grid otherwise, or through a smooth
-displacement field with *local*).
+displacement field with *local*): never over an input, and never over an
+existing file (a free name is picked and shown). A result the quality check
+holds (:func:`~napari_coreg.quality.hold_reasons`: a ``'failed'`` verdict)
+moves no layer and is not offered for saving; the status line says why. A
+target moved otherwise (e.g. by *Register images*) is saved where it is
+shown, pixels unchanged (:func:`._geo_save.write_layer_geotiff`). *Open
+dropped .tif / .jp2 here* sets napari's reader preference for those
+extensions (see :func:`._geo_io.prefer_for_drops`).
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +36,17 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
+from napari.utils.notifications import show_warning
 
-from ._geo_io import METADATA_KEY
+from ..quality.hold import hold_reasons
+from ._geo_io import METADATA_KEY, prefer_for_drops, preferred_for_drops
+from ._geo_save import (
+    free_path,
+    layer_moved,
+    suggested_path,
+    why_renamed,
+    write_layer_geotiff,
+)
 from ._runner import RunnerWidget
 
 __all__ = [
@@ -97,7 +114,9 @@ def tie_points_layer(tie, name: str = 'tie points') -> tuple:
     )
 
 
-def register_geo_layers(reference, target, viewer=None, **kwargs):
+def register_geo_layers(
+    reference, target, viewer=None, *, apply_anyway: bool = False, **kwargs
+):
     """Co-register two georeferenced image layers from a script.
 
     Runs :func:`napari_coreg.geo.register_rasters` on the layers' files (or
@@ -111,6 +130,10 @@ def register_geo_layers(reference, target, viewer=None, **kwargs):
         Layers opened by the georeferenced reader (``metadata['geo']``).
     viewer : napari.Viewer or napari.components.ViewerModel, optional
         Where the tie points are shown.
+    apply_anyway : bool
+        Move ``target`` even when the quality check holds the result
+        (:func:`~napari_coreg.quality.hold_reasons`: a ``'failed'``
+        verdict); otherwise a held result only warns.
     **kwargs
         Passed to :func:`~napari_coreg.geo.register_rasters` (``model``,
         ``window``, ``spacing``, ``similarity``, ...).
@@ -128,7 +151,16 @@ def register_geo_layers(reference, target, viewer=None, **kwargs):
                 'JPEG 2000 files with the napari-coreg reader'
             )
     registration = register_rasters(_source(reference), _source(target), **kwargs)
-    apply_to_layer(target, registration)
+    held = [] if apply_anyway else hold_reasons(registration)
+    if held:
+        warnings.warn(
+            f'the result was not applied: {"; ".join(held)} (pass '
+            'apply_anyway=True to apply it all the same)',
+            UserWarning,
+            stacklevel=2,
+        )
+    else:
+        apply_to_layer(target, registration)
     if viewer is not None:
         data, layer_kwargs, _ = tie_points_layer(
             registration.tie_points, name=f'{target.name} tie points'
@@ -163,7 +195,16 @@ class GeoRegistrationWidget(RunnerWidget):
         self._spacing = SpinBox(label='grid spacing (px)', value=192, min=8, max=8192)
         self._local = CheckBox(text='local correction (displacement field)')
         self._out = FileEdit(label='corrected GeoTIFF', mode='w', filter='*.tif')
-        self._save = PushButton(text='Save corrected GeoTIFF', enabled=False)
+        self._drops = CheckBox(
+            text='open dropped .tif / .jp2 here',
+            value=preferred_for_drops(),
+            tooltip='Open GeoTIFF and JPEG 2000 files dropped on napari with '
+            'napari-coreg (georeferenced ones at map coordinates, others as '
+            "before, through napari's reader); a napari preference, "
+            'Preferences > Plugins',
+        )
+        self._save = PushButton(text='Save corrected GeoTIFF')
+        self._placed = None  # the target's affine right after our registration
         buttons = Container(
             widgets=[self._run, self._cancel], layout='horizontal', labels=False
         )
@@ -181,9 +222,11 @@ class GeoRegistrationWidget(RunnerWidget):
                 self._out,
                 self._save,
                 self._status,
+                self._drops,
             ]
         )
         self._save.changed.connect(self.save)
+        self._drops.changed.connect(prefer_for_drops)
         for event in (
             napari_viewer.layers.events.inserted,
             napari_viewer.layers.events.removed,
@@ -204,7 +247,7 @@ class GeoRegistrationWidget(RunnerWidget):
         ]
 
     def _after_set_running(self) -> None:
-        self._save.enabled = self._result is not None and not self._running
+        self._save.enabled = not self._running
 
     def _geo_layers(self, *_) -> list:
         return [
@@ -256,32 +299,78 @@ class GeoRegistrationWidget(RunnerWidget):
 
     def _on_done(self, registration) -> None:
         layer = self._target_layer
-        self._result = registration
-        apply_to_layer(layer, registration)
         data, kwargs, _ = tie_points_layer(
             registration.tie_points, name=f'{layer.name} tie points'
         )
         self._viewer.add_points(data, **kwargs)
+        held = hold_reasons(registration)
+        if held:  # neither moved nor saved; the tie points show why
+            self._result = None
+            self._status.value = (
+                f'Not applied (no layer moved, nothing to save): {"; ".join(held)}'
+            )
+            show_warning(f'Geo registration not applied: {"; ".join(held)}')
+            return
+        self._result = registration
+        apply_to_layer(layer, registration)
+        self._placed = np.array(layer.affine.affine_matrix)
+        if str(self._out.value) in ('', '.'):
+            self._out.value = suggested_path(layer)
         self._status.value = registration.summary()
 
+    def _registration_of(self, layer):
+        """The registration of ``layer`` run here, if the layer still shows it."""
+        if (
+            self._result is None
+            or layer is not self._target_layer
+            or not np.allclose(
+                layer.affine.affine_matrix, self._placed, rtol=1e-12, atol=0.0
+            )
+        ):
+            return None
+        return self._result
+
     def save(self, *_) -> Path | None:
-        """Write the corrected target as a new GeoTIFF."""
+        """Write the corrected target as a new GeoTIFF (a free name if taken).
+
+        The target registered here is written by
+        :func:`~napari_coreg.geo.write_corrected` (its model, or the local
+        field); a target moved otherwise is written where it is shown,
+        pixels unchanged. Returns the file written, or None (the status line
+        says why).
+        """
         from napari_coreg.geo import fit_shift_model
 
-        if self._result is None:
+        layer = self._target.value
+        if layer is None:
+            self._status.value = 'choose the target layer to save'
             return None
-        path = Path(str(self._out.value))
+        registration = self._registration_of(layer)
+        chosen = Path(str(self._out.value))
+        if str(chosen) in ('', '.'):
+            chosen = suggested_path(layer)
+        path = free_path(chosen)
         try:
-            local = (
-                fit_shift_model(self._result.tie_points, 'field')
-                if self._local.value
-                else None
-            )
-            written = self._result.write(path, local=local)
+            if registration is not None:
+                local = (
+                    fit_shift_model(registration.tie_points, 'field')
+                    if self._local.value
+                    else None
+                )
+                written = registration.write(path, local=local)
+            elif layer_moved(layer):
+                written = write_layer_geotiff(layer, path)
+            else:
+                raise ValueError(
+                    f'{layer.name!r} lies where its file puts it: register it '
+                    'first (here, or with Register images)'
+                )
         except ValueError as error:
             self._status.value = str(error)
             return None
-        self._status.value = f'wrote {written}'
+        self._out.value = written
+        note = '' if path == chosen else f' (not {chosen.name}: {why_renamed(chosen)})'
+        self._status.value = f'wrote {written}{note}'
         return written
 
 

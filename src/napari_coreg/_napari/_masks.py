@@ -7,6 +7,10 @@ of polygons, rectangles and ellipses counts; lines and paths are ignored.
 
 The functions work on :class:`MaskSource` snapshots taken on the GUI thread,
 so the rasterisation itself can run in a worker thread.
+
+A layer's own nodata value (``metadata['geo']['nodata']``, set by the
+georeferenced reader) masks its pixels automatically (:func:`nodata_value`,
+:func:`with_nodata`), so a swath edge or a fill border never pulls the result.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from ..transforms import Grid, apply_matrix
 from ..warp import resample
 from ._geometry import LayerFrame, data2world, layer_frame, spatial_block
 
-__all__ = ['MaskSource', 'mask_source', 'rasterise']
+__all__ = ['MaskSource', 'mask_source', 'nodata_value', 'rasterise', 'with_nodata']
 
 _AREA_SHAPES = {'polygon', 'rectangle', 'ellipse'}
 
@@ -110,6 +114,37 @@ def rasterise(source: MaskSource, image: LayerFrame) -> NDArray[np.bool_]:
             'mask over it (or choose no mask)'
         )
     return mask
+
+
+def nodata_value(layer) -> float | None:
+    """The nodata value in a layer's georeferencing metadata, if any."""
+    from ._geo_io import METADATA_KEY
+
+    meta = (layer.metadata or {}).get(METADATA_KEY) or {}
+    value = meta.get('nodata')
+    return None if value is None else float(value)
+
+
+def with_nodata(
+    mask: NDArray[np.bool_] | None,
+    array: NDArray,
+    nodata: float | None,
+    spatial_ndim: int,
+) -> NDArray[np.bool_] | None:
+    """``mask`` (or every pixel) less the pixels of ``array`` equal to ``nodata``.
+
+    A pixel with channels is nodata when all its channels are; NaN nodata
+    matches NaN pixels.
+    """
+    if nodata is None:
+        return mask
+    array = np.asarray(array)
+    has_data = ~np.isnan(array) if np.isnan(nodata) else array != nodata
+    if has_data.ndim > spatial_ndim:
+        has_data = has_data.any(axis=tuple(range(spatial_ndim, has_data.ndim)))
+    if has_data.all():
+        return mask
+    return has_data if mask is None else mask & has_data
 
 
 def _polygon(vertices: NDArray, shape: tuple[int, int]) -> NDArray[np.bool_]:

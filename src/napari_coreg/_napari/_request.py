@@ -22,7 +22,7 @@ from ..result import Progress, RegistrationResult
 from ..transforms import Grid
 from ..warp import resample
 from ._geometry import LayerFrame, embed_block, layer_frame, physical2world
-from ._masks import MaskSource, mask_source, rasterise
+from ._masks import MaskSource, mask_source, nodata_value, rasterise, with_nodata
 
 __all__ = [
     'Outcome',
@@ -66,6 +66,8 @@ class Request:
     initial: NDArray[np.float64] | None = None
     moving_affine_before: NDArray[np.float64] = field(default=None)
     moving_is_labels: bool = False
+    fixed_nodata: float | None = None
+    moving_nodata: float | None = None
 
     def preview_affine(self, moving_from_fixed: NDArray) -> NDArray[np.float64]:
         """The moving layer's full ``affine`` for a (current) transform."""
@@ -126,7 +128,8 @@ def request_from_layers(
     write_back : {'affine', 'resample'}, optional
         Default ``'affine'``, and ``'resample'`` for a homography.
     fixed_mask, moving_mask : napari.layers.Labels or napari.layers.Shapes, optional
-        Pixels that count.
+        Pixels that count. A layer's nodata value (georeferenced layers,
+        ``metadata['geo']['nodata']``) is masked out as well, always.
     init : str
         ``'current'`` starts from the layers' current overlay in the world;
         anything else is the core's ``init`` setting.
@@ -201,6 +204,8 @@ def request_from_layers(
         moving_mask=masks['moving'],
         initial=initial,
         moving_affine_before=physical2world(moving),
+        fixed_nodata=nodata_value(fixed),
+        moving_nodata=nodata_value(moving),
     )
 
 
@@ -229,14 +234,32 @@ def run_request(request: Request) -> Generator[Progress, None, Outcome]:
     Yields the core's :class:`~napari_coreg.Progress`; returns an
     :class:`Outcome`. Closing the generator cancels the run.
     """
-    fixed = gray_image(request.fixed, request.fixed_data)
+    fixed_full = request.fixed.array(request.fixed_data)
+    fixed = _gray(fixed_full, request.fixed.rgb)
     moving_full = request.moving.array(request.moving_data)
     moving = _gray(moving_full, request.moving.rgb)
     masks = {
-        role: None if source is None else rasterise(source, frame)
-        for role, source, frame in (
-            ('fixed_mask', request.fixed_mask, request.fixed),
-            ('moving_mask', request.moving_mask, request.moving),
+        role: with_nodata(
+            None if source is None else rasterise(source, frame),
+            array,
+            nodata,
+            request.ndim,
+        )
+        for role, source, frame, array, nodata in (
+            (
+                'fixed_mask',
+                request.fixed_mask,
+                request.fixed,
+                fixed_full,
+                request.fixed_nodata,
+            ),
+            (
+                'moving_mask',
+                request.moving_mask,
+                request.moving,
+                moving_full,
+                request.moving_nodata,
+            ),
         )
     }
     steps = iter_register(

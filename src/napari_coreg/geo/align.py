@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ..quality.verdict import Assessment
 from ..transforms import apply_matrix, homogeneous
 from .georef import Georef
+from .local import ShiftModel
 from .overlap import (
     Overlap,
     RasterInput,
@@ -68,6 +70,10 @@ class GeoRegistration:
         Wall time.
     target_source : GeoRaster or str
         The target pixels (a path, or in memory after reprojection).
+    assessment : Assessment or None
+        The verdict from the tie points (:mod:`napari_coreg.geo.trust`);
+        ``verdict``, ``verdict_reasons`` and ``uncertainty_px`` read it, and
+        :func:`~napari_coreg.quality.hold_reasons` holds a failed result.
     """
 
     model: str
@@ -79,7 +85,38 @@ class GeoRegistration:
     engine: Any
     seconds: float
     target_source: GeoRaster | str
+    assessment: Assessment | None = None
     extra: dict = field(default_factory=dict)
+
+    #: The similarity behind ``metric_before`` / ``metric_after``: the median
+    #: NCC of the matching windows (orientation similarity for
+    #: ``similarity='gradient'``).
+    metric = 'ncc'
+
+    @property
+    def verdict(self) -> str | None:
+        """``'ok'``, ``'suspect'`` or ``'failed'`` (see :mod:`.trust`)."""
+        return None if self.assessment is None else self.assessment.verdict
+
+    @property
+    def verdict_reasons(self) -> tuple[str, ...]:
+        """Short sentences behind the verdict, each saying what to do."""
+        return () if self.assessment is None else self.assessment.reasons
+
+    @property
+    def uncertainty_px(self) -> float | None:
+        """95% bound on the shift (target px); ``None`` when failed or unchecked."""
+        return None if self.assessment is None else self.assessment.uncertainty_px
+
+    @property
+    def metric_before(self) -> float:
+        """Median NCC of the matching windows at the georeferenced position."""
+        return _median_of(self.tie_points, self.tie_points.ncc_before)
+
+    @property
+    def metric_after(self) -> float:
+        """Median NCC of the matching windows after the shift."""
+        return _median_of(self.tie_points, self.tie_points.ncc)
 
     @property
     def shift_map(self) -> NDArray[np.float64]:
@@ -111,14 +148,30 @@ class GeoRegistration:
         return (
             f'{self.model}: map shift dx={dx:+.2f} dy={dy:+.2f} '
             f'(target px d_row={dr:+.3f} d_col={dc:+.3f}); '
-            f'{tie.n_valid}/{len(tie)} valid tie points; {self.seconds:.1f} s'
+            f'{tie.n_valid}/{len(tie)} valid tie points; {self.seconds:.1f} s; '
+            f'verdict {self.verdict}'
         )
+
+    def assess_local(self, local: ShiftModel) -> GeoRegistration:
+        """A copy judged as the local correction ``local`` through its tie points."""
+        from .trust import assess_tie_points
+
+        tie = self.tie_points
+        residual = local(tie.points[tie.valid]) - tie.shift_px[tie.valid]
+        assessment = assess_tie_points(
+            tie, residual, local.kind, self.extra['overlap'], fit_px=local.rmse
+        )
+        return replace(self, assessment=assessment)
 
     def write(self, path, **kwargs):
         """Write the corrected target, see :func:`~napari_coreg.geo.write_corrected`."""
         from .write import write_corrected
 
         return write_corrected(self, path, **kwargs)
+
+
+def _median_of(tie: TiePoints, values: NDArray) -> float:
+    return float(np.median(values[tie.valid])) if tie.n_valid else float('nan')
 
 
 def reproject_raster(source: GeoRaster | str, georef_to: Georef) -> GeoRaster:
@@ -233,6 +286,7 @@ def register_rasters(
     nodata: float | str | None = 'auto',
     backend: str = 'torch',
     progress: Callable[[int, int], None] | None = None,
+    client: Any = None,
     **settings,
 ) -> GeoRegistration:
     """Co-register a target scene onto a reference scene in map coordinates.
@@ -288,20 +342,27 @@ def register_rasters(
         Engine backend.
     progress : callable, optional
         Called as ``progress(done, total)`` while tie points are measured.
+    client : dask.distributed.Client or 'local', optional
+        Measure the tie-point windows as dask.distributed tasks (see
+        :func:`~napari_coreg.geo.measure_tie_points`); threads otherwise.
     **settings
         Engine settings (``levels``, ``iterations``, ...).
 
     Returns
     -------
     GeoRegistration
+        With a verdict (``'ok'``, ``'suspect'``, ``'failed'`` and reasons,
+        :mod:`napari_coreg.geo.trust`); where too few windows match for
+        ``model`` (noise, unrelated scenes, clouds) it is ``'failed'`` and the
+        correction the identity.
 
     Raises
     ------
     ValueError
-        When the scenes lie in different CRS (and ``reproject`` is False), do
-        not overlap, or share no clear window.
+        When the scenes lie in different CRS (and ``reproject`` is False) or
+        do not overlap.
     """
-    from .local import fit_matrix
+    from .trust import assess_tie_points, model_residuals, overlap_fraction
 
     started = time.perf_counter()
     if model not in ('translation', 'rigid', 'similarity', 'affine'):
@@ -372,18 +433,17 @@ def register_rasters(
         metric=metric,
         progress=progress,
         similarity=similarity,
+        client=client,
     )
-    median_px = tie.median_shift_px()
-    points = tie.points[tie.valid]
-    shifts = tie.shift_px[tie.valid]
-    if model == 'translation':
-        fixed_from_moving_px = homogeneous(np.eye(2), median_px)
-    else:
-        fixed_from_moving_px = fit_matrix(points - shifts, points, model)
+    fixed_from_moving_px, median_px = _fit(tie, model)
     w = grid.georef.world_from_px
     fixed_from_moving = w @ fixed_from_moving_px @ np.linalg.inv(w)
     result = None
-    if engine:
+    overlap_share = overlap_fraction(grid.georef, ref_geo, tgt_geo)
+    assessment = assess_tie_points(
+        tie, model_residuals(tie, fixed_from_moving_px), model, overlap_share
+    )
+    if engine and assessment.verdict != 'failed':
         result = _refine_globally(
             overlap, tie, fixed_from_moving, model, metric, backend, settings
         )
@@ -401,7 +461,9 @@ def register_rasters(
         engine=result,
         seconds=time.perf_counter() - started,
         target_source=tgt_src,
+        assessment=assessment,
         extra={
+            'overlap': overlap_share,
             'centre_map': apply_matrix(w, [centre_px])[0],
             'overlap_georef': grid.georef,
             'overlap_exact': grid.exact,
@@ -411,6 +473,25 @@ def register_rasters(
             'measured_target_georef': replace(moved_geo, nodata=tgt_nodata),
         },
     )
+
+
+def _fit(tie: TiePoints, model: str) -> tuple[NDArray, NDArray]:
+    """``fixed_from_moving`` in overlap pixels, and the median shift.
+
+    Without enough matching windows for ``model`` the identity (no
+    correction; the verdict fails) and a NaN median.
+    """
+    from .local import fit_matrix
+    from .trust import MODEL_POINTS
+
+    if tie.n_valid < MODEL_POINTS[model]:
+        return np.eye(3), np.full(2, np.nan)
+    median_px = tie.median_shift_px()
+    points = tie.points[tie.valid]
+    shifts = tie.shift_px[tie.valid]
+    if model == 'translation':
+        return homogeneous(np.eye(2), median_px), median_px
+    return fit_matrix(points - shifts, points, model), median_px
 
 
 def _refine_globally(

@@ -70,8 +70,15 @@ def _progress(quiet: bool):
     return update, bar
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the georeferenced registration for parsed ``register`` arguments."""
+def run(args: argparse.Namespace):
+    """Run the georeferenced registration for parsed ``register`` arguments.
+
+    Returns
+    -------
+    GeoRegistration
+        The result, judged as the local correction with ``--local``; the
+        caller turns a held verdict into the exit status.
+    """
     from . import fit_shift_model, register_rasters
 
     out = Path(args.out) if args.out else None
@@ -102,7 +109,10 @@ def run(args: argparse.Namespace) -> int:
             similarity=args.similarity,
             progress=update,
         )
-        local = fit_shift_model(reg.tie_points, 'field') if args.local else None
+        local = None
+        if args.local and reg.verdict != 'failed':
+            local = fit_shift_model(reg.tie_points, 'field')
+            reg = reg.assess_local(local)
         if out is not None:
             reg.write(out, local=local, overwrite=args.force)
         if args.tie_points:
@@ -127,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if not args.quiet:
         print(reg.summary())
+        print(*(f'  - {reason}' for reason in reg.verdict_reasons), sep='\n')
         if local is not None:
             print(
                 f'local: displacement field through {reg.tie_points.n_valid} tie '
@@ -139,4 +150,4 @@ def run(args: argparse.Namespace) -> int:
                 else 'resampled onto the reference grid'
             )
             print(f'wrote {out} ({kind})')
-    return 0
+    return reg

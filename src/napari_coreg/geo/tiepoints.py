@@ -9,13 +9,15 @@ by its georeferencing truly lies at ``p + shift`` (target -> reference, as
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -219,6 +221,7 @@ def measure_tie_points(
     batch: int = 64,
     similarity: str = 'intensity',
     workers: int | None = None,
+    client: Any = None,
 ) -> TiePoints:
     """Measure a tie-point grid between two scenes on the reference grid.
 
@@ -247,6 +250,10 @@ def measure_tie_points(
         Threads measuring the windows of a batch (default: the CPU count, at
         most 8; the FFTs release the GIL: 2 threads measured 1.9x faster on
         2 cores). Windows are read in the calling thread.
+    client : dask.distributed.Client or 'local', optional
+        Measure each batch as dask.distributed tasks on this client (one
+        task per worker, the windows sent with it) instead of threads, as
+        stacks do; ``'local'`` makes a LocalCluster for the call.
 
     Returns
     -------
@@ -264,6 +271,9 @@ def measure_tie_points(
             f'the overlap {shape} is smaller than the window {window}: '
             'pass a smaller window'
         )
+    from ..stack.distributed import check_client
+
+    check_client(client)
     started = time.perf_counter()
     if points is None:
         points = grid_points(shape, spacing, window)
@@ -278,7 +288,7 @@ def measure_tie_points(
     peak = np.zeros(n)
     reliability = np.zeros(n)
 
-    with windows:
+    with windows, _dask_client(client) as client:
         for start in range(0, n, batch):
             usable, refs, tgts = [], [], []
             for i in range(start, min(start + batch, n)):
@@ -301,6 +311,7 @@ def measure_tie_points(
                 refs,
                 tgts,
                 workers,
+                client,
                 refine=refine,
                 metric=metric,
                 similarity=similarity,
@@ -330,18 +341,52 @@ def measure_tie_points(
     return replace(tie, seconds=time.perf_counter() - started)
 
 
+@contextlib.contextmanager
+def _dask_client(client: Any) -> Iterator[Any]:
+    """The client to use: ``client``, or a LocalCluster's for ``'local'``."""
+    if not isinstance(client, str):
+        yield client
+        return
+    from distributed import Client, LocalCluster
+
+    from ..stack.distributed import LOCAL_WORKERS
+
+    with (
+        LocalCluster(
+            n_workers=max(1, min(LOCAL_WORKERS, os.cpu_count() or 2)),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as own,
+    ):
+        yield own
+
+
 def _measure_parallel(
-    refs: list[NDArray], tgts: list[NDArray], workers: int | None, **kwargs
+    refs: list[NDArray],
+    tgts: list[NDArray],
+    workers: int | None,
+    client: Any = None,
+    **kwargs,
 ) -> list:
-    """measure_windows over chunks of a batch in a thread pool, in order."""
+    """measure_windows over chunks of a batch (threads or dask tasks), in order."""
     from concurrent.futures import ThreadPoolExecutor
 
+    if client is not None:
+        workers = max(1, len(client.scheduler_info()['workers']))
     workers = workers or min(os.cpu_count() or 1, 8)
     refs, tgts = np.asarray(refs), np.asarray(tgts)
-    if workers <= 1 or len(refs) < 2:
-        return measure_windows(refs, tgts, **kwargs)
     bounds = np.linspace(0, len(refs), min(workers, len(refs)) + 1).astype(int)
     chunks = [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    if client is not None:
+        futures = [
+            client.submit(measure_windows, refs[a:b], tgts[a:b], pure=False, **kwargs)
+            for a, b in chunks
+        ]
+        return [m for part in client.gather(futures) for m in part]
+    if workers <= 1 or len(refs) < 2:
+        return measure_windows(refs, tgts, **kwargs)
     with ThreadPoolExecutor(len(chunks)) as pool:
         parts = pool.map(
             lambda ab: measure_windows(

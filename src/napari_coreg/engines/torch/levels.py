@@ -20,6 +20,7 @@ from torch import Tensor
 from ...pyramid import Level, shrink_per_axis
 from ...transforms import Grid, grid_points, homogeneous
 from .images import blur_margin, level_images, shrink
+from .jitter import jitter, values_at
 
 __all__ = [
     'LevelData',
@@ -195,15 +196,19 @@ def _unravel(index: Tensor | None, shape: tuple[int, ...]) -> list[Tensor]:
     return [rest, *coords[::-1]]
 
 
-def _axis_gradients(image: Tensor) -> Iterator[Tensor]:
+def _axis_gradients(
+    image: Tensor, targets: list[Tensor] | None = None
+) -> Iterator[Tensor]:
     """Central differences of ``(B, *spatial)`` along each spatial axis.
 
     One-sided at the ends (as :func:`torch.gradient`). One axis at a time,
-    in one buffer that the next axis overwrites (use or copy each before
-    asking for the next), so that a large level holds one gradient at once.
+    into ``targets`` (one per axis) or else in one buffer that the next axis
+    overwrites (use or copy each before asking for the next), so that a
+    large level holds one gradient at once.
     """
-    out = torch.empty_like(image)
+    buffer = torch.empty_like(image) if targets is None else None
     for axis in range(1, image.ndim):
+        out = buffer if targets is None else targets[axis - 1]
         n = image.shape[axis]
         if n == 1:
             out.zero_()
@@ -266,6 +271,7 @@ def build_level(
     fixed_gradient: bool = False,
     blur_margins: bool = True,
     images: tuple[Tensor, Tensor] | None = None,
+    jitter_seed: int | None = None,
 ) -> LevelData:
     """Shrink, smooth and differentiate one level of the problem.
 
@@ -282,7 +288,9 @@ def build_level(
     understood: leaving out the fixed image's margin as well moved the ITK
     brain Rotated10 optimum by 0.27 px, so the fixed points keep theirs.
     ``images`` are the level's images when already built
-    (:func:`.images.level_images`).
+    (:func:`.images.level_images`). ``jitter_seed`` moves the points off the
+    pixel grid (:mod:`.jitter`, fixed values interpolated; not with
+    ``fixed_gradient``).
     """
     ndim = fixed_grid.ndim
     f_shrink = shrink_per_axis(fixed_grid.shape, level.factor)
@@ -326,13 +334,19 @@ def build_level(
     norm_from_px = torch.as_tensor(
         norm_from_phys @ level_grid_matrix(fixed_grid, f_shrink)
     )
-    columns = _rows_at(norm_from_px[None, :ndim], _unravel(index, fixed_shape))
+    pixels = _unravel(index, fixed_shape)
+    if jitter_seed is not None:
+        pixels = jitter(pixels, fixed_shape, jitter_seed)
+    columns = _rows_at(norm_from_px[None, :ndim], pixels)
     count = columns[0].shape[1]
     points = torch.ones((count, ndim + 1), dtype=fixed_l.dtype, device=device)
     for axis, column in enumerate(columns):
         points[:, axis] = column[0]
     on_device = slice(None) if index is None else index.to(device)
-    values = fixed_l.reshape(fixed_l.shape[0], -1)[:, on_device]
+    if jitter_seed is None:
+        values = fixed_l.reshape(fixed_l.shape[0], -1)[:, on_device]
+    else:
+        values = values_at(fixed_l, pixels)
     gradient_at_points = None
     if fixed_gradient:
         linear = np.linalg.inv(norm_from_px.numpy())[:ndim, :ndim]
@@ -355,8 +369,13 @@ def build_level(
     else:
         stack = moving_l.new_empty((moving_l.shape[0], n_channels, *moving_shape))
         stack[:, :1] = moving_l
-    if moving_gradient:
-        linear = px_from_norm[:ndim, :ndim]
+    linear = px_from_norm[:ndim, :ndim]
+    if moving_gradient and np.count_nonzero(linear - np.diag(np.diag(linear))) == 0:
+        # axis-aligned: each gradient straight into its channel, no buffer
+        targets = [stack[:, 1 + axis] for axis in range(ndim)]
+        for axis, along in enumerate(_axis_gradients(moving_l[:, 0], targets)):
+            along.mul_(float(linear[axis, axis]))
+    elif moving_gradient:
         _in_frame(_axis_gradients(moving_l[:, 0]), linear, stack, 1)
     if moving_mask is not None:
         mask = torch.as_tensor(moving_mask, dtype=moving_l.dtype, device=device)

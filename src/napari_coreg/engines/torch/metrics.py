@@ -17,10 +17,12 @@ from torch import Tensor
 from ...options import Metric
 
 __all__ = [
+    'fixed_bin',
     'gauss_newton_system',
     'loss',
     'loss_and_gradient',
     'mutual_information',
+    'moving_window',
     'mutual_information_and_gradient',
     'natural',
 ]
@@ -54,7 +56,7 @@ def ncc(m: Tensor, f: Tensor, w: Tensor) -> Tensor:
     return (zm * zf).sum(dim=1)
 
 
-def _moving_window(x: Tensor, bins: int) -> tuple[Tensor, Tensor, Tensor]:
+def moving_window(x: Tensor, bins: int) -> tuple[Tensor, Tensor, Tensor]:
     """Cubic B-spline Parzen window of intensities in [0, 1].
 
     Returns the first of the four bins each value touches ``(B, N)``, the
@@ -90,7 +92,7 @@ def _moving_window(x: Tensor, bins: int) -> tuple[Tensor, Tensor, Tensor]:
     return first.long() - 1, weights, slopes
 
 
-def _fixed_bin(x: Tensor, bins: int) -> Tensor:
+def fixed_bin(x: Tensor, bins: int) -> Tensor:
     """Zero-order (nearest) bin of fixed intensities, as in Mattes' estimator."""
     return (x.clamp(0, 1) * (bins - 3) + 1).round().long()
 
@@ -112,8 +114,8 @@ def mutual_information_and_gradient(
     gradient : Tensor, (B, N)
     """
     batch = m.shape[0]
-    first, weights, slopes = _moving_window(m, bins)
-    rows = _fixed_bin(f, bins).expand(batch, -1)[..., None] * bins
+    first, weights, slopes = moving_window(m, bins)
+    rows = fixed_bin(f, bins).expand(batch, -1)[..., None] * bins
     index = rows + first[..., None] + torch.arange(4, device=m.device)
     total = w.sum(dim=1, keepdim=True).clamp_min(_TINY)
     joint = torch.zeros(batch, bins * bins, dtype=m.dtype, device=m.device)

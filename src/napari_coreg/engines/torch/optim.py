@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ...options import MODEL_SPECS, Metric
+from .curvature import mi_information_matrix, point_jacobian
 from .levels import LevelData, pulled_back_gradient, sample
 from .metrics import loss, loss_and_gradient
 from .models import ParamModel
@@ -30,6 +31,10 @@ Steps = Generator[tuple[Tensor, Tensor], None, tuple[Tensor, str]]
 MAX_STEP_PX = 4.0
 #: Most loss evaluations of one BFGS line search.
 LINE_SEARCH_STEPS = 12
+#: Levenberg-Marquardt damping of the MI information matrix before it is
+#: inverted, relative to its diagonal.
+DAMPING = 1e-3
+CARRY_SCALE = 0.25
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,17 +71,29 @@ class Objective:
 
     def gradient(self, params: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
         """Loss and its gradient with respect to the parameters."""
+        return self.gradient_and_curvature(params, rows, curvature=False)[:2]
+
+    def gradient_and_curvature(
+        self, params: Tensor, rows: Tensor, curvature: bool = True
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Loss, gradient and, for MI, the information matrix (else None).
+
+        The matrix is :func:`.curvature.mi_information_matrix`, ``(b, P, P)``.
+        """
         s = self._sample(params, rows, geometry=True)
+        fixed = self._fixed(rows)
         value, dvalues = loss_and_gradient(
-            self.metric, s.values, self._fixed(rows), s.weights, self.bins
+            self.metric, s.values, fixed, s.weights, self.bins
         )
-        grad = pulled_back_gradient(
-            s,
-            dvalues,
-            self.model.jacobians(params, self.base[rows]),
-            MODEL_SPECS[self.model.model].projective,
-        )
-        return value.double().cpu(), grad.double().cpu()
+        dmatrix = self.model.jacobians(params, self.base[rows])
+        projective = MODEL_SPECS[self.model.model].projective
+        grad = pulled_back_gradient(s, dvalues, dmatrix, projective)
+        matrix = None
+        if curvature and self.metric is Metric.MI:
+            jac = point_jacobian(s, dmatrix, projective)
+            matrix = mi_information_matrix(s.values, fixed, s.weights, jac, self.bins)
+            matrix = matrix.double().cpu()
+        return value.double().cpu(), grad.double().cpu(), matrix
 
     def displacement(self, old: Tensor, new: Tensor, rows: Tensor) -> Tensor:
         """Largest move of the level's corners between two parameter sets.
@@ -96,7 +113,11 @@ class Objective:
 
 
 def bfgs(
-    objective: Objective, params: Tensor, iterations: int, tolerance: float
+    objective: Objective,
+    params: Tensor,
+    iterations: int,
+    tolerance: float,
+    memory: dict[str, Tensor] | None = None,
 ) -> Steps:
     """Quasi-Newton (BFGS) with a backtracking line search, for any metric.
 
@@ -108,11 +129,20 @@ def bfgs(
     """
     n, n_params = params.shape
     rows = torch.arange(n)
-    value, grad = objective.gradient(params, rows)
+    carried = None if memory is None else memory.get('inverse')
+    if carried is not None and carried.shape != (n, n_params, n_params):
+        carried = None
+    value, grad, curvature = objective.gradient_and_curvature(
+        params, rows, curvature=carried is None
+    )
     eye = torch.eye(n_params, dtype=torch.float64)
     gnorm = grad.norm(dim=1).clamp_min(1e-30)
     unit = objective.displacement(params, params + grad / gnorm[:, None], rows)
     initial = eye / (unit.clamp_min(1e-12) * gnorm)[:, None, None]
+    if carried is not None:
+        initial = carried * CARRY_SCALE
+    elif curvature is not None:
+        initial = _damped_inverse(curvature, initial)
     inverse = initial.clone()
     best = params.clone()
     active = torch.ones(n, dtype=torch.bool)
@@ -158,8 +188,27 @@ def bfgs(
         moved = objective.displacement(old, best[rows], rows)
         active[rows[(moved < tolerance) | pending]] = False
         if not active.any():
-            return best, 'converged'
-    return best, 'max_iterations'
+            break
+    if memory is not None:
+        memory['inverse'] = inverse
+    return best, 'converged' if not active.any() else 'max_iterations'
+
+
+def _damped_inverse(matrix: Tensor, fallback: Tensor) -> Tensor:
+    """Inverse of positive semi-definite ``(B, P, P)`` matrices, damped.
+
+    Levenberg-Marquardt damping (``DAMPING`` times the diagonal, and times
+    its mean); a row whose damped matrix is still not positive definite
+    keeps ``fallback``.
+    """
+    diagonal = torch.diagonal(matrix, dim1=1, dim2=2)
+    floor = diagonal.mean(dim=1, keepdim=True).clamp_min(1e-30)
+    damped = matrix + torch.diag_embed(DAMPING * (diagonal + floor))
+    factor, info = torch.linalg.cholesky_ex(damped)
+    ok = ((info == 0) & torch.isfinite(factor).all(dim=(1, 2)))[:, None, None]
+    eye = torch.eye(matrix.shape[-1], dtype=matrix.dtype).expand_as(matrix)
+    inverse = torch.cholesky_solve(eye, torch.where(ok, factor, eye))
+    return torch.where(ok, inverse, fallback)
 
 
 def adam(
