@@ -79,7 +79,12 @@ def _pair_row(family: str, metric: str, peer: str, limit: float):
                 target=target,
                 met=ratio <= limit and better,
                 errors=f'{r["error_ours_median"]:.3f} vs {r["error_peer_median"]:.3f} '
-                f'px (median of {r["cases"]})',
+                f'px (median of {r["cases"]}'
+                + (
+                    f'; the peer failed {r["peer_failures"]}: ratio over the others)'
+                    if r.get('peer_failures')
+                    else ')'
+                ),
                 profile=None if ratio <= limit else f'pair:{family}+{metric}',
             )
         ]
