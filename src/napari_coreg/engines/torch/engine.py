@@ -429,9 +429,10 @@ def run(problem: Problem) -> Generator[Progress, None, Outcome]:
         total=sum(level.iterations for level in problem.schedule)
         + (first if warm else 0),
     )
-    reports, won = [], None
+    reports, won, data = [], None, None
     for index in range(len(problem.schedule)):
         started = time.perf_counter()
+        del data  # the previous level, before this one is built
         data = _level(problem, index, device, images=images)
         losses: list[float] = []
         if index == 0 and warm is not None:

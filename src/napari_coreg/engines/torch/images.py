@@ -124,6 +124,9 @@ class LevelImages:
     in order (the coarsest for the starting points and then to optimise,
     ..., the finest to optimise and then for the final metric), so each is
     built once, and a large image's coarse levels are freed as it moves on.
+    A level is a list ``[fixed, moving]``: :func:`.levels.build_level` swaps
+    the moving image for a view into the stack it copies it into, so that
+    the copy is not held twice.
     """
 
     def __init__(
@@ -139,14 +142,14 @@ class LevelImages:
         self._schedule = tuple(schedule)
         self._device = device
         self._index: int | None = None
-        self._images: tuple[Tensor, Tensor] | None = None
+        self._images: list[Tensor] | None = None
 
-    def __call__(self, index: int) -> tuple[Tensor, Tensor]:
+    def __call__(self, index: int) -> list[Tensor]:
         """The fixed and moving images of level ``index`` (see :func:`level_images`)."""
         if index != self._index:
             self._images = None  # free the previous level first
-            self._images = level_images(
-                *self._inputs, self._schedule[index], self._device
+            self._images = list(
+                level_images(*self._inputs, self._schedule[index], self._device)
             )
             self._index = index
         return self._images

@@ -270,7 +270,7 @@ def build_level(
     moving_gradient: bool = True,
     fixed_gradient: bool = False,
     blur_margins: bool = True,
-    images: tuple[Tensor, Tensor] | None = None,
+    images: list[Tensor] | None = None,
     jitter_seed: int | None = None,
 ) -> LevelData:
     """Shrink, smooth and differentiate one level of the problem.
@@ -287,16 +287,19 @@ def build_level(
     shifted camera crop by 0.05 px (0.15 px with sigma 1). Measured, not yet
     understood: leaving out the fixed image's margin as well moved the ITK
     brain Rotated10 optimum by 0.27 px, so the fixed points keep theirs.
-    ``images`` are the level's images when already built
-    (:func:`.images.level_images`). ``jitter_seed`` moves the points off the
-    pixel grid (:mod:`.jitter`, fixed values interpolated; not with
-    ``fixed_gradient``).
+    ``images`` are the level's images ``[fixed, moving]`` when already built
+    (:class:`.images.LevelImages`); the moving one is then replaced by a view
+    into the sampled stack when it is copied there, which frees the copy.
+    ``jitter_seed`` moves the points off the pixel grid (:mod:`.jitter`,
+    fixed values interpolated; not with ``fixed_gradient``).
     """
     ndim = fixed_grid.ndim
     f_shrink = shrink_per_axis(fixed_grid.shape, level.factor)
     m_shrink = shrink_per_axis(moving_grid.shape, level.factor)
     if images is None:
-        images = level_images(fixed, moving, fixed_grid, moving_grid, level, device)
+        images = list(
+            level_images(fixed, moving, fixed_grid, moving_grid, level, device)
+        )
     fixed_l, moving_l = images
     fixed_shape = tuple(fixed_l.shape[1:])
     moving_shape = tuple(moving_l.shape[2:])
@@ -369,6 +372,7 @@ def build_level(
     else:
         stack = moving_l.new_empty((moving_l.shape[0], n_channels, *moving_shape))
         stack[:, :1] = moving_l
+        images[1] = moving_l = stack[:, :1]  # one copy of the image
     linear = px_from_norm[:ndim, :ndim]
     if moving_gradient and np.count_nonzero(linear - np.diag(np.diag(linear))) == 0:
         # axis-aligned: each gradient straight into its channel, no buffer
