@@ -131,6 +131,11 @@ class LevelData:
 
 #: Values of the strided sample that brackets a top-k's cut-off.
 BRACKET_SAMPLES = 1 << 12
+#: A bracket holding more than this many times the points wanted (ties) is
+#: not ranked on its own: the whole level is, in chunks.
+BAND_LIMIT = 16
+#: Values per chunk of a large top-k.
+TOPK_CHUNK = 1 << 22
 
 
 def _subset(
@@ -168,14 +173,34 @@ def _strongest(strength: Tensor, limit: int) -> Tensor:
     low = sample[max(0, math.floor((below - spread) * m))]
     high = sample[min(m - 1, math.ceil((below + spread) * m))]
     keep = strength > high
-    band = torch.nonzero((strength >= low) & ~keep)[:, 0]
-    need = limit - int(keep.sum())
-    if need < 0 or need > band.numel():  # missed: rank everything
-        keep.zero_()
-        keep[torch.topk(strength, limit, sorted=False).indices] = True
-    else:
-        keep[band[torch.topk(strength[band], need, sorted=False).indices]] = True
+    in_band = (strength >= low) & ~keep
+    need = limit - int(torch.count_nonzero(keep))
+    n_band = int(torch.count_nonzero(in_band))
+    if need < 0 or need > n_band or n_band > BAND_LIMIT * limit:
+        # missed (or ties made the band wide): rank everything
+        return _topk_chunked(strength, limit).sort().values
+    band = torch.nonzero(in_band)[:, 0]
+    keep[band[torch.topk(strength[band], need, sorted=False).indices]] = True
     return torch.nonzero(keep)[:, 0]
+
+
+def _topk_chunked(values: Tensor, k: int) -> Tensor:
+    """Indices of the ``k`` largest of flat ``values``, a chunk at a time.
+
+    Each chunk's ``k`` largest are candidates, and the candidates are ranked:
+    the same set as one top-k (up to ties) without its full-size buffers.
+    """
+    chunk = max(TOPK_CHUNK, 2 * k)
+    if values.numel() <= chunk:
+        return torch.topk(values, k, sorted=False).indices
+    found_values, found_indices = [], []
+    for start in range(0, values.numel(), chunk):
+        part = values[start : start + chunk]
+        best = torch.topk(part, min(k, part.numel()), sorted=False)
+        found_values.append(best.values)
+        found_indices.append(best.indices + start)
+    candidates = torch.cat(found_values)
+    return torch.cat(found_indices)[torch.topk(candidates, k, sorted=False).indices]
 
 
 def _unravel(index: Tensor | None, shape: tuple[int, ...]) -> list[Tensor]:
@@ -333,6 +358,7 @@ def build_level(
         if index is not None:
             strength = strength[index.to(strength.device)]
         chosen = _subset(count, strong_points, None, strength)
+        del strength  # a level-sized buffer, before the moving stack
         index = chosen if index is None else index[chosen]
     norm_from_px = torch.as_tensor(
         norm_from_phys @ level_grid_matrix(fixed_grid, f_shrink)
