@@ -19,11 +19,12 @@ torch = pytest.importorskip('torch')
 from _cases import about_centre, rotation, source_image  # noqa: E402
 
 from napari_coreg import Grid, apply_matrix  # noqa: E402
+from napari_coreg.engines.torch import levels  # noqa: E402
 from napari_coreg.engines.torch.compositional import (  # noqa: E402
     CompositionalObjective,
     _steepest_descent,
 )
-from napari_coreg.engines.torch.images import LevelImages  # noqa: E402
+from napari_coreg.engines.torch.images import LevelImages, gaussian_blur  # noqa: E402
 from napari_coreg.engines.torch.levels import (  # noqa: E402
     _axis_gradients,
     _strongest,
@@ -157,7 +158,11 @@ def test_forward_ncc_gradient_is_the_derivative_of_the_loss(model) -> None:
     assert relative < 0.1, (gradient[0], numeric)
 
 
-def test_strongest_is_the_top_k_set() -> None:
+@pytest.mark.parametrize('chunk', [None, 1000])
+def test_strongest_is_the_top_k_set(chunk, monkeypatch) -> None:
+    if chunk is not None:  # rank large levels in chunks, whenever ranked
+        monkeypatch.setattr(levels, 'TOPK_CHUNK', chunk)
+        monkeypatch.setattr(levels, 'BAND_LIMIT', 0)
     rng = np.random.default_rng(0)
     image = ndimage.gaussian_filter(rng.random((300, 256)), 2).astype(np.float32)
     strengths = [
@@ -173,6 +178,45 @@ def test_strongest_is_the_top_k_set() -> None:
             assert torch.all(found[1:] > found[:-1])  # in order, distinct
             expected = torch.topk(strength, limit).values.sort().values
             assert torch.equal(strength[found].sort().values, expected)
+
+
+def test_blur_matches_scipy_with_mirrored_edges() -> None:
+    rng = np.random.default_rng(3)
+    for shape in ((37, 41), (9, 12, 20)):
+        image = rng.random(shape).astype(np.float32)
+        for sigma in (0.5, 1.0):  # kernel radius 2 and 3, as scipy's here
+            found = gaussian_blur(torch.as_tensor(image)[None, None], sigma)[0, 0]
+            expected = ndimage.gaussian_filter(
+                image, sigma, mode='mirror', truncate=3.0
+            )
+            np.testing.assert_allclose(found.numpy(), expected, atol=1e-5)
+
+
+def test_level_keeps_one_copy_of_the_moving_image() -> None:
+    rng = np.random.default_rng(4)
+    fixed, moving = (rng.random((1, 32, 40)).astype(np.float32) for _ in range(2))
+    grid = Grid((32, 40))
+    images = LevelImages(
+        fixed, moving, grid, grid, (Level(1, 0.5, 5),), torch.device('cpu')
+    )
+    blurred = images(0)[1].clone()
+    data = build_level(
+        fixed,
+        moving,
+        grid,
+        grid,
+        None,
+        None,
+        Level(1, 0.5, 5),
+        normalised_frame(grid),
+        torch.device('cpu'),
+        max_points=10**6,
+        images=images(0),
+    )
+    assert data.moving_stack.shape[1] == 3  # image and its gradient
+    kept = images(0)[1]
+    assert kept.data_ptr() == data.moving_stack.data_ptr()  # a view, not a copy
+    torch.testing.assert_close(kept, blurred)
 
 
 def test_axis_gradients_match_torch_gradient() -> None:
