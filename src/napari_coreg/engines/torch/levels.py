@@ -394,9 +394,6 @@ def build_level(
     n_grad = ndim if moving_gradient else 0
     n_channels = 1 + n_grad + (moving_mask is not None)
     if n_channels == 1:  # the image alone: no copy
-        if moving_l.untyped_storage().nbytes() > moving_l.nbytes:
-            # a view into an earlier level's stack: keep the image alone
-            images[1] = moving_l = moving_l.clone()
         stack = moving_l
     else:
         stack = moving_l.new_empty((moving_l.shape[0], n_channels, *moving_shape))
