@@ -172,8 +172,8 @@ def stack_section(store: dict[str, Any]) -> str:
                     '',
                     f'Rigid, {reference}: napari-coreg '
                     f'{1000 * ours_s / (frames - 1):.0f} ms/frame vs pystackreg '
-                    f'{1000 * ref_s / (frames - 1):.0f} ms/frame ({ours_s / ref_s:.2f}x '
-                    "pystackreg's time; target <= 0.25x).",
+                    f'{1000 * ref_s / (frames - 1):.0f} ms/frame '
+                    f"({ours_s / ref_s:.2f}x pystackreg's time; target <= 0.25x).",
                 ]
     if store.get('memory'):
         lines += _stack_memory(store['memory'])

@@ -26,7 +26,7 @@ __all__ = ['release_freed']
 
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or ``None`` where the C library is not glibc."""
+    """The C library's ``malloc_trim`` on glibc, else ``None``."""
     if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':
         return None
     name = ctypes.util.find_library('c')
