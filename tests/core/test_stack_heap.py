@@ -8,17 +8,20 @@ import pytest
 
 from napari_coreg.stack import heap
 
+ON_GLIBC = platform.system() == 'Linux' and platform.libc_ver()[0] == 'glibc'
+
 
 @pytest.fixture
 def fresh_lookup():
-    heap._malloc_trim.cache_clear()
+    heap._glibc.cache_clear()
     yield
-    heap._malloc_trim.cache_clear()
+    heap._glibc.cache_clear()
 
 
-def test_release_freed_asks_glibc_on_linux(fresh_lookup):
-    on_glibc = platform.system() == 'Linux' and platform.libc_ver()[0] == 'glibc'
-    assert heap.release_freed() is on_glibc
+@pytest.mark.skipif(not ON_GLIBC, reason='glibc only')
+def test_release_freed_trims_only_over_the_held_bytes(fresh_lookup):
+    assert heap.release_freed(held=0) is True
+    assert heap.release_freed(held=1 << 62) is False
 
 
 @pytest.mark.parametrize(
@@ -27,5 +30,5 @@ def test_release_freed_asks_glibc_on_linux(fresh_lookup):
 def test_release_freed_does_nothing_off_glibc(fresh_lookup, monkeypatch, system, libc):
     monkeypatch.setattr(platform, 'system', lambda: system)
     monkeypatch.setattr(platform, 'libc_ver', lambda *a, **k: (libc, ''))
-    assert heap._malloc_trim() is None
-    assert heap.release_freed() is False
+    assert heap._glibc() is None
+    assert heap.release_freed(held=0) is False
