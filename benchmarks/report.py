@@ -171,8 +171,9 @@ def graf_section(store) -> list[str]:
 
 
 #: Sections measured by suites outside this document's run, kept as they
-#: wrote them in benchmarks/results (bench_init.py: global initialisation).
-INCLUDED = ('init.md',)
+#: wrote them in benchmarks/results (bench_init.py: global initialisation;
+#: bench_geo.py: georeferenced rasters against AROSICS).
+INCLUDED = ('init.md', 'geo.md')
 
 
 def included_sections() -> list[str]:
