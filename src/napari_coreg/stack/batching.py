@@ -24,6 +24,7 @@ from ..pyramid import Level
 from ..result import LevelReport, Progress
 from ..transforms import Grid
 from .frames import Frames, gray
+from .heap import release_freed
 
 __all__ = [
     'BatchOut',
@@ -328,6 +329,8 @@ def solve(spec: Spec, job: Job, slab: Any, fixed: NDArray | None) -> BatchOut:
         try:
             next(steps)
         except StopIteration as done:
+            del slab, steps
+            release_freed()
             return done.value
 
 
@@ -364,7 +367,8 @@ class LocalRunner:
                     yield progress, None
             finally:
                 steps.close()
-            del slab
+            del slab, steps
+            release_freed()  # batches vary in size: see .heap
             yield None, result
 
     def close(self) -> None:
