@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,15 +118,50 @@ def run(args: argparse.Namespace, store: dict, log) -> set[str]:
     if args.only == 'peers':
         return set()
     size = args.memory_size
-    fixed, moving, truth = memory_pair(size)
+    store['memory'] = _measure(
+        memory_pair(size),
+        SETTINGS,
+        f'{size}²',
+        size,
+        ('err', lambda matrix, truth: error_px(matrix, truth, (size, size))),
+        log,
+    )
+    if args.memory_volume:
+        size = args.memory_volume
+        store['memory_3d'] = _measure(
+            memory_volume(size),
+            SETTINGS_3D,
+            f'{size}³',
+            size,
+            ('err_voxels', lambda matrix, truth: _corner_error_3d(matrix, truth, size)),
+            log,
+        )
+    return {'ours'}
+
+
+def _measure(
+    pair: tuple[np.ndarray, np.ndarray, np.ndarray],
+    settings_list,
+    label: str,
+    size: int,
+    error: tuple[str, Callable[[Any, np.ndarray], float]],
+    log,
+) -> list[dict[str, Any]]:
+    """Peak memory of registering ``pair`` once per setting, each in a child.
+
+    ``error`` is the record's key for the error and the function giving it
+    from the found matrix and the truth.
+    """
+    fixed, moving, truth = pair
+    error_key, error_of = error
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / 'pair.npz'
         np.savez(path, fixed=fixed, moving=moving)
-        del fixed, moving
-        for settings in SETTINGS:
+        del fixed, moving, pair
+        for settings in settings_list:
             kwargs = {'path': str(path), 'settings': settings}
-            name = f'{size}² {settings}'
+            name = f'{label} {settings}'
             rec = harness.run_case(SUITE, name, 'bench_memory', 'register_pair', kwargs)
             entry: dict[str, Any] = {'size': size, 'kw': settings}
             if rec['status'] == 'ok':
@@ -135,39 +171,7 @@ def run(args: argparse.Namespace, store: dict, log) -> set[str]:
                     'peak_mb': memory['peak_rss_mib'],
                     'time': result['time'],
                     'inputs_mb': result['inputs_mb'],
-                    'err': error_px(result['matrix'], truth, (size, size)),
-                }
-            else:
-                entry['error'] = f'{rec["status"]}: {rec["error"]}'
-            log(f'memory {name} -> {entry}')
-            out.append(entry)
-    store['memory'] = out
-    if args.memory_volume:
-        store['memory_3d'] = _volumes(args.memory_volume, log)
-    return {'ours'}
-
-
-def _volumes(size: int, log) -> list[dict[str, Any]]:
-    """Peak memory of the ``size³`` volume pair, per setting."""
-    fixed, moving, truth = memory_volume(size)
-    out = []
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / 'volumes.npz'
-        np.savez(path, fixed=fixed, moving=moving)
-        del fixed, moving
-        for settings in SETTINGS_3D:
-            kwargs = {'path': str(path), 'settings': settings}
-            name = f'{size}³ {settings}'
-            rec = harness.run_case(SUITE, name, 'bench_memory', 'register_pair', kwargs)
-            entry: dict[str, Any] = {'size': size, 'kw': settings}
-            if rec['status'] == 'ok':
-                result, memory = rec['result'], rec['memory']
-                entry |= {
-                    'base_mb': memory['rss_before_mib'],
-                    'peak_mb': memory['peak_rss_mib'],
-                    'time': result['time'],
-                    'inputs_mb': result['inputs_mb'],
-                    'err_voxels': _corner_error_3d(result['matrix'], truth, size),
+                    error_key: error_of(result['matrix'], truth),
                 }
             else:
                 entry['error'] = f'{rec["status"]}: {rec["error"]}'

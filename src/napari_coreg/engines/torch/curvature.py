@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .levels import Sample
+from .levels import Sample, pullback_factors
 from .metrics import fixed_bin, moving_window
 
 __all__ = ['mi_information_matrix', 'point_jacobian']
@@ -37,16 +37,7 @@ def point_jacobian(s: Sample, dmatrix_dparams: Tensor, projective: bool) -> Tens
     ``d matrix / d params``, ``(B, (D+1)^2, P)``, as for
     :func:`.levels.pulled_back_gradient`.
     """
-    ndim = s.mapped.shape[-1]
-    dmatrix = dmatrix_dparams.to(device=s.points.device, dtype=s.points.dtype)
-    dmatrix = dmatrix.reshape(dmatrix.shape[0], ndim + 1, ndim + 1, -1)
-    if projective:
-        along = torch.cat(
-            [s.gradient, -(s.gradient * s.mapped).sum(-1, keepdim=True)], dim=-1
-        )
-        points = s.points / s.depth[..., None]
-    else:
-        along, points, dmatrix = s.gradient, s.points, dmatrix[:, :ndim]
+    along, points, dmatrix = pullback_factors(s, dmatrix_dparams, projective)
     outer = along[..., :, None] * points[..., None, :]
     return outer.flatten(2) @ dmatrix.flatten(1, 2)
 

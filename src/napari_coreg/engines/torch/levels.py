@@ -28,6 +28,7 @@ __all__ = [
     'build_level',
     'level_grid_matrix',
     'normalised_frame',
+    'pullback_factors',
     'pulled_back_gradient',
     'sample',
 ]
@@ -544,6 +545,29 @@ def sample(
     )
 
 
+def pullback_factors(
+    s: Sample, dmatrix_dparams: Tensor, projective: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The factors ``along``, ``points``, ``dmatrix`` of ``d values / d params``.
+
+    Per point, ``d values_n / d params = sum_jk along_nj points_nk dmatrix_jk``.
+    ``s`` needs its geometry and moving gradient; ``dmatrix_dparams`` is
+    ``d matrix / d params``, ``(B, (D+1)^2, P)``. Without a projective part
+    the matrix's last row is constant and is dropped.
+    """
+    ndim = s.mapped.shape[-1]
+    dmatrix = dmatrix_dparams.to(device=s.points.device, dtype=s.points.dtype)
+    dmatrix = dmatrix.reshape(dmatrix.shape[0], ndim + 1, ndim + 1, -1)
+    if projective:
+        along = torch.cat(
+            [s.gradient, -(s.gradient * s.mapped).sum(-1, keepdim=True)], dim=-1
+        )
+        points = s.points / s.depth[..., None]
+    else:
+        along, points, dmatrix = s.gradient, s.points, dmatrix[:, :ndim]
+    return along, points, dmatrix
+
+
 def pulled_back_gradient(
     s: Sample, dvalues: Tensor, dmatrix_dparams: Tensor, projective: bool
 ) -> Tensor:
@@ -558,15 +582,6 @@ def pulled_back_gradient(
     contracted with ``d T / d params``. Without a projective part
     (``projective=False``) the matrix's last row is constant and ``w = 1``.
     """
-    ndim = s.mapped.shape[-1]
-    dmatrix = dmatrix_dparams.to(device=s.points.device, dtype=s.points.dtype)
-    dmatrix = dmatrix.reshape(dmatrix.shape[0], ndim + 1, ndim + 1, -1)
-    if projective:
-        along = torch.cat(
-            [s.gradient, -(s.gradient * s.mapped).sum(-1, keepdim=True)], dim=-1
-        )
-        points = s.points / s.depth[..., None]
-    else:
-        along, points, dmatrix = s.gradient, s.points, dmatrix[:, :ndim]
+    along, points, dmatrix = pullback_factors(s, dmatrix_dparams, projective)
     moment = (along * dvalues[..., None]).transpose(1, 2) @ points
     return (moment.flatten(1)[..., None] * dmatrix.flatten(1, 2)).sum(dim=1)
