@@ -43,6 +43,24 @@ def homography_pair():
     return _downscaled('homography', 3)
 
 
+@pytest.fixture
+def private_napari_settings(monkeypatch):
+    """napari settings of this test only (never the user's settings file)."""
+    import napari.settings
+    from napari.settings import NapariSettings
+
+    monkeypatch.setattr(napari.settings, '_SETTINGS', NapariSettings(config_path=None))
+
+
+@pytest.fixture
+def s2(shared_data):
+    """The shared Sentinel-2 pair's folder (skips where the data is absent)."""
+    folder = shared_data / 'arosics_s2_inter1'
+    if not folder.is_dir():
+        pytest.skip(f'Sentinel-2 test pair not found at {folder}')
+    return folder
+
+
 def world_error(fixed_layer, moving_layer, truth_px, ndim=2) -> float:
     """Largest world distance between where fixed and moving show a structure.
 

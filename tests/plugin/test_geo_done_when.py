@@ -37,22 +37,8 @@ SCREENSHOT = Path(os.environ.get('NAPARI_COREG_SCREENSHOTS', '/tmp')) / (
     'napari_coreg_s2_overlay.png'
 )
 
-
-@pytest.fixture(autouse=True)
-def _private_settings(monkeypatch):
-    """napari settings of this test only (never the user's settings file)."""
-    import napari.settings
-    from napari.settings import NapariSettings
-
-    monkeypatch.setattr(napari.settings, '_SETTINGS', NapariSettings(config_path=None))
-
-
-@pytest.fixture
-def s2(shared_data):
-    folder = shared_data / 'arosics_s2_inter1'
-    if not folder.is_dir():
-        pytest.skip(f'Sentinel-2 test pair not found at {folder}')
-    return folder
+# napari settings of each test only (the drop preference is written there)
+pytestmark = pytest.mark.usefixtures('private_napari_settings')
 
 
 def _pixels_hash(path) -> str:

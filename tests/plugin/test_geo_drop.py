@@ -31,22 +31,8 @@ from napari_coreg._napari._geo_io import (  # noqa: E402
     prefer_for_drops,
 )
 
-
-@pytest.fixture(autouse=True)
-def _private_settings(monkeypatch):
-    """napari settings of this test only (never the user's settings file)."""
-    import napari.settings
-    from napari.settings import NapariSettings
-
-    monkeypatch.setattr(napari.settings, '_SETTINGS', NapariSettings(config_path=None))
-
-
-@pytest.fixture
-def s2(shared_data):
-    folder = shared_data / 'arosics_s2_inter1'
-    if not folder.is_dir():
-        pytest.skip(f'Sentinel-2 test pair not found at {folder}')
-    return folder
+# napari settings of each test only (the drop preference is written there)
+pytestmark = pytest.mark.usefixtures('private_napari_settings')
 
 
 def test_dropping_the_sentinel2_pair_asks_once_then_remembers(
